@@ -1,0 +1,18 @@
+"""audiodiff: diffusion models on log-mel spectrograms, trained and sampled on CPU or GPU."""
+
+from .audio import AudioError
+from .checkpoint import CheckpointError
+from .config import Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig, preset
+from .mel import MelSpectrogram
+from .pipeline import Generated, SpectrogramDiffusion, reconstruct
+from .sampling import ddim, ddpm, sample
+from .schedule import GaussianSchedule
+from .unet import UNet
+from .vocoder import GriffinLim, Vocoder
+
+__all__ = [
+    "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
+    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm",
+    "sample", "GaussianSchedule", "UNet", "GriffinLim", "Vocoder",
+]
+__version__ = "0.1.0"

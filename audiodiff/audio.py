@@ -1,0 +1,69 @@
+"""The only audio I/O: load any file soundfile reads, mix to mono, resample (soxr), save.
+
+Waveforms here are float32 numpy arrays in [-1, 1] of shape [T] (mono).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message names the path and the reason."""
+
+
+def audio_extensions() -> frozenset[str]:
+    """Lower-case file extensions (no dot) that soundfile/libsndfile can read on this system."""
+    exts = {k.lower() for k in sf.available_formats()}
+    aliases = {"aiff": {"aif", "aifc"}, "ogg": {"oga", "opus"}, "wav": {"wave"}}
+    for k, extra in aliases.items():
+        if k in exts:
+            exts |= extra
+    return frozenset(exts)
+
+
+def load(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read `path`, mix channels to mono by averaging, resample to `sample_rate`.
+
+    Returns float32 [T]. Raises AudioError for unreadable, empty or non-finite audio.
+    """
+    path = Path(path)
+    try:
+        x, sr = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
+        raise AudioError(f"{path}: cannot read audio ({_short(e)})") from None
+    if x.shape[0] == 0:
+        raise AudioError(f"{path}: no samples")
+    if not np.isfinite(x).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    mono = x.mean(axis=1)
+    if sr != sample_rate:
+        mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def save(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
+    """Write mono float audio [T] as 16-bit PCM WAV, atomically (temp file + rename).
+
+    Samples outside [-1, 1] are clipped.
+    """
+    path = Path(path)
+    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, wav, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__

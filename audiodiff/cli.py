@@ -1,0 +1,229 @@
+"""Command line: parse, build the config, call the library. No math here."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .audio import AudioError
+from .checkpoint import CheckpointError
+from .config import PRESETS, Config, preset
+
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, AudioError, CheckpointError)
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's expected errors into a one-line `Error: ...` and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EXPECTED_ERRORS as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+DEVICE = click.option("--device", default="auto", show_default=True,
+                      help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="audiodiff")
+def main() -> None:
+    """audiodiff: diffusion models on log-mel spectrograms.
+
+    \b
+    Typical use:
+      audiodiff train samples/notes --out runs/notes --preset tiny
+      audiodiff generate runs/notes --out clips -n 4
+      audiodiff reconstruct some.wav --out roundtrip.wav
+    """
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".audiodiff-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str | None,
+                          overrides: dict[str, dict[str, Any]], resume: bool) -> Config:
+    """The config to train with: the run's own when continuing, else preset + TOML file + flags."""
+    from .train import check_same_model, latest_checkpoint
+
+    stored_path = out / "config.toml"
+    if stored_path.exists():
+        stored = Config.from_toml(stored_path)
+        config = stored
+        if config_file or preset_name:
+            config = Config.from_toml(config_file, preset(preset_name or stored.preset)) if config_file \
+                else preset(preset_name)
+            check_same_model(stored, config, str(out))
+    else:
+        if resume:
+            raise ValueError(f"{out}: --resume given but there is no run here (no config.toml)")
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(f"{out}: folder exists and is not an audiodiff run (no config.toml); choose another --out")
+        config = preset(preset_name or "small")
+        if config_file:
+            config = Config.from_toml(config_file, config)
+    for section, changes in overrides.items():
+        if changes:
+            config = config.replace(section, **changes)
+    if resume and latest_checkpoint(out) is None:
+        raise ValueError(f"{out}: --resume given but no checkpoint yet in {out / 'checkpoints'}")
+    return config
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Run directory: config, checkpoints, loss log, previews. An existing run is continued.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML file with [mel] [unet] [diffusion] [data] [train] tables overriding the preset.")
+@click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)),
+              help="Model/training size. Default: small (new runs) or the run's own (continuing).")
+@click.option("--steps", type=int, help="Total optimizer steps (continuing a run may raise it).")
+@click.option("--batch-size", type=int, help="Clips per step.")
+@click.option("--lr", type=float, help="Peak learning rate (AdamW).")
+@click.option("--seed", type=int, help="Seed for init, data order, timesteps and noise.")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
+@click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@DEVICE
+@_friendly
+def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
+          batch_size: int | None, lr: float | None, seed: int | None, precision: str | None,
+          checkpoint_every: int | None, resume: bool, progress: bool, device: str) -> None:
+    """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
+
+    Files of any format soundfile reads (wav, flac, ogg, ...), any sample rate and channel count
+    are resampled and mixed to mono, cut into random crops, and turned into log-mels once (cached
+    in OUT/cache). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
+    """
+    from .data import load_mels
+    from .device import resolve_device
+    from .mel import MelSpectrogram
+    from .train import train as run_training
+
+    train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, precision=precision,
+                                           checkpoint_every=checkpoint_every).items() if v is not None}
+    config = _resolve_train_config(out, config_file, preset_name, {"train": train_changes}, resume)
+    dev = resolve_device(device)
+    _writable_dir(out)
+    (out / "config.toml").write_text(config.to_toml())
+
+    t0 = time.perf_counter()
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress)
+    for path, reason in report.skipped[:10]:
+        click.echo(f"warning: skipped {path}: {reason}", err=True)
+    if len(report.skipped) > 10:
+        click.echo(f"warning: ... and {len(report.skipped) - 10} more skipped files", err=True)
+    click.echo(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    click.echo(f"training preset={config.preset} on {dev} ({config.train.precision}), "
+               f"{config.train.steps} steps of {config.train.batch_size} x "
+               f"{config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
+    state = run_training(config, data, out, dev, progress=progress, log=click.echo)
+    click.echo(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s. "
+               f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for sample_NNN.wav and sample_NNN.png.")
+@click.option("-n", "n", default=4, show_default=True, help="Number of clips.")
+@click.option("--steps", default=50, show_default=True, help="Network evaluations (1..T).")
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm"]), default="ddim", show_default=True,
+              help="ddim: deterministic (eta 0), ddpm: ancestral Markov chain (use many steps).")
+@click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
+@click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
+@click.option("--seconds", type=float, help="Clip length; default the training crop. Longer works too.")
+@click.option("--batch-size", default=8, show_default=True, help="Clips sampled at once.")
+@click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@DEVICE
+@_friendly
+def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
+             seconds: float | None, batch_size: int, force: bool, progress: bool, device: str) -> None:
+    """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
+    from .pipeline import SpectrogramDiffusion, write_clips
+
+    if n < 1 or batch_size < 1:
+        raise ValueError("-n and --batch-size must be at least 1")
+    existing = [out / f"sample_{i:03d}.wav" for i in range(n) if (out / f"sample_{i:03d}.wav").exists()]
+    if existing and not force:
+        raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
+    _writable_dir(out)
+    pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
+    options = {"eta": eta} if sampler == "ddim" else {}
+    t0 = time.perf_counter()
+    result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
+                           batch_size=batch_size, progress=progress, **options)
+    elapsed = time.perf_counter() - t0
+    titles = [f"{sampler} {steps} steps, seed {seed + i}, step {pipe.step}" for i in range(n)]
+    paths = write_clips(out, result, pipe.config.mel, titles=titles)
+    audio_s = result.audio.shape[1] / result.sample_rate * n
+    click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
+               f"on {pipe.device} ({elapsed / audio_s:.2f} s per second of audio)")
+
+
+@main.command()
+@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Output WAV.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path),
+              help="Use this run's mel config (default: the built-in default mel config).")
+@click.option("--iters", default=32, show_default=True, help="Griffin-Lim iterations.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the initial phase.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@DEVICE
+@_friendly
+def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, iters: int, seed: int, force: bool,
+                device: str) -> None:
+    """Round-trip IN_AUDIO through the mel front end and the vocoder, to hear what the mel keeps.
+
+    Prints mel L1, multi-resolution STFT distance and SNR of the result against the input
+    (resampled to the mel's sample rate, mono), and writes a spectrogram PNG beside --out.
+    """
+    from .audio import load, save
+    from .device import resolve_device
+    from .mel import MelSpectrogram
+    from .metrics import mel_l1, mr_stft, snr_db
+    from .pipeline import reconstruct as roundtrip
+    from .plot import save_spectrogram
+    from .vocoder import GriffinLim
+
+    if out.exists() and not force:
+        raise ValueError(f"{out}: exists; pass --force to overwrite")
+    mel_config = _run_mel_config(run_dir) if run_dir else Config().mel
+    mel = MelSpectrogram(mel_config).to(resolve_device(device))
+    wav = load(in_audio, mel_config.sample_rate)
+    t0 = time.perf_counter()
+    est, logmel = roundtrip(wav, mel, GriffinLim(mel, n_iter=iters), seed)
+    elapsed = time.perf_counter() - t0
+    _writable_dir(out.parent)
+    save(out, est.numpy(), mel_config.sample_rate)
+    save_spectrogram(out.with_suffix(".png"), logmel[0, 0].numpy(), mel_config, f"{in_audio.name} (input mel)")
+    mel_cpu = MelSpectrogram(mel_config)
+    click.echo(f"{out}: mel L1 {mel_l1(wav, est, mel_cpu):.3f}, MR-STFT {mr_stft(wav, est):.3f}, "
+               f"SNR {snr_db(wav, est):.1f} dB; Griffin-Lim {iters} iterations, "
+               f"real-time factor {elapsed / (len(wav) / mel_config.sample_rate):.3f}")
+
+
+def _run_mel_config(run_dir: Path):
+    from .pipeline import find_checkpoint
+    from . import checkpoint
+
+    _, meta = checkpoint.read(find_checkpoint(run_dir))
+    return Config.from_dict(meta.get("config", {})).mel

@@ -1,0 +1,217 @@
+"""Frozen configuration dataclasses, presets, and TOML round trips. No torch here.
+
+A run is fully described by one `Config`; checkpoints carry it, and loading a run rebuilds
+everything from it, so nobody retypes flags to sample from a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel front end (torchaudio-style names). Values in dB are of the power mel spectrogram.
+
+    The normalized log-mel is `2 * (dB - min_db) / (max_db - min_db) - 1`, clamped below at -1:
+    a fixed affine map, so loudness is kept (no per-clip peak normalization).
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 256
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    min_db: float = -90.0
+    max_db: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ValueError(
+                f"mel: need 0 <= f_min < f_max <= sample_rate/2, got f_min={self.f_min}, "
+                f"f_max={self.f_max}, sample_rate={self.sample_rate}"
+            )
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"mel: hop_length {self.hop_length} > n_fft {self.n_fft}")
+        if self.min_db >= self.max_db:
+            raise ValueError(f"mel: min_db {self.min_db} must be below max_db {self.max_db}")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """2D UNet on [B, in_channels, H, W]. Level i has `channels * channel_mult[i]` channels."""
+
+    in_channels: int = 1
+    channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] = (2, 3)
+    head_channels: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        bad = [i for i in self.attention_levels if not 0 <= i < len(self.channel_mult)]
+        if bad:
+            raise ValueError(f"unet: attention_levels {bad} outside 0..{len(self.channel_mult) - 1}")
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Gaussian Markov chain q(x_t | x_{t-1}) with `num_steps` steps (T)."""
+
+    num_steps: int = 1000
+    schedule: str = "cosine"  # "cosine" (Nichol & Dhariwal 2021) or "linear" (Ho et al. 2020)
+    beta_start: float = 1e-4  # linear schedule only
+    beta_end: float = 0.02  # linear schedule only
+    prediction: str = "eps"  # what the network outputs: "eps", "v" or "x0"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError(f"diffusion: unknown schedule {self.schedule!r} (cosine, linear)")
+        if self.prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"diffusion: unknown prediction {self.prediction!r} (eps, v, x0)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How audio files become training examples: random crops of `crop_frames` mel frames."""
+
+    crop_frames: int = 64
+
+    def crop_seconds(self, mel: MelConfig) -> float:
+        return self.crop_frames * mel.hop_length / mel.sample_rate
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    precision: str = "bf16"  # "bf16" autocast (fp32 master weights) or "fp32"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    preview_count: int = 2  # clips sampled and written at each checkpoint
+    preview_steps: int = 25  # DDIM steps for those clips
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"train: unknown precision {self.precision!r} (bf16, fp32)")
+
+
+@dataclass(frozen=True)
+class Config:
+    mel: MelConfig = field(default_factory=MelConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], base: Config | None = None) -> Config:
+        """Build a Config from a (possibly partial) nested dict, on top of `base`."""
+        return _merge(base or cls(), d, "")
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, path: str | Path, base: Config | None = None) -> Config:
+        path = Path(path)
+        try:
+            d = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: cannot read config: {e}") from None
+        try:
+            return cls.from_dict(d, base)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+def _merge(obj: Any, d: dict[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise ValueError(f"unknown config key {name!r} (known: {', '.join(known)})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {name!r} must be a table")
+            changes[key] = _merge(current, value, f"{name}.")
+        else:
+            changes[key] = _coerce(value, current, name)
+    return dataclasses.replace(obj, **changes)
+
+
+def _coerce(value: Any, current: Any, name: str) -> Any:
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {name!r} must be a list, got {value!r}")
+        return tuple(value)
+    if isinstance(current, bool) or isinstance(value, bool):
+        if type(value) is not type(current):
+            raise ValueError(f"config key {name!r} must be {type(current).__name__}, got {value!r}")
+        return value
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, type(current)):
+        raise ValueError(f"config key {name!r} must be {type(current).__name__}, got {value!r}")
+    return value
+
+
+def _preset(name: str, unet: UNetConfig, **train: Any) -> Config:
+    return Config(unet=unet, train=TrainConfig(**train), preset=name)
+
+
+PRESETS: dict[str, Config] = {
+    # Finishes in a few minutes on 2 CPU cores; learns coarse spectral envelopes, not fine detail.
+    "tiny": _preset(
+        "tiny",
+        UNetConfig(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), head_channels=32),
+        steps=1500, batch_size=16, lr=1e-3, warmup_steps=100, ema_decay=0.995,
+        checkpoint_every=500, preview_count=2, preview_steps=25,
+    ),
+    # A real model for a CPU-day or a GPU-hour.
+    "small": _preset(
+        "small",
+        UNetConfig(channels=64, channel_mult=(1, 2, 2, 4), num_res_blocks=2, attention_levels=(2, 3)),
+        steps=50000, batch_size=16, lr=2e-4, warmup_steps=500, checkpoint_every=2000,
+    ),
+    # GPU-sized.
+    "base": _preset(
+        "base",
+        UNetConfig(channels=128, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attention_levels=(3, 4)),
+        steps=200000, batch_size=32, lr=1e-4, warmup_steps=1000, checkpoint_every=5000,
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]

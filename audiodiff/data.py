@@ -1,0 +1,170 @@
+"""Folder of audio files -> log-mels computed once and cached -> random crops for training.
+
+Every file soundfile can read under the folder (recursively) is decoded once, mixed to mono,
+resampled, and turned into a normalized log-mel. The mels are cached in one safetensors file keyed
+by the mel config and the files' paths, sizes and modification times, so later epochs and later
+runs never decode audio again. Unusable files are skipped and reported, never fatal on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .audio import AudioError, audio_extensions, load
+from .config import MelConfig
+from .mel import MelSpectrogram
+
+SILENCE_PEAK = 1e-4  # a file whose |peak| stays below this (-80 dBFS) is treated as silent
+
+
+@dataclass
+class DataReport:
+    """What happened to each file found: used, padded (shorter than a crop) or skipped with a reason."""
+
+    found: int = 0
+    used: int = 0
+    padded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    from_cache: bool = False
+
+    def summary(self) -> str:
+        reasons = Counter(reason.split(" (")[0] for _, reason in self.skipped)
+        text = f"{self.used} of {self.found} audio files used"
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
+        if self.padded:
+            text += f", {self.padded} shorter than a crop (padded with silence)"
+        return text + (" [mel cache]" if self.from_cache else "")
+
+
+class MelDataset:
+    """Per-file normalized log-mels [F, N_i] (float16, concatenated), sampled as random crops."""
+
+    def __init__(self, mels: Tensor, lengths: Tensor, files: list[str], crop_frames: int) -> None:
+        self.mels = mels  # [F, sum N_i]
+        self.lengths = lengths  # long [num_files]
+        self.offsets = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+        self.files = files
+        self.crop_frames = crop_frames
+        # Choose files in proportion to their number of crop positions, so every frame is seen equally often.
+        self.weights = (lengths - crop_frames + 1).clamp_min(1).double()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """A batch of random crops, float32 [B, 1, F, crop_frames]; short files padded with -1 (silence)."""
+        idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
+        u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+        out = torch.full((batch_size, 1, self.mels.shape[0], self.crop_frames), -1.0)
+        for b, i in enumerate(idx.tolist()):
+            n = int(self.lengths[i])
+            start = int(u[b] * max(1, n - self.crop_frames + 1))
+            crop = self.mels[:, self.offsets[i] + start : self.offsets[i] + min(n, start + self.crop_frames)]
+            out[b, 0, :, : crop.shape[1]] = crop.float()
+        return out
+
+
+def find_audio_files(data_dir: Path) -> list[Path]:
+    """Files under data_dir with an extension soundfile reads, sorted; symlinked folders are not followed."""
+    exts = audio_extensions()
+    found = []
+    for root, dirs, files in os.walk(data_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if not f.startswith(".") and f.rsplit(".", 1)[-1].lower() in exts]
+    return sorted(found)
+
+
+def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache_dir: Path | None = None,
+              progress: bool = True) -> tuple[MelDataset, DataReport]:
+    """Build (or load from cache) the mel dataset of every usable audio file under data_dir."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"{data_dir}: not a folder")
+    files = find_audio_files(data_dir)
+    if not files:
+        raise ValueError(f"{data_dir}: no audio files found (looked for {', '.join(sorted(audio_extensions()))})")
+    cache = cache_dir / f"mels-{_cache_key(data_dir, files, mel.config)}.safetensors" if cache_dir else None
+    if cache is not None and cache.exists():
+        loaded = _read_cache(cache, crop_frames)
+        if loaded is not None:
+            return loaded
+    mels, lengths, used, report = _compute(data_dir, files, mel, progress)
+    if not used:
+        first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3])
+        raise ValueError(f"{data_dir}: none of the {len(files)} audio files is usable ({first})")
+    report.padded = sum(n < crop_frames for n in lengths)
+    data = MelDataset(torch.cat(mels, dim=1), torch.tensor(lengths), used, crop_frames)
+    if cache is not None:
+        _write_cache(cache, data, report)
+    return data, report
+
+
+def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: bool):
+    report = DataReport(found=len(files))
+    mels, lengths, used = [], [], []
+    for path in tqdm(files, desc="mel cache", unit="file", disable=not progress, leave=False):
+        try:
+            wav = load(path, mel.config.sample_rate)
+        except AudioError as e:
+            report.skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
+            continue
+        reason = _unusable(wav, mel)
+        if reason:
+            report.skipped.append((str(path), reason))
+            continue
+        with torch.no_grad():
+            m = mel(torch.from_numpy(wav)[None])[0, 0].half()
+        mels.append(m)
+        lengths.append(m.shape[1])
+        used.append(str(path.relative_to(data_dir)))
+    report.used = len(used)
+    return mels, lengths, used, report
+
+
+def _unusable(wav: np.ndarray, mel: MelSpectrogram) -> str | None:
+    if len(wav) < mel.config.n_fft:
+        return f"too short ({len(wav)} samples, need at least n_fft = {mel.config.n_fft})"
+    peak = float(np.abs(wav).max())
+    if peak < SILENCE_PEAK:
+        return f"silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
+    return None
+
+
+def _cache_key(data_dir: Path, files: list[Path], config: MelConfig) -> str:
+    h = hashlib.sha256(json.dumps(config.__dict__, sort_keys=True).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(data_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _write_cache(path: Path, data: MelDataset, report: DataReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"files": data.files, "report": report.__dict__}
+    checkpoint.write(path, {"mels": data.mels, "lengths": data.lengths}, meta)
+
+
+def _read_cache(path: Path, crop_frames: int) -> tuple[MelDataset, DataReport] | None:
+    """The cached dataset, or None (recompute) if the cache file is damaged."""
+    try:
+        tensors, meta = checkpoint.read(path)
+        report = DataReport(**meta["report"])
+        data = MelDataset(tensors["mels"], tensors["lengths"], meta["files"], crop_frames)
+    except (checkpoint.CheckpointError, KeyError, TypeError):
+        return None
+    report.skipped = [tuple(s) for s in report.skipped]
+    report.padded = int((data.lengths < crop_frames).sum())
+    report.from_cache = True
+    return data, report

@@ -1,0 +1,84 @@
+"""The only mel code: waveform [B, T] -> normalized log-mel [B, 1, F, N] and back to magnitude.
+
+Matches `librosa.feature.melspectrogram(y, sr=sample_rate, n_fft, hop_length, n_mels, fmin=f_min,
+fmax=f_max, center=True, pad_mode="constant", power=2.0)` (Slaney mel scale and filter norm):
+frames N = 1 + T // hop_length. Everyone who needs a mel (data, vocoder, plots, metrics) gets it
+from here and checks that the configs match.
+"""
+
+from __future__ import annotations
+
+import librosa
+import torch
+from torch import Tensor, nn
+
+from .config import MelConfig
+
+_AMIN = 1e-10  # power floor before the log: -100 dB
+
+
+class MelSpectrogram(nn.Module):
+    """Log-mel front end holding its STFT window and mel filterbank as (non-persistent) buffers."""
+
+    def __init__(self, config: MelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        fb = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.f_min, fmax=c.f_max)
+        self.register_buffer("filterbank", torch.from_numpy(fb).float(), persistent=False)  # [F, K]
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)  # periodic Hann
+
+    def num_frames(self, num_samples: int) -> int:
+        return 1 + num_samples // self.config.hop_length
+
+    def num_samples(self, num_frames: int) -> int:
+        return (num_frames - 1) * self.config.hop_length
+
+    def stft(self, wav: Tensor) -> Tensor:
+        """wav float [B, T] -> complex STFT [B, K = n_fft // 2 + 1, N], zero-padded, centred frames."""
+        c = self.config
+        return torch.stft(wav.float(), c.n_fft, c.hop_length, window=self.window, center=True,
+                          pad_mode="constant", return_complex=True)
+
+    def istft(self, spec: Tensor, length: int | None = None) -> Tensor:
+        """Complex STFT [B, K, N] -> wav float [B, T]; the exact inverse of `stft` (least squares)."""
+        c = self.config
+        return torch.istft(spec, c.n_fft, c.hop_length, window=self.window, center=True, length=length)
+
+    def power_mel(self, wav: Tensor) -> Tensor:
+        """wav float [B, T] in [-1, 1] -> power mel spectrogram float [B, F, N], >= 0."""
+        return self.filterbank @ self.stft(wav).abs().square()
+
+    def normalize(self, power_mel: Tensor) -> Tensor:
+        """Power mel [B, F, N] -> normalized log-mel [B, 1, F, N]: min_db -> -1, max_db -> +1, floor -1."""
+        c = self.config
+        db = 10.0 * torch.log10(power_mel.clamp_min(_AMIN))
+        x = 2.0 * (db - c.min_db) / (c.max_db - c.min_db) - 1.0
+        return x.clamp_min(-1.0).unsqueeze(1)
+
+    def denormalize(self, logmel: Tensor) -> Tensor:
+        """Normalized log-mel [B, 1, F, N] -> power mel [B, F, N]. Inverse of `normalize` above -1."""
+        c = self.config
+        db = (logmel.squeeze(1).float() + 1.0) / 2.0 * (c.max_db - c.min_db) + c.min_db
+        return torch.pow(10.0, db / 10.0)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        """wav float [B, T] in [-1, 1] -> normalized log-mel float [B, 1, F, N], mostly in [-1, 1]."""
+        return self.normalize(self.power_mel(wav))
+
+    def magnitude(self, power_mel: Tensor) -> Tensor:
+        """Power mel [B, F, N] -> linear STFT magnitude [B, K, N] (least-squares inverse, clamped >= 0)."""
+        pinv = torch.linalg.pinv(self.filterbank.double()).float()  # [K, F]
+        return (pinv @ power_mel).clamp_min(0.0).sqrt()
+
+
+
+def check_mel_config(have: MelConfig, want: MelConfig, what: str) -> None:
+    """Raise ValueError naming every field where `what` (built for `have`) differs from `want`."""
+    diffs = [
+        f"{name}={getattr(have, name)!r} (expected {getattr(want, name)!r})"
+        for name in have.__dataclass_fields__
+        if getattr(have, name) != getattr(want, name)
+    ]
+    if diffs:
+        raise ValueError(f"{what} was made for another mel config: {', '.join(diffs)}")

@@ -1,0 +1,52 @@
+"""Paired distances between a reference waveform and an estimate of it (vocoder round trips).
+
+All take float waveforms [T] or [B, T] at the same sample rate and return a Python float (the
+mean over the batch). Lower is better for every metric except SNR.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .mel import MelSpectrogram
+
+# (n_fft, hop_length): resolutions away from the 1024/256 training mel, as in Yamamoto et al. 2020.
+MR_STFT_RESOLUTIONS = ((512, 128), (2048, 512), (256, 64))
+_EPS = 1e-5
+
+
+def _pair(ref: Tensor, est: Tensor) -> tuple[Tensor, Tensor]:
+    ref, est = torch.as_tensor(ref).float(), torch.as_tensor(est).float()
+    n = min(ref.shape[-1], est.shape[-1])
+    return ref[..., :n].reshape(-1, n), est[..., :n].reshape(-1, n)
+
+
+def mel_l1(ref: Tensor, est: Tensor, mel: MelSpectrogram) -> float:
+    """Mean |ln M_ref - ln M_est| of the magnitude mel (clamped at 1e-5), as in HiFi-GAN / Vocos."""
+    ref, est = _pair(ref, est)
+    a = mel.power_mel(ref).sqrt().clamp_min(_EPS).log()
+    b = mel.power_mel(est).sqrt().clamp_min(_EPS).log()
+    return float((a - b).abs().mean())
+
+
+def mr_stft(ref: Tensor, est: Tensor, resolutions: tuple[tuple[int, int], ...] = MR_STFT_RESOLUTIONS) -> float:
+    """Multi-resolution STFT distance: mean over resolutions of spectral convergence + mean |ln S_ref - ln S_est|."""
+    ref, est = _pair(ref, est)
+    total = 0.0
+    for n_fft, hop in resolutions:
+        w = torch.hann_window(n_fft)
+        a = torch.stft(ref, n_fft, hop, window=w, return_complex=True).abs()
+        b = torch.stft(est, n_fft, hop, window=w, return_complex=True).abs()
+        sc = torch.linalg.norm(a - b, dim=(-2, -1)) / torch.linalg.norm(a, dim=(-2, -1)).clamp_min(_EPS)
+        logmag = (a.clamp_min(_EPS).log() - b.clamp_min(_EPS).log()).abs().mean(dim=(-2, -1))
+        total += float((sc + logmag).mean())
+    return total / len(resolutions)
+
+
+def snr_db(ref: Tensor, est: Tensor) -> float:
+    """Waveform SNR in dB, 10 log10(|ref|^2 / |ref - est|^2). Phase-sensitive: low for any phase retrieval."""
+    ref, est = _pair(ref, est)
+    num = ref.square().sum(-1)
+    den = (ref - est).square().sum(-1).clamp_min(1e-12)
+    return float((10 * torch.log10(num.clamp_min(1e-12) / den)).mean())

@@ -1,0 +1,31 @@
+"""Spectrogram pictures (PNG) for previews, generated clips and the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import MelConfig
+
+
+def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title: str = "") -> None:
+    """Write normalized log-mel [F, N] (values in about [-1, 1]) as a PNG with time and dB axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    db = (np.asarray(logmel, dtype=np.float32) + 1.0) / 2.0 * (mel.max_db - mel.min_db) + mel.min_db
+    seconds = db.shape[1] * mel.hop_length / mel.sample_rate
+    fig, ax = plt.subplots(figsize=(max(4.0, 2.0 + 3.0 * seconds), 3.0), dpi=100)
+    im = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=mel.min_db, vmax=mel.max_db,
+                   extent=(0.0, seconds, 0, mel.n_mels))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel bin")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="dB")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,103 @@
+"""Samplers: plain functions with one shared signature, so a new sampler is one new function.
+
+    sampler(model, schedule, x, steps, noise, *, clip_x0=True, progress=False) -> x_0 sample
+
+model: the network, called as model(x_t float [B, ...], t long [B]) -> output like x_t, read
+through `schedule.split_output` (eps, v or x0 prediction). x: the starting noise x_T ~ N(0, I).
+steps: how many network evaluations, on timesteps spaced evenly from T-1 down ("trailing").
+noise: a function returning fresh N(0, I) noise shaped like x (ancestral samplers draw from it).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .schedule import GaussianSchedule
+
+NoiseFn = Callable[[], Tensor]
+Model = Callable[[Tensor, Tensor], Tensor] | nn.Module
+
+
+def spaced_timesteps(num_train_steps: int, steps: int) -> list[int]:
+    """`steps` timesteps from T-1 down, evenly spaced, ending one interval above -1 (clean data).
+
+    The trailing spacing of Lin et al. 2024 ("Common diffusion noise schedules and sample steps are
+    flawed"): the first step always starts from t = T-1, where x_T is closest to pure noise.
+    """
+    if not 1 <= steps <= num_train_steps:
+        raise ValueError(f"steps must be in 1..{num_train_steps}, got {steps}")
+    edges = torch.linspace(num_train_steps, 0, steps + 1, dtype=torch.float64).round().long() - 1
+    return edges[:-1].tolist()
+
+
+def item_noise(generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> NoiseFn:
+    """A NoiseFn drawing item i of each batch from generators[i] (on CPU), so each clip depends on its seed alone."""
+
+    def draw() -> Tensor:
+        return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+
+    return draw
+
+
+def _denoise(model: Model, schedule: GaussianSchedule, x: Tensor, t: int, clip_x0: bool) -> tuple[Tensor, Tensor]:
+    tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+    x0, eps = schedule.split_output(model(x, tt).float(), x, tt)
+    if clip_x0:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = schedule.predict_eps(x, tt, x0)
+    return x0, eps
+
+
+def _pairs(schedule: GaussianSchedule, steps: int, progress: bool, name: str):
+    ts = spaced_timesteps(schedule.num_steps, steps)
+    pairs = list(zip(ts, ts[1:] + [-1]))
+    return tqdm(pairs, desc=name, disable=not progress, leave=False, unit="step")
+
+
+def ddpm(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
+         clip_x0: bool = True, progress: bool = False) -> Tensor:
+    """DDPM ancestral sampling, x_s ~ q(x_s | x_t, x0_hat) (Ho et al. 2020); steps < T respaces the chain."""
+    for t, s in _pairs(schedule, steps, progress, "ddpm"):
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        x0, _ = _denoise(model, schedule, x, t, clip_x0)
+        mean, var = schedule.posterior_mean_variance(x0, x, tt, tt.new_full(tt.shape, s))
+        x = mean + var.sqrt().to(x.dtype).view(-1, *[1] * (x.ndim - 1)) * noise() if s >= 0 else mean
+    return x
+
+
+def ddim(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
+         clip_x0: bool = True, progress: bool = False, eta: float = 0.0) -> Tensor:
+    """DDIM (Song et al. 2021, eq. 12): deterministic at eta = 0, DDPM-like at eta = 1."""
+    for t, s in _pairs(schedule, steps, progress, "ddim"):
+        x0, eps = _denoise(model, schedule, x, t, clip_x0)
+        a_t = float(schedule.alphas_cumprod[t])
+        a_s = float(schedule.alphas_cumprod[s]) if s >= 0 else 1.0
+        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
+        x = a_s**0.5 * x0 + (1 - a_s - sigma**2) ** 0.5 * eps
+        if sigma > 0:
+            x = x + sigma * noise()
+    return x
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim}
+
+
+def get_sampler(name: str) -> Callable[..., Tensor]:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
+    return SAMPLERS[name]
+
+
+def sample(model: Model, schedule: GaussianSchedule, sampler: str, shape: tuple[int, ...], seeds: list[int],
+           steps: int, device: torch.device, progress: bool = False, **options: float | bool) -> Tensor:
+    """Draw len(seeds) samples of `shape` [C, H, W] with the named sampler; clip i depends on seeds[i] alone.
+
+    Returns float32 [len(seeds), C, H, W] on `device`.
+    """
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    noise = item_noise(generators, shape, device)
+    return get_sampler(sampler)(model, schedule, noise(), steps, noise, progress=progress, **options)

@@ -1,0 +1,271 @@
+"""The training loop: audio -> mel -> schedule.q_sample -> unet -> loss, with EMA, warm-up,
+gradient clipping, bf16 autocast, periodic atomic checkpoints and exact resume.
+
+A run directory holds:
+    config.toml                    the resolved Config (everything needed to rebuild the model)
+    loss.csv                       step, loss, lr, grad_norm, samples_per_s
+    checkpoints/step_XXXXXXXX.safetensors   model, EMA, optimizer, RNG states + config (JSON metadata)
+    samples/step_XXXXXXXX_K.{wav,png}       preview clips from the EMA model at each checkpoint
+    cache/                         the mel cache of the training data
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .audio import save
+from .config import Config
+from .data import MelDataset
+from .device import autocast
+from .mel import MelSpectrogram
+from .plot import save_spectrogram
+from .sampling import sample
+from .schedule import GaussianSchedule
+from .unet import UNet
+from .vocoder import GriffinLim
+
+CHECKPOINT_FORMAT = 1
+MAX_BAD_STEPS = 20  # consecutive non-finite losses before training stops
+PREVIEW_SEED = 1234
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training; together with the Config it is a checkpoint."""
+
+    model: UNet
+    ema: UNet
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # CPU generator for data crops, timesteps and noise
+    step: int = 0
+    bad_steps: int = 0  # non-finite losses skipped so far
+
+
+def lr_at(step: int, config: Config) -> float:
+    """Linear warm-up from 0 over warmup_steps, then constant (as in ADM)."""
+    c = config.train
+    return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
+
+
+def new_state(config: Config, device: torch.device) -> TrainState:
+    torch.manual_seed(config.train.seed)
+    model = UNet(config.unet).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed))
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:08d}.safetensors"
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
+    return found[-1] if found else None
+
+
+def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
+    tensors = {
+        **checkpoint.join("model", state.model.state_dict()),
+        **checkpoint.join("ema", state.ema.state_dict()),
+        "rng.data": state.generator.get_state(),
+        "rng.torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    opt_tensors, opt_groups = _flatten_optimizer(state.optimizer)
+    tensors.update(opt_tensors)
+    meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": state.step,
+            "bad_steps": state.bad_steps, "optimizer_groups": opt_groups}
+    path = checkpoint_path(run_dir, state.step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write(path, tensors, meta)
+    return path
+
+
+def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
+    """Rebuild a TrainState from a checkpoint written by `save_state` for the same config."""
+    tensors, meta = checkpoint.read(path)
+    stored = Config.from_dict(meta.get("config", {}))
+    check_same_model(stored, config, str(path))
+    state = new_state(config, device)
+    checkpoint.load_weights(state.model, checkpoint.split(tensors, "model"), path)
+    checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
+    _load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
+    state.generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
+    return state
+
+
+def check_same_model(stored: Config, wanted: Config, what: str) -> None:
+    """Refuse to continue a run whose model, mel, diffusion or data settings differ; name the fields."""
+    diffs = []
+    for section in ("mel", "unet", "diffusion", "data"):
+        a, b = stored.to_dict()[section], wanted.to_dict()[section]
+        diffs += [f"{section}.{k}: {a[k]!r} in the run, {b[k]!r} asked for" for k in a if a[k] != b[k]]
+    if diffs:
+        raise checkpoint.CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
+    return tensors, sd["param_groups"]
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list, path: Path) -> None:
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in checkpoint.split(tensors, "optim").items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = value
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise checkpoint.CheckpointError(f"{path}: optimizer state does not fit ({e})") from None
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor) -> tuple[float, float]:
+    """One optimizer step on a batch of clean log-mels x0 [B, 1, F, N]. Returns (loss, grad_norm).
+
+    A non-finite loss skips the update (counted in state.bad_steps) and returns (nan, nan).
+    """
+    c, device = config.train, x0.device
+    g = state.generator
+    t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=g).to(device)
+    noise = torch.randn(x0.shape, generator=g).to(device)
+    x_t = schedule.q_sample(x0, t, noise)
+    with autocast(device, c.precision):
+        out = state.model(x_t, t)
+    loss = F.mse_loss(out.float(), schedule.training_target(x0, t, noise))
+    state.optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        state.bad_steps += 1
+        return float("nan"), float("nan")
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr_at(state.step, config)
+    state.optimizer.step()
+    state.step += 1
+    # EMA warm-up (as in many DDPM codebases): early averages do not drag in the random init.
+    _ema_update(state.ema, state.model, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
+    return float(loss.detach()), float(grad_norm)
+
+
+def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpectrogram) -> None:
+    """Sample a few clips from the EMA model (DDIM) and write them as WAV + PNG under run_dir/samples."""
+    c = config.train
+    if c.preview_count <= 0:
+        return
+    device = next(state.ema.parameters()).device
+    shape = (1, config.mel.n_mels, config.data.crop_frames)
+    seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
+    with torch.no_grad():
+        logmel = sample(state.ema, GaussianSchedule.from_config(config.diffusion), "ddim", shape, seeds,
+                        c.preview_steps, device)
+        wav = GriffinLim(mel.to(device))(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
+    out = run_dir / "samples"
+    out.mkdir(exist_ok=True)
+    for i in range(len(seeds)):
+        stem = out / f"step_{state.step:08d}_{i}"
+        save(stem.with_suffix(".wav"), wav[i].cpu().numpy(), config.mel.sample_rate)
+        save_spectrogram(stem.with_suffix(".png"), logmel[i, 0].cpu().numpy(), config.mel,
+                         f"step {state.step}, DDIM {c.preview_steps} steps, seed {seeds[i]}")
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    found = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
+    for old in found[: max(0, len(found) - keep)]:
+        old.unlink(missing_ok=True)
+
+
+class LossLog:
+    """loss.csv, truncated to the resumed step so a resumed curve continues without duplicates."""
+
+    header = ["step", "loss", "lr", "grad_norm", "samples_per_s", "bad_steps"]
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        rows = []
+        if path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, self.header)
+            w.writeheader()
+            w.writerows(rows)
+
+    def append(self, **row: float) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.header).writerow(row)
+
+
+def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
+          log: Callable[[str], None] = print) -> TrainState:
+    """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mel = MelSpectrogram(config.mel)
+    schedule = GaussianSchedule.from_config(config.diffusion)
+    latest = latest_checkpoint(run_dir)
+    state = load_state(latest, config, device) if latest else new_state(config, device)
+    if latest:
+        log(f"resuming from {latest} (step {state.step})")
+    state.model.train()
+    loss_log = LossLog(run_dir / "loss.csv", state.step)
+    c = config.train
+    bar = tqdm(total=c.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True)
+    losses, t0, n0 = [], time.perf_counter(), state.step
+    while state.step < c.steps:
+        x0 = data.sample(c.batch_size, state.generator).to(device)
+        loss, grad_norm = train_step(state, config, schedule, x0)
+        if loss != loss:  # NaN: step skipped
+            _check_bad_steps(state, run_dir)
+            continue
+        losses.append(loss)
+        if state.step % c.log_every == 0 or state.step == c.steps:
+            speed = (state.step - n0) * c.batch_size / (time.perf_counter() - t0)
+            mean = sum(losses) / len(losses)
+            loss_log.append(step=state.step, loss=f"{mean:.5f}", lr=f"{lr_at(state.step - 1, config):.3g}",
+                            grad_norm=f"{grad_norm:.3f}", samples_per_s=f"{speed:.2f}", bad_steps=state.bad_steps)
+            bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{speed:.1f}")
+            losses, t0, n0 = [], time.perf_counter(), state.step
+        bar.update(1)
+        if state.step % c.checkpoint_every == 0 or state.step == c.steps:
+            save_state(state, config, run_dir)
+            _prune(run_dir, c.keep_checkpoints)
+            state.model.eval()
+            write_previews(state, config, run_dir, mel)
+            state.model.train()
+            t0 = time.perf_counter()  # keep checkpoint and preview time out of samples/s
+    bar.close()
+    return state
+
+
+def _check_bad_steps(state: TrainState, run_dir: Path) -> None:
+    if state.bad_steps >= MAX_BAD_STEPS:
+        raise FloatingPointError(
+            f"{run_dir}: loss was NaN/inf {state.bad_steps} times (steps skipped); stopping at step {state.step}. "
+            "Try a lower learning rate or --precision fp32; the last checkpoint is intact."
+        )

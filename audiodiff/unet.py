@@ -1,0 +1,154 @@
+"""A 2D UNet for denoising (Ho et al. 2020, with the ADM refinements of Dhariwal & Nichol 2021:
+scale-shift timestep conditioning, residual up/down paths, multi-head self-attention at low
+resolutions). It knows nothing about audio: [B, C, H, W] in, [B, C, H, W] out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import UNetConfig
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of t [B] (float or long) -> float32 [B, dim] (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, max(1, channels // 4)), channels)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    """Zero-initialized output layers make every residual branch start as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, the timestep embedding applied as scale and shift after the second norm."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = _norm(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.norm2 = _norm(out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all H*W positions, through scaled_dot_product_attention."""
+
+    def __init__(self, channels: int, head_channels: int) -> None:
+        super().__init__()
+        self.heads = max(1, channels // head_channels)
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each [B, heads, HW, c/heads]
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class Level(nn.Module):
+    """Residual blocks at one resolution, each optionally followed by attention."""
+
+    def __init__(self, chans: list[tuple[int, int]], emb_dim: int, attention: bool, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(ResBlock(i, o, emb_dim, cfg.dropout) for i, o in chans)
+        self.attns = nn.ModuleList(
+            Attention(o, cfg.head_channels) if attention else nn.Identity() for _, o in chans
+        )
+
+
+class UNet(nn.Module):
+    """Denoiser eps_theta(x_t, t): float [B, in_channels, H, W] and timesteps [B] -> float [B, in_channels, H, W].
+
+    H and W need not be multiples of `config.downsample_factor`: inputs are zero-padded and the
+    output cropped back, so any length along time works (the network is fully convolutional there,
+    attention included).
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        ch = [cfg.channels * m for m in cfg.channel_mult]
+        emb_dim = 4 * cfg.channels
+        self.emb = nn.Sequential(nn.Linear(cfg.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
+
+        skips, prev = [ch[0]], ch[0]
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        for i, c in enumerate(ch):
+            pairs = [(prev if j == 0 else c, c) for j in range(cfg.num_res_blocks)]
+            self.down.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg))
+            skips += [c] * cfg.num_res_blocks
+            prev = c
+            if i < len(ch) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+
+        self.mid1 = ResBlock(prev, prev, emb_dim, cfg.dropout)
+        self.mid_attn = Attention(prev, cfg.head_channels)
+        self.mid2 = ResBlock(prev, prev, emb_dim, cfg.dropout)
+
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i, c in reversed(list(enumerate(ch))):
+            pairs = []
+            for _ in range(cfg.num_res_blocks + 1):
+                pairs.append((prev + skips.pop(), c))
+                prev = c
+            self.up.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg))
+            if i > 0:
+                self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
+        self.norm_out = _norm(prev)
+        self.conv_out = _zero(nn.Conv2d(prev, cfg.in_channels, 3, padding=1))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        h_in, w_in = x.shape[-2:]
+        f = self.config.downsample_factor
+        x = F.pad(x, (0, -w_in % f, 0, -h_in % f))
+        emb = self.emb(timestep_embedding(t, self.config.channels).to(x.dtype))
+
+        h = self.conv_in(x)
+        skips = [h]
+        for i, level in enumerate(self.down):
+            for block, attn in zip(level.blocks, level.attns):
+                h = attn(block(h, emb))
+                skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                skips.append(h)
+
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+
+        for i, level in enumerate(self.up):
+            for block, attn in zip(level.blocks, level.attns):
+                h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return out[..., :h_in, :w_in]
