@@ -64,11 +64,10 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
     stored_path = out / "config.toml"
     if stored_path.exists():
         stored = Config.from_toml(stored_path)
-        config = stored
-        if config_file or preset_name:
-            config = Config.from_toml(config_file, preset(preset_name or stored.preset)) if config_file \
-                else preset(preset_name)
-            check_same_model(stored, config, str(out))
+        config = preset(preset_name) if preset_name else stored
+        if config_file:
+            config = Config.from_toml(config_file, config)
+        check_same_model(stored, config, str(out))
     else:
         if resume:
             raise ValueError(f"{out}: --resume given but there is no run here (no config.toml)")

@@ -193,8 +193,8 @@ PRESETS: dict[str, Config] = {
     "tiny": _preset(
         "tiny",
         UNetConfig(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), head_channels=32),
-        steps=1500, batch_size=16, lr=1e-3, warmup_steps=100, ema_decay=0.995,
-        checkpoint_every=500, preview_count=2, preview_steps=25,
+        steps=600, batch_size=16, lr=1e-3, warmup_steps=50, ema_decay=0.99,
+        checkpoint_every=300, preview_count=2, preview_steps=25,
     ),
     # A real model for a CPU-day or a GPU-hour.
     "small": _preset(

@@ -86,7 +86,8 @@ class SpectrogramDiffusion:
             return self.config.data.crop_frames
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
-        return self.mel.num_frames(math.ceil(seconds * self.sample_rate))
+        # enough frames that the vocoder's (frames - 1) * hop samples cover the request; cut back after
+        return 1 + math.ceil(round(seconds * self.sample_rate) / self.config.mel.hop_length)
 
     def generate(self, n: int = 1, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                  seconds: float | None = None, batch_size: int = 8, progress: bool = False,

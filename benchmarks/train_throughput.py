@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Training throughput (samples/s) of the presets' UNets, fp32 vs bf16 autocast, on this machine.
+
+Variants are interleaved within each round and the best (min) time per step over rounds is kept,
+because timings on a shared machine are noisy. Prints a table and the command that made it.
+
+    python benchmarks/train_throughput.py --presets tiny small --batch-size 16 --rounds 5 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import torch
+
+from audiodiff.config import preset
+from audiodiff.device import resolve_device
+from audiodiff.schedule import GaussianSchedule
+from audiodiff.train import new_state, train_step
+
+
+def time_steps(state, config, schedule, x0, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(state, config, schedule, x0)
+    if x0.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per round and variant")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    variants = {}
+    for name in args.presets:
+        for prec in args.precisions:
+            config = preset(name).replace("train", precision=prec, batch_size=args.batch_size)
+            state = new_state(config, device)
+            shape = (args.batch_size, 1, config.mel.n_mels, config.data.crop_frames)
+            x0 = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
+            schedule = GaussianSchedule.from_config(config.diffusion)
+            train_step(state, config, schedule, x0)  # warm-up
+            params = sum(p.numel() for p in state.model.parameters())
+            variants[(name, prec)] = (state, config, schedule, x0, params, [])
+    for _ in range(args.rounds):
+        for state, config, schedule, x0, _, times in variants.values():
+            times.append(time_steps(state, config, schedule, x0, args.steps))
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"device {device}, batch {args.batch_size}, input 80 mels x 64 frames, min of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'preset':8} {'params':>8} {'precision':9} {'s/step':>8} {'samples/s':>10} {'vs fp32':>8}")
+    for (name, prec), (_, _, _, _, params, times) in variants.items():
+        best = min(times)
+        base = min(variants[(name, "fp32")][5]) if (name, "fp32") in variants else best
+        print(f"{name:8} {params / 1e6:7.2f}M {prec:9} {best:8.3f} {args.batch_size / best:10.1f} {base / best:7.2f}x")
+    print("command: python " + " ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

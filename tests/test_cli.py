@@ -1,0 +1,106 @@
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from audiodiff.cli import main
+
+from .conftest import SR, tone
+
+
+@pytest.fixture
+def run(tmp_path, audio_dir, tiny_config):
+    """A trained 4-step run made through the CLI."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_config.to_toml())
+    out = tmp_path / "run"
+    res = invoke("train", str(audio_dir), "--out", str(out), "--config", str(cfg), "--device", "cpu", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "6 of 6 audio files used" in res.output and (out / "config.toml").exists()
+    return out
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_commands():
+    res = invoke("--help")
+    assert res.exit_code == 0 and all(c in res.output for c in ("train", "generate", "reconstruct"))
+    proc = subprocess.run([sys.executable, "-m", "audiodiff", "generate", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--sampler" in proc.stdout
+
+
+def test_generate_is_reproducible(tmp_path, run):
+    args = ["generate", str(run), "-n", "2", "--steps", "3", "--seed", "5", "--no-progress"]
+    assert invoke(*args, "--out", str(tmp_path / "g1")).exit_code == 0
+    assert invoke(*args, "--out", str(tmp_path / "g2")).exit_code == 0
+    for i in range(2):
+        assert (tmp_path / "g1" / f"sample_00{i}.wav").read_bytes() == (tmp_path / "g2" / f"sample_00{i}.wav").read_bytes()
+        assert (tmp_path / "g1" / f"sample_00{i}.png").exists()
+    assert (tmp_path / "g1" / "sample_000.wav").read_bytes() != (tmp_path / "g1" / "sample_001.wav").read_bytes()
+    res = invoke(*args, "--out", str(tmp_path / "g1"))
+    assert res.exit_code == 1 and "sample_000.wav: exists; pass --force" in res.output
+    res = invoke("generate", str(run), "--out", str(tmp_path / "long"), "-n", "1", "--steps", "2", "--seconds", "0.5",
+                 "--sampler", "ddpm", "--no-progress")
+    assert res.exit_code == 0, res.output
+    wav, sr = sf.read(tmp_path / "long" / "sample_000.wav")
+    assert sr == SR and len(wav) == 4000  # 0.5 s: four times the training crop
+
+
+def test_resume_and_refusal(tmp_path, run, audio_dir):
+    res = invoke("train", str(audio_dir), "--out", str(run), "--steps", "6", "--no-progress")
+    assert res.exit_code == 0 and "resuming from" in res.output and "step 6" in res.output
+    res = invoke("train", str(audio_dir), "--out", str(run), "--preset", "tiny", "--no-progress")
+    assert res.exit_code == 1 and "incompatible config" in res.output and "unet.channels: 8 in the run, 32" in res.output
+
+
+def test_reconstruct(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, tone(440, 1.0, sr=22050), 22050)
+    res = invoke("reconstruct", str(src), "--out", str(tmp_path / "rt.wav"), "--iters", "8")
+    assert res.exit_code == 0, res.output
+    assert "mel L1" in res.output and "MR-STFT" in res.output
+    wav, sr = sf.read(tmp_path / "rt.wav")
+    assert sr == 16000 and len(wav) == 16000
+    assert (tmp_path / "rt.png").exists()
+    res = invoke("reconstruct", str(src), "--out", str(tmp_path / "rt.wav"))
+    assert res.exit_code == 1 and "exists; pass --force" in res.output
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "empty_dir", "only_bad", "unknown_preset", "not_a_run", "out_under_file",
+                                  "resume_nothing", "bad_config_file"])
+def test_train_errors(tmp_path, audio_dir, case):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.wav").write_bytes(b"garbage")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "thesis.pdf").write_text("precious")
+    (tmp_path / "file").write_text("")
+    (tmp_path / "bad.toml").write_text("[unet]\nchanels = 3\n")
+    data, out = str(audio_dir), str(tmp_path / "out")
+    args, code, message = {
+        "missing_dir": ([str(tmp_path / "nope"), "--out", out], 1, "nope: not a folder"),
+        "empty_dir": ([str(tmp_path / "empty"), "--out", out], 1, "empty: no audio files found"),
+        "only_bad": ([str(tmp_path / "bad"), "--out", out], 1, "none of the 1 audio files is usable"),
+        "unknown_preset": ([data, "--out", out, "--preset", "huge"], 2, "'huge' is not one of"),
+        "not_a_run": ([data, "--out", str(tmp_path / "other")], 1, "other: folder exists and is not an audiodiff run"),
+        "out_under_file": ([data, "--out", str(tmp_path / "file" / "run")], 1, "run: cannot write here"),
+        "resume_nothing": ([data, "--out", out, "--resume"], 1, "--resume given but there is no run here"),
+        "bad_config_file": ([data, "--out", out, "--config", str(tmp_path / "bad.toml")], 1,
+                            "bad.toml: unknown config key 'unet.chanels'"),
+    }[case]
+    res = CliRunner().invoke(main, ["train", *args, "--no-progress"])
+    assert res.exit_code == code, res.output
+    assert message in res.output
+    assert (tmp_path / "other" / "thesis.pdf").read_text() == "precious"
+
+
+def test_generate_errors(tmp_path):
+    res = CliRunner().invoke(main, ["generate", str(tmp_path / "nope"), "--out", str(tmp_path / "g")])
+    assert res.exit_code == 1 and "nope: no such run directory or checkpoint file" in res.output
+    (tmp_path / "run").mkdir()
+    res = CliRunner().invoke(main, ["generate", str(tmp_path / "run"), "--out", str(tmp_path / "g")])
+    assert res.exit_code == 1 and "no checkpoint in" in res.output

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff.audio import load
+from audiodiff.data import load_mels
+from audiodiff.mel import MelSpectrogram
+
+from .conftest import SR, tone
+
+
+def test_builds_from_mixed_folder_and_caches(tmp_path, audio_dir, tiny_config):
+    mel = MelSpectrogram(tiny_config.mel)
+    data, report = load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)
+    assert report.found == 6 and report.used == 6 and not report.skipped and report.padded == 1
+    assert len(data) == 6 and data.mels.dtype == torch.float16
+    batch = data.sample(5, torch.Generator().manual_seed(0))
+    assert batch.shape == (5, 1, 16, 16) and batch.min() >= -1.0
+    # the cached copy is used and identical
+    again, report2 = load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)
+    assert report2.from_cache and torch.equal(again.mels, data.mels) and again.files == data.files
+    assert torch.equal(again.sample(5, torch.Generator().manual_seed(0)), batch)
+
+
+def test_crops_come_from_the_file(tmp_path, tiny_config):
+    d = tmp_path / "d"
+    d.mkdir()
+    x = tone(500, 2.0)
+    sf.write(d / "long.wav", x, SR)
+    mel = MelSpectrogram(tiny_config.mel)
+    data, _ = load_mels(d, mel, 16, None, progress=False)
+    full = mel(torch.from_numpy(load(d / "long.wav", SR))[None])[0, 0].half().float()
+    crop = data.sample(1, torch.Generator().manual_seed(3))[0, 0]
+    matches = [s for s in range(full.shape[1] - 15) if torch.equal(full[:, s : s + 16], crop)]
+    assert matches, "a crop must be a contiguous window of the file's mel"
+
+
+def test_bad_files_skipped_with_reasons(tmp_path, audio_dir, tiny_config, capsys):
+    (audio_dir / "empty.wav").write_bytes(b"")
+    (audio_dir / "fake.flac").write_text("definitely not flac")
+    sf.write(audio_dir / "silent.wav", np.zeros(4000, dtype=np.float32), SR)
+    sf.write(audio_dir / "tiny.wav", tone(440, 0.01), SR)
+    nan = tone(440, 0.2)
+    nan[5] = np.inf
+    sf.write(audio_dir / "inf.wav", nan, SR, subtype="FLOAT")
+    data, report = load_mels(audio_dir, MelSpectrogram(tiny_config.mel), 16, None, progress=False)
+    assert report.used == 6 and len(report.skipped) == 5
+    reasons = dict((p.rsplit("/", 1)[-1], r) for p, r in report.skipped)
+    assert reasons["silent.wav"].startswith("silent") and reasons["tiny.wav"].startswith("too short")
+    assert "NaN or infinite" in reasons["inf.wav"] and "cannot read audio" in reasons["empty.wav"]
+    assert "5 skipped" in report.summary()
+
+
+def test_folder_errors(tmp_path, tiny_config):
+    mel = MelSpectrogram(tiny_config.mel)
+    with pytest.raises(ValueError, match="nowhere: not a folder"):
+        load_mels(tmp_path / "nowhere", mel, 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no audio files found"):
+        load_mels(tmp_path / "empty", mel, 16)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.wav").write_bytes(b"junk")
+    sf.write(bad / "b.wav", np.zeros(1000, dtype=np.float32), SR)
+    with pytest.raises(ValueError, match=r"bad: none of the 2 audio files is usable \(.*a.wav: cannot read"):
+        load_mels(bad, mel, 16, progress=False)

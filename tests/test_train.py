@@ -1,0 +1,99 @@
+import dataclasses
+
+import pytest
+import torch
+
+from audiodiff import checkpoint
+from audiodiff.data import MelDataset, load_mels
+from audiodiff.mel import MelSpectrogram
+from audiodiff.pipeline import SpectrogramDiffusion
+from audiodiff.train import MAX_BAD_STEPS, latest_checkpoint, load_state, lr_at, train
+
+
+@pytest.fixture
+def data(audio_dir, tiny_config):
+    return load_mels(audio_dir, MelSpectrogram(tiny_config.mel), tiny_config.data.crop_frames, progress=False)[0]
+
+
+def with_steps(config, steps, **kw):
+    return config.replace("train", steps=steps, **kw)
+
+
+def test_lr_warmup_closed_form(tiny_config):
+    c = tiny_config.replace("train", lr=1e-3, warmup_steps=4)
+    assert [lr_at(s, c) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_resume_continues_exactly(tmp_path, data, tiny_config):
+    straight = train(tiny_config, data, tmp_path / "a", torch.device("cpu"), progress=False, log=lambda s: None)
+    train(with_steps(tiny_config, 2), data, tmp_path / "b", torch.device("cpu"), progress=False)
+    resumed = train(tiny_config, data, tmp_path / "b", torch.device("cpu"), progress=False, log=lambda s: None)
+    assert straight.step == resumed.step == 4
+    a, _ = checkpoint.read(latest_checkpoint(tmp_path / "a"))
+    b, _ = checkpoint.read(latest_checkpoint(tmp_path / "b"))
+    assert a.keys() == b.keys() and any(k.startswith("optim.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # model, EMA, optimizer and RNG state bit-identical
+    losses = [[row.split(",")[1] for row in (tmp_path / r / "loss.csv").read_text().splitlines()] for r in "ab"]
+    assert losses[0] == losses[1] and len(losses[0]) == 5  # header + steps 1..4, no duplicates
+
+
+def test_checkpoints_pruned_and_previews_written(tmp_path, data, tiny_config):
+    config = with_steps(tiny_config, 6, keep_checkpoints=2)
+    train(config, data, tmp_path, torch.device("cpu"), progress=False)
+    assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == [
+        "step_00000004.safetensors", "step_00000006.safetensors"]
+    assert (tmp_path / "samples" / "step_00000006_0.wav").exists()
+    assert (tmp_path / "samples" / "step_00000006_0.png").exists()
+
+
+def test_incompatible_config_refused(tmp_path, data, tiny_config):
+    train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
+    other = tiny_config.replace("unet", channels=16)
+    with pytest.raises(checkpoint.CheckpointError, match=r"incompatible config: unet.channels: 8 in the run, 16"):
+        load_state(latest_checkpoint(tmp_path), other, torch.device("cpu"))
+
+
+def test_damaged_checkpoints_give_clear_errors(tmp_path, data, tiny_config):
+    train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
+    path = latest_checkpoint(tmp_path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="step_00000004.safetensors: unreadable or damaged"):
+        SpectrogramDiffusion.load(path)
+    tensors, meta = checkpoint.read(tmp_path / "checkpoints" / "step_00000002.safetensors")
+    del tensors["ema.conv_in.weight"]
+    checkpoint.write(tmp_path / "x.safetensors", tensors, meta)
+    with pytest.raises(checkpoint.CheckpointError, match="missing 'conv_in.weight'"):
+        SpectrogramDiffusion.load(tmp_path / "x.safetensors")
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in"):
+        SpectrogramDiffusion.load(tmp_path / "samples")
+
+
+def test_pipeline_rebuilds_from_checkpoint_alone(tmp_path, data, tiny_config):
+    train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
+    pipe = SpectrogramDiffusion.load(latest_checkpoint(tmp_path), device="cpu")
+    assert pipe.config == tiny_config and pipe.step == 4
+    out = pipe.generate(3, steps=4, seed=7, seconds=0.3, batch_size=2)
+    assert out.audio.shape == (3, 2400) and out.sample_rate == 8000 and torch.isfinite(out.audio).all()
+    assert out.logmel.shape == (3, 1, 16, 1 + 38)  # 1 + ceil(2400 / hop 64) frames cover 0.3 s
+    again = pipe.generate(3, steps=4, seed=7, seconds=0.3, batch_size=3)
+    # clip i depends on seed + i only, up to float rounding (conv kernels block differently per batch size)
+    torch.testing.assert_close(again.logmel, out.logmel, atol=1e-4, rtol=0)
+    same_batch = pipe.generate(3, steps=4, seed=7, seconds=0.3, batch_size=2)
+    assert torch.equal(same_batch.audio, out.audio)
+
+
+def test_loss_decreases(tmp_path, data, tiny_config):
+    config = with_steps(tiny_config, 60, checkpoint_every=60, log_every=10, preview_count=0)
+    train(config, data, tmp_path, torch.device("cpu"), progress=False)
+    losses = [float(r.split(",")[1]) for r in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_nan_losses_stop_training_with_clear_error(tmp_path, tiny_config):
+    mels = torch.full((16, 40), float("nan"), dtype=torch.float16)
+    data = MelDataset(mels, torch.tensor([40]), ["nan.wav"], 16)
+    with pytest.raises(FloatingPointError, match=f"NaN/inf {MAX_BAD_STEPS} times"):
+        train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
+    assert latest_checkpoint(tmp_path) is None

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from audiodiff.config import UNetConfig
+from audiodiff.unet import UNet, timestep_embedding
+
+CFG = UNetConfig(channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(1, 2), head_channels=8)
+
+
+def test_timestep_embedding_closed_form():
+    e = timestep_embedding(torch.tensor([0, 3]), 8)
+    assert e.shape == (2, 8)
+    torch.testing.assert_close(e[0], torch.tensor([1.0] * 4 + [0.0] * 4))
+    freqs = torch.exp(-torch.log(torch.tensor(10000.0)) * torch.arange(4) / 4)
+    torch.testing.assert_close(e[1], torch.cat([torch.cos(3 * freqs), torch.sin(3 * freqs)]))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 16, 16), (1, 1, 80, 64), (3, 1, 13, 37)])
+def test_shapes_any_size(shape):
+    model = UNet(CFG)
+    nn_init_output(model)
+    out = model(torch.randn(shape), torch.randint(0, 1000, (shape[0],)))
+    assert out.shape == shape and torch.isfinite(out).all()
+
+
+def nn_init_output(model):
+    """Give the zero-initialized output layers weights, so the output depends on the input."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.05)
+
+
+def test_zero_initialized_output_and_gradients():
+    model = UNet(CFG)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([1, 500])
+    out = model(x, t)
+    assert torch.count_nonzero(out) == 0  # every residual branch and the output conv start at zero
+    (out - torch.randn_like(out)).square().mean().backward()  # a training loss: gradients reach the output layer
+    assert model.conv_out.weight.grad.abs().sum() > 0
+
+
+def test_timestep_and_batch_items_are_independent():
+    model = UNet(CFG)
+    nn_init_output(model)
+    model.eval()
+    x = torch.randn(2, 1, 16, 24)
+    both = model(x, torch.tensor([10, 900]))
+    assert not torch.allclose(both[0], model(x[:1], torch.tensor([900]))[0])  # t matters
+    torch.testing.assert_close(both[1:], model(x[1:], torch.tensor([900])), atol=1e-5, rtol=1e-4)
+
+
+def test_bad_attention_level():
+    with pytest.raises(ValueError, match="attention_levels"):
+        UNetConfig(channel_mult=(1, 2), attention_levels=(2,))
