@@ -14,8 +14,6 @@ from torch import Tensor, nn
 
 from .config import MelConfig
 
-_AMIN = 1e-10  # power floor before the log: -100 dB
-
 
 class MelSpectrogram(nn.Module):
     """Log-mel front end holding its STFT window and mel filterbank as (non-persistent) buffers."""
@@ -50,17 +48,20 @@ class MelSpectrogram(nn.Module):
         return self.filterbank @ self.stft(wav).abs().square()
 
     def normalize(self, power_mel: Tensor) -> Tensor:
-        """Power mel [B, F, N] -> normalized log-mel [B, 1, F, N]: min_db -> -1, max_db -> +1, floor -1."""
+        """Power mel [B, F, N] -> normalized log-mel [B, 1, F, N] in [-1, ~1].
+
+        dB = 10 log10(P + P_min) with P_min = 10^(min_db / 10): a smooth floor (silence -> exactly -1)
+        that `denormalize` undoes exactly, so silence comes back as silence. max_db -> +1.
+        """
         c = self.config
-        db = 10.0 * torch.log10(power_mel.clamp_min(_AMIN))
-        x = 2.0 * (db - c.min_db) / (c.max_db - c.min_db) - 1.0
-        return x.clamp_min(-1.0).unsqueeze(1)
+        db = 10.0 * torch.log10(power_mel + 10.0 ** (c.min_db / 10.0))
+        return (2.0 * (db - c.min_db) / (c.max_db - c.min_db) - 1.0).unsqueeze(1)
 
     def denormalize(self, logmel: Tensor) -> Tensor:
-        """Normalized log-mel [B, 1, F, N] -> power mel [B, F, N]. Inverse of `normalize` above -1."""
+        """Normalized log-mel [B, 1, F, N] -> power mel [B, F, N] >= 0; the exact inverse of `normalize` above -1."""
         c = self.config
         db = (logmel.squeeze(1).float() + 1.0) / 2.0 * (c.max_db - c.min_db) + c.min_db
-        return torch.pow(10.0, db / 10.0)
+        return (torch.pow(10.0, db / 10.0) - 10.0 ** (c.min_db / 10.0)).clamp_min(0.0)
 
     def forward(self, wav: Tensor) -> Tensor:
         """wav float [B, T] in [-1, 1] -> normalized log-mel float [B, 1, F, N], mostly in [-1, 1]."""

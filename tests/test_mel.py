@@ -25,11 +25,15 @@ def test_power_mel_matches_librosa(config):
 def test_normalization_closed_form_and_round_trip():
     c = MelConfig()
     mel = MelSpectrogram(c)
-    db = torch.tensor([c.min_db - 20, c.min_db, (c.min_db + c.max_db) / 2, c.max_db, c.max_db + 10])
-    x = mel.normalize((10 ** (db / 10))[None, None])
-    np.testing.assert_allclose(x.flatten().numpy(), [-1, -1, 0, 1, 1 + 10 / 60], atol=1e-5)
-    power = torch.rand(2, c.n_mels, 7) + 1e-3
-    torch.testing.assert_close(mel.denormalize(mel.normalize(power)), power, rtol=1e-4, atol=0)
+    floor = 10 ** (c.min_db / 10)
+    power = torch.tensor([0.0, floor, 10 ** (c.max_db / 10) - floor, 10 ** ((c.max_db + 6) / 10)])
+    x = mel.normalize(power[None, None])
+    want = [-1.0, -1 + 2 * 10 * np.log10(2) / 120, 1.0, 1 + 2 * 6 / 120]
+    np.testing.assert_allclose(x.flatten().numpy(), want, atol=1e-3)
+    torch.testing.assert_close(mel.denormalize(x)[0, 0], power, rtol=1e-4, atol=1e-12)
+    power = torch.rand(2, c.n_mels, 7) * 10 ** (torch.rand(2, c.n_mels, 7) * 12 - 9)  # -90 dB .. +30 dB
+    torch.testing.assert_close(mel.denormalize(mel.normalize(power)), power, rtol=1e-3, atol=1e-11)
+    assert float(mel.denormalize(torch.full((1, 1, 1, 1), -1.5))) == 0.0  # below the floor: silence
 
 
 def test_shapes_and_loudness_kept():

@@ -85,7 +85,7 @@ def test_pipeline_rebuilds_from_checkpoint_alone(tmp_path, data, tiny_config):
 
 
 def test_loss_decreases(tmp_path, data, tiny_config):
-    config = with_steps(tiny_config, 60, checkpoint_every=60, log_every=10, preview_count=0)
+    config = with_steps(tiny_config, 150, checkpoint_every=150, log_every=10, preview_count=0)
     train(config, data, tmp_path, torch.device("cpu"), progress=False)
     losses = [float(r.split(",")[1]) for r in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
     assert losses[-1] < 0.5 * losses[0]
