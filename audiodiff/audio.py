@@ -5,13 +5,13 @@ Waveforms here are float32 numpy arrays in [-1, 1] of shape [T] (mono).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .files import atomic_path
 
 
 class AudioError(ValueError):
@@ -53,16 +53,9 @@ def save(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
 
     Samples outside [-1, 1] are clipped.
     """
-    path = Path(path)
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, wav, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        sf.write(tmp, wav, sample_rate, subtype="PCM_16", format="WAV")
 
 
 def _short(e: Exception) -> str:

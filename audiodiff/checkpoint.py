@@ -1,11 +1,12 @@
 """Checkpoint files: tensors in safetensors plus JSON metadata; written atomically, never unpickled.
 
-A file is written to a temporary name in the same folder, flushed to disk, then renamed over the
-target, so a crash at any moment leaves either the old file or the new one, never a torn one.
+Files are written through `files.atomic_path`: a crash or a full disk leaves the old file or the
+new one, never a torn one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +17,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .files import atomic_path
+
 
 class CheckpointError(ValueError):
     """A missing, truncated, tampered or incompatible checkpoint; the message names the path."""
@@ -23,21 +26,13 @@ class CheckpointError(ValueError):
 
 def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Atomically write `tensors` and `meta` (each value JSON-encoded) to `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {**meta, "sha256": _digest(tensors)}
     try:
-        save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
+    except OSError as e:
+        raise OSError(e.errno, f"{path}: cannot write checkpoint ({os.strerror(e.errno) if e.errno else e})") from None
 
 
 def read(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -49,9 +44,21 @@ def read(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str
         with safe_open(path, framework="pt", device=str(device)) as f:
             meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: unreadable or damaged checkpoint ({e})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
+        raise CheckpointError(f"{path}: unreadable or damaged checkpoint ({_short(e)})") from None
+    if not isinstance(meta, dict) or meta.get("sha256") != _digest(tensors):
+        raise CheckpointError(f"{path}: damaged or tampered checkpoint (contents do not match the checksum)")
     return tensors, meta
+
+
+def _digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def split(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -75,3 +82,8 @@ def load_weights(model: torch.nn.Module, weights: dict[str, Tensor], path: Path 
                 else f"{shapes[0]!r} has shape {tuple(weights[shapes[0]].shape)}, the config builds {tuple(own[shapes[0]].shape)}")
         raise CheckpointError(f"{path}: weights do not fit the model its config builds ({what})")
     model.load_state_dict(weights)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip()
+    return text[:200] if text else type(e).__name__

@@ -12,6 +12,7 @@ import click
 from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import PRESETS, Config, preset
+from .files import write_text
 
 EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, AudioError, CheckpointError)
 
@@ -121,7 +122,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     config = _resolve_train_config(out, config_file, preset_name, {"train": train_changes}, resume)
     dev = resolve_device(device)
     _writable_dir(out)
-    (out / "config.toml").write_text(config.to_toml())
+    write_text(out / "config.toml", config.to_toml())
 
     t0 = time.perf_counter()
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress)

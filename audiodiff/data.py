@@ -120,6 +120,7 @@ def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: b
         except AudioError as e:
             report.skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
             continue
+        wav = wav - wav.mean()  # a DC offset is a recording defect, not something to learn as bass
         reason = _unusable(wav, mel)
         if reason:
             report.skipped.append((str(path), reason))

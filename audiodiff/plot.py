@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import MelConfig
+from .files import atomic_path
 
 
 def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title: str = "") -> None:
@@ -27,5 +28,6 @@ def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="dB")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -28,6 +28,7 @@ from .audio import save
 from .config import Config
 from .data import MelDataset
 from .device import autocast
+from .files import atomic_path
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .sampling import sample
@@ -211,11 +212,15 @@ class LossLog:
         rows = []
         if path.exists():
             with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
-        with open(path, "w", newline="") as f:
+                rows = [r for r in csv.DictReader(f) if self._complete(r) and int(r["step"]) <= resume_step]
+        # A kill -9 can leave a half-written last line; rewriting keeps only complete rows, atomically.
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, self.header)
             w.writeheader()
             w.writerows(rows)
+
+    def _complete(self, row: dict) -> bool:
+        return None not in row and all(row.get(k) not in (None, "") for k in self.header) and row["step"].isdigit()
 
     def append(self, **row: float) -> None:
         with open(self.path, "a", newline="") as f:

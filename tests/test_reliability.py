@@ -135,7 +135,8 @@ def test_fuzz_checkpoint_loader(tmp_path, tiny_config, audio_dir):
         except checkpoint.CheckpointError as e:
             assert str(e).startswith(str(target)), e
             outcomes["refused"] += 1
-    assert outcomes["refused"] > 150  # most mutations are caught; data-only flips may still load
+    print(f"checkpoint fuzz: {outcomes}")
+    assert outcomes["refused"] >= 295  # a checksum over the tensors catches flips in the data too
 
 
 def test_disk_full_keeps_previous_checkpoint(tmp_path, tiny_config, audio_dir, monkeypatch):
@@ -186,6 +187,7 @@ def test_kill_nine_loop(tmp_path, tiny_config, audio_dir):
         for c in ckpts:
             checkpoint.read(c)  # never corrupt
         steps_seen.append(_latest_step(run))
+    print(f"kill -9 loop: {kills} kills, last checkpoint step after each: {steps_seen}")
     assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0]
     final = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-1000:]
