@@ -11,7 +11,7 @@ import click
 
 from .audio import AudioError
 from .checkpoint import CheckpointError
-from .config import PRESETS, Config, preset
+from .config import PRESETS, Config, MelConfig, preset
 from .files import write_text
 
 EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, AudioError, CheckpointError)
@@ -227,3 +227,87 @@ def _run_mel_config(run_dir: Path):
 
     _, meta = checkpoint.read(find_checkpoint(run_dir))
     return Config.from_dict(meta.get("config", {})).mel
+
+
+@main.group()
+def evaluate() -> None:
+    """Offline quality figures: generated sets vs real audio, and vocoder round trips."""
+
+
+def _fmt_score(s: dict) -> str:
+    return (f"{s['name']:14} {s['clips']:5d}  FD {s['fd']:8.2f} [{s['fd_ci'][0]:.2f}, {s['fd_ci'][1]:.2f}]  "
+            f"KID {s['kid']:8.4f} [{s['kid_ci'][0]:.4f}, {s['kid_ci'][1]:.4f}]")
+
+
+@evaluate.command("generated")
+@click.argument("gen_dir", type=click.Path(path_type=Path))
+@click.option("--reference", "ref_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of real audio to compare with (e.g. held-out clips).")
+@click.option("--train", "train_dir", type=click.Path(path_type=Path),
+              help="The training folder: adds the real-vs-real floor (train vs reference) and a memorization check.")
+@click.option("--bootstrap", default=200, show_default=True, help="Bootstrap rounds for the 95% intervals.")
+@click.option("--seed", default=0, show_default=True, help="Seed for bootstrap and floor subsampling.")
+@click.option("--sample-rate", default=16000, show_default=True, help="Audio is resampled to this rate first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly
+def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None, bootstrap: int, seed: int,
+                           sample_rate: int, as_json: bool) -> None:
+    """Frechet and kernel distances of GEN_DIR's clips to real audio, in a weight-free embedding.
+
+    The embedding is per-clip mean and std of each log-mel band and of 20 MFCCs (default mel
+    front end at --sample-rate). Lower is better; compare with the real-vs-real floor (--train).
+    """
+    import json
+
+    from .evaluate import evaluate_generated, folder_features
+    from .mel import MelSpectrogram
+
+    mel = MelSpectrogram(MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2)))
+    gen, _ = folder_features(gen_dir, mel)
+    ref, _ = folder_features(ref_dir, mel)
+    train_feats = folder_features(train_dir, mel)[0] if train_dir else None
+    result = evaluate_generated(gen, ref, train_feats, rounds=bootstrap, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"melstats embedding, reference {ref_dir} ({len(ref)} clips), 95% bootstrap intervals")
+    click.echo(_fmt_score(result["generated"]))
+    if "floor" in result:
+        click.echo(_fmt_score(result["floor"]) + "   <- real-vs-real floor")
+        m = result["memorization"]
+        click.echo(f"memorization: median distance to nearest training clip {m['median_gen_to_train']:.2f} "
+                   f"(reference clips: {m['median_ref_to_train']:.2f}); {100 * m['too_close']:.0f}% of generated clips "
+                   f"closer than 95% of reference clips (about 5% expected without copying)")
+
+
+@evaluate.command("vocoder")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of real audio (e.g. held-out clips).")
+@click.option("--clips", default=50, show_default=True, help="Use the first N files (sorted by path).")
+@click.option("--iters", multiple=True, type=int, default=(32,), show_default=True,
+              help="Griffin-Lim iterations; repeat for several rows.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Use this run's mel config.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@DEVICE
+@_friendly
+def evaluate_vocoder_cmd(data_dir: Path, clips: int, iters: tuple[int, ...], run_dir: Path | None, as_json: bool,
+                         device: str) -> None:
+    """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF."""
+    import json
+
+    from .device import resolve_device
+    from .evaluate import evaluate_vocoder, vocoder_files
+    from .mel import MelSpectrogram
+    from .vocoder import GriffinLim
+
+    mel_config = _run_mel_config(run_dir) if run_dir else Config().mel
+    mel = MelSpectrogram(mel_config).to(resolve_device(device))
+    files = vocoder_files(data_dir, clips)
+    rows = {f"griffinlim-{n}": evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n)) for n in iters}
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'vocoder':16} {'clips':>5} {'LSD dB':>7} {'mel L1':>7} {'MR-STFT':>8} {'SNR dB':>7} {'RTF':>7}")
+    for name, r in rows.items():
+        click.echo(f"{name:16} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:7.3f} {r['mr_stft']:8.3f} "
+                   f"{r['snr_db']:7.1f} {r['rtf']:7.4f}")

@@ -87,8 +87,11 @@ def find_audio_files(data_dir: Path) -> list[Path]:
 
 
 def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache_dir: Path | None = None,
-              progress: bool = True) -> tuple[MelDataset, DataReport]:
-    """Build (or load from cache) the mel dataset of every usable audio file under data_dir."""
+              progress: bool = True, skip_silent: bool = True) -> tuple[MelDataset, DataReport]:
+    """Build (or load from cache) the mel dataset of every usable audio file under data_dir.
+
+    skip_silent=False keeps silent files (evaluation must score a generator that outputs silence).
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"{data_dir}: not a folder")
@@ -100,7 +103,7 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
         loaded = _read_cache(cache, crop_frames)
         if loaded is not None:
             return loaded
-    mels, lengths, used, report = _compute(data_dir, files, mel, progress)
+    mels, lengths, used, report = _compute(data_dir, files, mel, progress, skip_silent)
     if not used:
         first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3])
         raise ValueError(f"{data_dir}: none of the {len(files)} audio files is usable ({first})")
@@ -111,7 +114,7 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
     return data, report
 
 
-def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: bool):
+def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: bool, skip_silent: bool):
     report = DataReport(found=len(files))
     mels, lengths, used = [], [], []
     for path in tqdm(files, desc="mel cache", unit="file", disable=not progress, leave=False):
@@ -121,7 +124,7 @@ def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: b
             report.skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
             continue
         wav = wav - wav.mean()  # a DC offset is a recording defect, not something to learn as bass
-        reason = _unusable(wav, mel)
+        reason = _unusable(wav, mel, skip_silent)
         if reason:
             report.skipped.append((str(path), reason))
             continue
@@ -134,11 +137,11 @@ def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: b
     return mels, lengths, used, report
 
 
-def _unusable(wav: np.ndarray, mel: MelSpectrogram) -> str | None:
+def _unusable(wav: np.ndarray, mel: MelSpectrogram, skip_silent: bool) -> str | None:
     if len(wav) < mel.config.n_fft:
         return f"too short ({len(wav)} samples, need at least n_fft = {mel.config.n_fft})"
     peak = float(np.abs(wav).max())
-    if peak < SILENCE_PEAK:
+    if skip_silent and peak < SILENCE_PEAK:
         return f"silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
     return None
 

@@ -50,3 +50,12 @@ def snr_db(ref: Tensor, est: Tensor) -> float:
     num = ref.square().sum(-1)
     den = (ref - est).square().sum(-1).clamp_min(1e-12)
     return float((10 * torch.log10(num.clamp_min(1e-12) / den)).mean())
+
+
+def log_spectral_distance(ref: Tensor, est: Tensor, n_fft: int = 2048, hop_length: int = 512) -> float:
+    """LSD in dB: per frame sqrt(mean_f (10 log10 P_ref - 10 log10 P_est)^2), averaged over frames (power floor 1e-10)."""
+    ref, est = _pair(ref, est)
+    w = torch.hann_window(n_fft)
+    p_ref, p_est = (torch.stft(x, n_fft, hop_length, window=w, return_complex=True).abs().square() for x in (ref, est))
+    diff = 10 * torch.log10(p_ref.clamp_min(1e-10)) - 10 * torch.log10(p_est.clamp_min(1e-10))
+    return float(diff.square().mean(dim=-2).sqrt().mean())

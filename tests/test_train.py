@@ -97,3 +97,19 @@ def test_nan_losses_stop_training_with_clear_error(tmp_path, tiny_config):
     with pytest.raises(FloatingPointError, match=f"NaN/inf {MAX_BAD_STEPS} times"):
         train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
     assert latest_checkpoint(tmp_path) is None
+
+
+def test_single_nan_batch_is_skipped_and_counted(tmp_path, data, tiny_config, monkeypatch):
+    real_sample, calls = data.sample, []
+
+    def sometimes_nan(batch_size, generator):
+        batch = real_sample(batch_size, generator)
+        calls.append(1)
+        return torch.full_like(batch, float("nan")) if len(calls) == 2 else batch
+
+    monkeypatch.setattr(data, "sample", sometimes_nan)
+    state = train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
+    assert state.step == 4 and state.bad_steps == 1 and len(calls) == 5
+    rows = (tmp_path / "loss.csv").read_text().splitlines()
+    assert rows[-1].endswith(",1")  # bad_steps column
+    assert all(torch.isfinite(p).all() for p in state.model.parameters())
