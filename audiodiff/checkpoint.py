@@ -46,7 +46,9 @@ def read(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
         raise CheckpointError(f"{path}: unreadable or damaged checkpoint ({_short(e)})") from None
-    if not isinstance(meta, dict) or meta.get("sha256") != _digest(tensors):
+    if not isinstance(meta, dict) or "sha256" not in meta:
+        raise CheckpointError(f"{path}: not an audiodiff checkpoint, or damaged (no checksum in its metadata)")
+    if meta["sha256"] != _digest(tensors):
         raise CheckpointError(f"{path}: damaged or tampered checkpoint (contents do not match the checksum)")
     return tensors, meta
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The evaluation protocol on the shared benchmark sets: real-vs-real floors and vocoder rows.
+
+For each set (from ../shared/data/make_datasets.sh): the melstats FD/KID of `--floor-clips` random
+training clips against all held-out clips (the floor any generator is compared with), and the
+paired round-trip scores of Griffin-Lim on the first `--vocoder-clips` held-out clips.
+
+    bash ../shared/data/make_datasets.sh /tmp/data
+    python benchmarks/evaluate_protocol.py /tmp/data --sets notes digits drums
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import numpy as np
+import torch
+
+from audiodiff.config import MelConfig
+from audiodiff.evaluate import evaluate_vocoder, folder_features, score_sets, standardize, vocoder_files
+from audiodiff.mel import MelSpectrogram
+from audiodiff.vocoder import GriffinLim
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data_root")
+    ap.add_argument("--sets", nargs="+", default=["notes", "digits", "drums"])
+    ap.add_argument("--floor-clips", type=int, default=250)
+    ap.add_argument("--vocoder-clips", type=int, default=50)
+    ap.add_argument("--iters", type=int, nargs="+", default=[32])
+    ap.add_argument("--bootstrap", type=int, default=200)
+    args = ap.parse_args()
+    mel = MelSpectrogram(MelConfig())
+    print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; mel {MelConfig()}")
+    for name in args.sets:
+        root = f"{args.data_root}/{name}"
+        train, _ = folder_features(f"{root}/train", mel)
+        ref, _ = folder_features(f"{root}/heldout", mel)
+        pick = np.random.default_rng(0).choice(len(train), size=min(args.floor_clips, len(train)), replace=False)
+        ref_s, train_s = standardize(ref, train[pick])
+        s = score_sets("floor", train_s, ref_s, args.bootstrap, 0)
+        print(f"{name:7} floor: {s.clips} train vs {len(ref)} held-out clips: FD {s.fd:.2f} "
+              f"[{s.fd_ci[0]:.2f}, {s.fd_ci[1]:.2f}], KID {s.kid:.4f} [{s.kid_ci[0]:.4f}, {s.kid_ci[1]:.4f}]")
+        files = vocoder_files(f"{root}/heldout", args.vocoder_clips)
+        for n_iter in args.iters:
+            r = evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n_iter))
+            print(f"{name:7} vocoder GL-{n_iter}: {r['clips']} clips: LSD {r['lsd_db']:.2f} dB, mel L1 {r['mel_l1']:.3f}, "
+                  f"MR-STFT {r['mr_stft']:.3f}, SNR {r['snr_db']:.1f} dB, RTF {r['rtf']:.4f}")
+    print("command: python " + " ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()
