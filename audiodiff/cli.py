@@ -248,10 +248,12 @@ def _fmt_score(s: dict) -> str:
 @click.option("--bootstrap", default=200, show_default=True, help="Bootstrap rounds for the 95% intervals.")
 @click.option("--seed", default=0, show_default=True, help="Seed for bootstrap and floor subsampling.")
 @click.option("--sample-rate", default=16000, show_default=True, help="Audio is resampled to this rate first.")
+@click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path),
+              help="Also score in the embedding of a trained embedder (audiodiff evaluate train-embedder), with IS.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_friendly
 def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None, bootstrap: int, seed: int,
-                           sample_rate: int, as_json: bool) -> None:
+                           sample_rate: int, embedder_dir: Path | None, as_json: bool) -> None:
     """Frechet and kernel distances of GEN_DIR's clips to real audio, in a weight-free embedding.
 
     The embedding is per-clip mean and std of each log-mel band and of 20 MFCCs (default mel
@@ -266,18 +268,98 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
     gen, _ = folder_features(gen_dir, mel)
     ref, _ = folder_features(ref_dir, mel)
     train_feats = folder_features(train_dir, mel)[0] if train_dir else None
-    result = evaluate_generated(gen, ref, train_feats, rounds=bootstrap, seed=seed)
+    results = {"melstats": evaluate_generated(gen, ref, train_feats, rounds=bootstrap, seed=seed)}
+    if embedder_dir:
+        results["embedder"] = _embedder_scores(embedder_dir, gen_dir, ref_dir, train_dir, bootstrap, seed)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(results, indent=2))
         return
-    click.echo(f"melstats embedding, reference {ref_dir} ({len(ref)} clips), 95% bootstrap intervals")
-    click.echo(_fmt_score(result["generated"]))
-    if "floor" in result:
-        click.echo(_fmt_score(result["floor"]) + "   <- real-vs-real floor")
-        m = result["memorization"]
-        click.echo(f"memorization: median distance to nearest training clip {m['median_gen_to_train']:.2f} "
-                   f"(reference clips: {m['median_ref_to_train']:.2f}); {100 * m['too_close']:.0f}% of generated clips "
-                   f"closer than 95% of reference clips (about 5% expected without copying)")
+    for space, result in results.items():
+        click.echo(f"{space} embedding, reference {ref_dir} ({len(ref)} clips), 95% bootstrap intervals")
+        click.echo(_fmt_score(result["generated"]))
+        if "floor" in result:
+            click.echo(_fmt_score(result["floor"]) + "   <- real-vs-real floor")
+            m = result["memorization"]
+            click.echo(f"memorization: median distance to nearest training clip {m['median_gen_to_train']:.2f} "
+                       f"(reference clips: {m['median_ref_to_train']:.2f}); {100 * m['too_close']:.0f}% of generated "
+                       f"clips closer than 95% of reference clips (about 5% expected without copying)")
+        for name in ("generated_classes", "reference_classes"):
+            if name in result:
+                c = result[name]
+                click.echo(f"{name.split('_')[0]:14} IS {c['is']:.2f}, modified IS {c['modified_is']:.2f}")
+
+
+def _embedder_scores(embedder_dir: Path, gen_dir: Path, ref_dir: Path, train_dir: Path | None, bootstrap: int,
+                     seed: int) -> dict:
+    from .embedder import Embedder
+    from .evaluate import class_scores, embedder_features, evaluate_generated
+
+    emb = Embedder.load(embedder_dir)
+    (gen, gen_p, _), (ref, ref_p, _) = embedder_features(gen_dir, emb), embedder_features(ref_dir, emb)
+    train = embedder_features(train_dir, emb)[0] if train_dir else None
+    result = evaluate_generated(gen, ref, train, rounds=bootstrap, seed=seed)
+    if gen_p is not None:
+        result["generated_classes"], result["reference_classes"] = class_scores(gen_p), class_scores(ref_p)
+    return result
+
+
+@evaluate.command("train-embedder")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for embedder.safetensors.")
+@click.option("--label-column", help="Column of DATA_DIR's (or its parent's) metadata.csv holding class labels. "
+              "Default: first-level subfolder names if there are several, else no labels (contrastive).")
+@click.option("--heldout", type=click.Path(path_type=Path), help="Held-out folder to report classification accuracy on.")
+@click.option("--steps", type=int, help="Training steps (default 1500).")
+@click.option("--seed", type=int, help="Seed (default 0).")
+@click.option("--force", is_flag=True, help="Overwrite an existing embedder in --out.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@_friendly
+def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, heldout: Path | None, steps: int | None,
+                       seed: int | None, force: bool, progress: bool) -> None:
+    """Train the small audio embedder used by `evaluate generated --embedder` on DATA_DIR (CPU, minutes).
+
+    With labels it is a classifier (IS, modified IS, class accuracy as in DiffWave's SC09 protocol);
+    without, it learns by contrast between crops of the same file.
+    """
+    import dataclasses
+
+    import torch
+
+    from .config import EmbedderConfig
+    from .data import file_labels, load_mels
+    from .embedder import Embedder, train_embedder
+    from .evaluate import embedder_features
+    from .mel import MelSpectrogram
+
+    target = out / "embedder.safetensors"
+    if target.exists() and not force:
+        raise ValueError(f"{target}: exists; pass --force to overwrite")
+    config = EmbedderConfig()
+    config = dataclasses.replace(config, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
+    mel_config = MelConfig()
+    data, report = load_mels(data_dir, MelSpectrogram(mel_config), config.crop_frames, progress=progress)
+    click.echo(f"data: {report.summary()}")
+    labelled = file_labels(data_dir, data.files, label_column)
+    names, labels = labelled if labelled else ([], None)
+    click.echo(f"objective: {'classify ' + str(len(names)) + ' labels' if names else 'contrastive (no labels)'}")
+    model = Embedder(config, mel_config, names)
+    stats = train_embedder(model, data, labels, progress)
+    line = f"trained {config.steps} steps: loss {stats['loss']:.3f}"
+    if names:
+        line += f", train accuracy {stats['train_accuracy']:.3f}"
+    meta = {"data": str(data_dir), "label_column": label_column, **stats}
+    if heldout and names:
+        _, probs, files = embedder_features(heldout, model)
+        ho = file_labels(heldout, files, label_column)
+        unknown = sorted(set(ho[0]) - set(names)) if ho else ["(no labels found)"]
+        if unknown:
+            raise ValueError(f"{heldout}: labels {unknown} are not among the training labels {names}")
+        truth = torch.tensor([names.index(ho[0][i]) for i in ho[1].tolist()])
+        meta["heldout_accuracy"] = float((probs.argmax(-1) == truth).float().mean())
+        line += f", held-out accuracy {meta['heldout_accuracy']:.3f} on {len(files)} clips"
+    _writable_dir(out)
+    model.save(target, meta)
+    click.echo(f"{line} -> {target}")
 
 
 @evaluate.command("vocoder")

@@ -119,6 +119,19 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EmbedderConfig:
+    """The small CNN that audiodiff trains for evaluation: a classifier, or contrastive without labels."""
+
+    channels: tuple[int, ...] = (32, 64, 128, 128)
+    crop_frames: int = 64
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    temperature: float = 0.1  # NT-Xent temperature of the self-supervised objective
+
+
+@dataclass(frozen=True)
 class Config:
     mel: MelConfig = field(default_factory=MelConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)

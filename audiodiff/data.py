@@ -8,6 +8,7 @@ runs never decode audio again. Unusable files are skipped and reported, never fa
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -65,15 +66,26 @@ class MelDataset:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
         """A batch of random crops, float32 [B, 1, F, crop_frames]; short files padded with -1 (silence)."""
-        idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
-        u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
-        out = torch.full((batch_size, 1, self.mels.shape[0], self.crop_frames), -1.0)
-        for b, i in enumerate(idx.tolist()):
+        return self.crops(self.sample_files(batch_size, generator), generator)
+
+    def sample_files(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """File indices long [B], drawn in proportion to each file's number of crop positions."""
+        return torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
+
+    def crops(self, files: Tensor, generator: torch.Generator) -> Tensor:
+        """One random crop of each file index in `files` [B] -> float32 [B, 1, F, crop_frames]."""
+        u = torch.rand(len(files), generator=generator, dtype=torch.float64)
+        out = torch.full((len(files), 1, self.mels.shape[0], self.crop_frames), -1.0)
+        for b, i in enumerate(files.tolist()):
             n = int(self.lengths[i])
             start = int(u[b] * max(1, n - self.crop_frames + 1))
             crop = self.mels[:, self.offsets[i] + start : self.offsets[i] + min(n, start + self.crop_frames)]
             out[b, 0, :, : crop.shape[1]] = crop.float()
         return out
+
+    def file_mel(self, i: int) -> Tensor:
+        """The whole normalized log-mel of file i, float32 [F, N_i]."""
+        return self.mels[:, int(self.offsets[i]) : int(self.offsets[i + 1])].float()
 
 
 def find_audio_files(data_dir: Path) -> list[Path]:
@@ -172,3 +184,40 @@ def _read_cache(path: Path, crop_frames: int) -> tuple[MelDataset, DataReport] |
     report.padded = int((data.lengths < crop_frames).sum())
     report.from_cache = True
     return data, report
+
+
+def file_labels(data_dir: str | Path, files: list[str], column: str | None = None) -> tuple[list[str], Tensor] | None:
+    """Class labels of `files` (paths relative to data_dir): (sorted label names, long [len(files)]), or None.
+
+    column=None: the first-level subfolder of each file, if every file sits in one and there are at
+    least two. Otherwise `column` of a metadata.csv in data_dir or its parent, whose `path` column
+    holds paths relative to the CSV's folder.
+    """
+    data_dir = Path(data_dir)
+    if column is None:
+        parts = [Path(f).parts for f in files]
+        if all(len(p) > 1 for p in parts) and len({p[0] for p in parts}) > 1:
+            return _encode([p[0] for p in parts])
+        return None
+    csv_path = next((d / "metadata.csv" for d in (data_dir, data_dir.parent) if (d / "metadata.csv").is_file()), None)
+    if csv_path is None:
+        raise ValueError(f"{data_dir}: --label-column {column!r} given but no metadata.csv here or in the parent folder")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or column not in rows[0] or "path" not in rows[0]:
+        raise ValueError(f"{csv_path}: needs columns 'path' and {column!r}")
+    by_path = {Path(r["path"]).as_posix(): r[column] for r in rows}
+    root = csv_path.parent.resolve()
+    names = []
+    for f in files:
+        key = (data_dir / f).resolve().relative_to(root).as_posix()
+        if key not in by_path:
+            raise ValueError(f"{csv_path}: no row for {key}")
+        names.append(by_path[key])
+    return _encode(names)
+
+
+def _encode(names: list[str]) -> tuple[list[str], Tensor]:
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, torch.tensor([index[n] for n in names])

@@ -26,6 +26,7 @@ import torch
 
 from .audio import load
 from .data import find_audio_files, load_mels
+from .embedder import Embedder, inception_score, modified_inception_score
 from .mel import MelSpectrogram
 from .metrics import log_spectral_distance, mel_l1, mr_stft, snr_db
 from .pipeline import reconstruct
@@ -45,8 +46,7 @@ def clip_features(logmel: np.ndarray) -> np.ndarray:
 def folder_features(folder: str | Path, mel: MelSpectrogram, progress: bool = False) -> tuple[np.ndarray, list[str]]:
     """melstats of every readable audio file under folder (silent files included): ([N, D], names)."""
     data, _ = load_mels(folder, mel, crop_frames=1, progress=progress, skip_silent=False)
-    feats = [clip_features(data.mels[:, int(data.offsets[i]) : int(data.offsets[i + 1])].float().numpy())
-             for i in range(len(data))]
+    feats = [clip_features(data.file_mel(i).numpy()) for i in range(len(data))]
     return np.stack(feats), data.files
 
 
@@ -161,3 +161,20 @@ def vocoder_files(data: str | Path, clips: int) -> list[Path]:
     if not files:
         raise ValueError(f"{data}: no audio files found")
     return files
+
+
+def embedder_features(folder: str | Path, embedder: Embedder, progress: bool = False
+                      ) -> tuple[np.ndarray, torch.Tensor | None, list[str]]:
+    """Embeddings [N, D] (and class probabilities [N, C] if the embedder classifies) of every clip in folder."""
+    mel = MelSpectrogram(embedder.mel_config)
+    data, _ = load_mels(folder, mel, crop_frames=1, progress=progress, skip_silent=False)
+    with torch.inference_mode():
+        outs = [embedder.embed_clip(data.file_mel(i)) for i in range(len(data))]
+    emb = torch.stack([e for e, _ in outs]).double().numpy()
+    probs = torch.stack([p for _, p in outs]) if embedder.labels else None
+    return emb, probs, data.files
+
+
+def class_scores(probs: torch.Tensor) -> dict[str, float]:
+    """IS and modified IS of class probabilities [N, C]."""
+    return {"is": inception_score(probs), "modified_is": modified_inception_score(probs)}

@@ -1,5 +1,7 @@
 import json
 
+import torch
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -106,9 +108,67 @@ def test_cli_evaluate_generated_and_vocoder(tmp_path):
                                     "--train", str(tmp_path / "train"), "--bootstrap", "10", "--sample-rate", str(SR),
                                     "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.output)["melstats"]
     assert out["generated"]["clips"] == 12 and out["floor"]["clips"] == 12 and "too_close" in out["memorization"]
     res = CliRunner().invoke(main, ["evaluate", "vocoder", "--data", str(tmp_path / "ref"), "--clips", "3",
                                     "--iters", "0", "--iters", "8"])
     assert res.exit_code == 0, res.output
     assert "griffinlim-0" in res.output and "griffinlim-8" in res.output
+
+
+def test_inception_scores_closed_form():
+    from audiodiff.embedder import inception_score, modified_inception_score
+
+    confident_uniform = torch.eye(4).repeat(5, 1)  # 20 clips, each certain, classes balanced
+    assert inception_score(confident_uniform) == pytest.approx(4.0, rel=1e-4)
+    collapsed = torch.tensor([[1.0, 0, 0, 0]]).repeat(20, 1)
+    assert inception_score(collapsed) == pytest.approx(1.0, rel=1e-4)
+    assert modified_inception_score(collapsed) == pytest.approx(1.0, rel=1e-4)
+    assert modified_inception_score(confident_uniform) > 10  # distinct certain clips: large pairwise KL
+
+
+def test_file_labels_from_subfolders_and_metadata(tmp_path):
+    from audiodiff.data import file_labels
+
+    names, idx = file_labels(tmp_path, ["a/x.wav", "b/y.wav", "a/z.wav"])
+    assert names == ["a", "b"] and idx.tolist() == [0, 1, 0]
+    assert file_labels(tmp_path, ["x.wav", "y.wav"]) is None
+    (tmp_path / "train").mkdir()
+    (tmp_path / "metadata.csv").write_text("path,digit\ntrain/x.wav,3\ntrain/y.wav,7\n")
+    names, idx = file_labels(tmp_path / "train", ["x.wav", "y.wav"], "digit")
+    assert names == ["3", "7"] and idx.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="no row for train/q.wav"):
+        file_labels(tmp_path / "train", ["q.wav"], "digit")
+    with pytest.raises(ValueError, match="needs columns 'path' and 'speaker'"):
+        file_labels(tmp_path / "train", ["x.wav"], "speaker")
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_train_embedder_cli_and_scores(tmp_path, labelled):
+    """Two classes of tones (low vs high): the classifier must separate them on held-out clips."""
+    for split, seed in (("train", 1), ("heldout", 2)):
+        rng = np.random.default_rng(seed)
+        for cls, (lo, hi) in {"low": (150, 300), "high": (1500, 3000)}.items():
+            d = tmp_path / split / cls if labelled else tmp_path / split
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(12):
+                sf.write(d / f"{cls}{i}.wav", tone(rng.uniform(lo, hi), 1.0, sr=16000, amp=rng.uniform(0.2, 0.6)), 16000)
+    args = ["evaluate", "train-embedder", str(tmp_path / "train"), "--out", str(tmp_path / "emb"), "--steps", "60",
+            "--no-progress"]
+    if labelled:
+        args += ["--heldout", str(tmp_path / "heldout")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    if labelled:
+        acc = float(res.output.split("held-out accuracy ")[1].split()[0])
+        assert acc >= 0.9, res.output
+    else:
+        assert "contrastive" in res.output
+    res = CliRunner().invoke(main, ["evaluate", "generated", str(tmp_path / "heldout"), "--reference",
+                                    str(tmp_path / "train"), "--embedder", str(tmp_path / "emb"), "--bootstrap", "5",
+                                    "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)["embedder"]
+    assert out["generated"]["clips"] == 24
+    if labelled:
+        assert out["generated_classes"]["is"] > 1.5  # two balanced, well-separated classes: IS near 2
