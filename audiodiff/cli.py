@@ -270,7 +270,11 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
     train_feats = folder_features(train_dir, mel)[0] if train_dir else None
     results = {"melstats": evaluate_generated(gen, ref, train_feats, rounds=bootstrap, seed=seed)}
     if embedder_dir:
-        results["embedder"] = _embedder_scores(embedder_dir, gen_dir, ref_dir, train_dir, bootstrap, seed)
+        from .embedder import Embedder
+        from .evaluate import evaluate_with_embedder
+
+        results["embedder"] = evaluate_with_embedder(Embedder.load(embedder_dir), gen_dir, ref_dir, train_dir,
+                                                     bootstrap, seed)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -287,20 +291,6 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
             if name in result:
                 c = result[name]
                 click.echo(f"{name.split('_')[0]:14} IS {c['is']:.2f}, modified IS {c['modified_is']:.2f}")
-
-
-def _embedder_scores(embedder_dir: Path, gen_dir: Path, ref_dir: Path, train_dir: Path | None, bootstrap: int,
-                     seed: int) -> dict:
-    from .embedder import Embedder
-    from .evaluate import class_scores, embedder_features, evaluate_generated
-
-    emb = Embedder.load(embedder_dir)
-    (gen, gen_p, _), (ref, ref_p, _) = embedder_features(gen_dir, emb), embedder_features(ref_dir, emb)
-    train = embedder_features(train_dir, emb)[0] if train_dir else None
-    result = evaluate_generated(gen, ref, train, rounds=bootstrap, seed=seed)
-    if gen_p is not None:
-        result["generated_classes"], result["reference_classes"] = class_scores(gen_p), class_scores(ref_p)
-    return result
 
 
 @evaluate.command("train-embedder")
@@ -323,12 +313,10 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
     """
     import dataclasses
 
-    import torch
-
     from .config import EmbedderConfig
     from .data import file_labels, load_mels
     from .embedder import Embedder, train_embedder
-    from .evaluate import embedder_features
+    from .evaluate import heldout_accuracy
     from .mel import MelSpectrogram
 
     target = out / "embedder.safetensors"
@@ -349,14 +337,8 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
         line += f", train accuracy {stats['train_accuracy']:.3f}"
     meta = {"data": str(data_dir), "label_column": label_column, **stats}
     if heldout and names:
-        _, probs, files = embedder_features(heldout, model)
-        ho = file_labels(heldout, files, label_column)
-        unknown = sorted(set(ho[0]) - set(names)) if ho else ["(no labels found)"]
-        if unknown:
-            raise ValueError(f"{heldout}: labels {unknown} are not among the training labels {names}")
-        truth = torch.tensor([names.index(ho[0][i]) for i in ho[1].tolist()])
-        meta["heldout_accuracy"] = float((probs.argmax(-1) == truth).float().mean())
-        line += f", held-out accuracy {meta['heldout_accuracy']:.3f} on {len(files)} clips"
+        meta["heldout_accuracy"], count = heldout_accuracy(model, heldout, label_column)
+        line += f", held-out accuracy {meta['heldout_accuracy']:.3f} on {count} clips"
     _writable_dir(out)
     model.save(target, meta)
     click.echo(f"{line} -> {target}")

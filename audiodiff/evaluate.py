@@ -25,7 +25,7 @@ import scipy.fft
 import torch
 
 from .audio import load
-from .data import find_audio_files, load_mels
+from .data import file_labels, find_audio_files, load_mels
 from .embedder import Embedder, inception_score, modified_inception_score
 from .mel import MelSpectrogram
 from .metrics import log_spectral_distance, mel_l1, mr_stft, snr_db
@@ -178,3 +178,26 @@ def embedder_features(folder: str | Path, embedder: Embedder, progress: bool = F
 def class_scores(probs: torch.Tensor) -> dict[str, float]:
     """IS and modified IS of class probabilities [N, C]."""
     return {"is": inception_score(probs), "modified_is": modified_inception_score(probs)}
+
+
+def heldout_accuracy(embedder: Embedder, folder: str | Path, label_column: str | None) -> tuple[float, int]:
+    """Classification accuracy of a classifier embedder on a labelled folder: (accuracy, clip count)."""
+    _, probs, files = embedder_features(folder, embedder)
+    labelled = file_labels(folder, files, label_column)
+    unknown = sorted(set(labelled[0]) - set(embedder.labels)) if labelled else ["(no labels found)"]
+    if unknown:
+        raise ValueError(f"{folder}: labels {unknown} are not among the embedder's labels {embedder.labels}")
+    names, idx = labelled
+    truth = torch.tensor([embedder.labels.index(names[i]) for i in idx.tolist()])
+    return float((probs.argmax(-1) == truth).float().mean()), len(files)
+
+
+def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_dir: Path | None, rounds: int = 200,
+                           seed: int = 0) -> dict:
+    """`evaluate_generated` in the embedder's space, plus IS / modified IS when it is a classifier."""
+    (gen, gen_p, _), (ref, ref_p, _) = embedder_features(gen_dir, emb), embedder_features(ref_dir, emb)
+    train = embedder_features(train_dir, emb)[0] if train_dir else None
+    result = evaluate_generated(gen, ref, train, rounds=rounds, seed=seed)
+    if gen_p is not None:
+        result["generated_classes"], result["reference_classes"] = class_scores(gen_p), class_scores(ref_p)
+    return result

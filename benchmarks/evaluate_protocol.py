@@ -7,6 +7,10 @@ paired round-trip scores of Griffin-Lim on the first `--vocoder-clips` held-out 
 
     bash ../shared/data/make_datasets.sh /tmp/data
     python benchmarks/evaluate_protocol.py /tmp/data --sets notes digits drums
+    # with trained embedders (floors in their embedding, IS of the real held-out clips):
+    for s in notes:family digits:digit drums:category; do audiodiff evaluate train-embedder \
+        /tmp/data/${s%%:*}/train --out /tmp/emb/${s%%:*} --label-column ${s##*:} --heldout /tmp/data/${s%%:*}/heldout; done
+    python benchmarks/evaluate_protocol.py /tmp/data --embedders /tmp/emb --iters 32
 """
 
 from __future__ import annotations
@@ -19,9 +23,25 @@ import numpy as np
 import torch
 
 from audiodiff.config import MelConfig
-from audiodiff.evaluate import evaluate_vocoder, folder_features, score_sets, standardize, vocoder_files
+from audiodiff.embedder import Embedder
+from audiodiff.evaluate import (class_scores, embedder_features, evaluate_vocoder, folder_features, score_sets,
+                                standardize, vocoder_files)
 from audiodiff.mel import MelSpectrogram
 from audiodiff.vocoder import GriffinLim
+
+
+def embedder_floor(name: str, root: str, emb: Embedder, args: argparse.Namespace) -> None:
+    train, _, _ = embedder_features(f"{root}/train", emb)
+    ref, ref_probs, _ = embedder_features(f"{root}/heldout", emb)
+    pick = np.random.default_rng(0).choice(len(train), size=min(args.floor_clips, len(train)), replace=False)
+    ref_s, train_s = standardize(ref, train[pick])
+    s = score_sets("floor", train_s, ref_s, args.bootstrap, 0)
+    line = (f"{name:7} embedder floor: FD {s.fd:.2f} [{s.fd_ci[0]:.2f}, {s.fd_ci[1]:.2f}], "
+            f"KID {s.kid:.4f} [{s.kid_ci[0]:.4f}, {s.kid_ci[1]:.4f}]")
+    if ref_probs is not None:
+        c = class_scores(ref_probs)
+        line += f"; held-out real clips: IS {c['is']:.2f}, modified IS {c['modified_is']:.2f} ({len(emb.labels)} classes)"
+    print(line)
 
 
 def main() -> None:
@@ -32,6 +52,7 @@ def main() -> None:
     ap.add_argument("--vocoder-clips", type=int, default=50)
     ap.add_argument("--iters", type=int, nargs="+", default=[32])
     ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--embedders", help="folder with SET/embedder.safetensors from `audiodiff evaluate train-embedder`")
     args = ap.parse_args()
     mel = MelSpectrogram(MelConfig())
     print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; mel {MelConfig()}")
@@ -44,6 +65,8 @@ def main() -> None:
         s = score_sets("floor", train_s, ref_s, args.bootstrap, 0)
         print(f"{name:7} floor: {s.clips} train vs {len(ref)} held-out clips: FD {s.fd:.2f} "
               f"[{s.fd_ci[0]:.2f}, {s.fd_ci[1]:.2f}], KID {s.kid:.4f} [{s.kid_ci[0]:.4f}, {s.kid_ci[1]:.4f}]")
+        if args.embedders:
+            embedder_floor(name, root, Embedder.load(f"{args.embedders}/{name}"), args)
         files = vocoder_files(f"{root}/heldout", args.vocoder_clips)
         for n_iter in args.iters:
             r = evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n_iter))
