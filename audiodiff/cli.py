@@ -14,7 +14,7 @@ from .checkpoint import CheckpointError
 from .config import PRESETS, Config, MelConfig, preset
 from .files import write_text
 
-EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, AudioError, CheckpointError)
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, AudioError, CheckpointError)
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -351,11 +351,12 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 @click.option("--iters", multiple=True, type=int, default=(32,), show_default=True,
               help="Griffin-Lim iterations; repeat for several rows.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Use this run's mel config.")
+@click.option("--speech", is_flag=True, help="Add PESQ-wb (16 kHz) and STOI; needs `pip install pesq pystoi`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DEVICE
 @_friendly
-def evaluate_vocoder_cmd(data_dir: Path, clips: int, iters: tuple[int, ...], run_dir: Path | None, as_json: bool,
-                         device: str) -> None:
+def evaluate_vocoder_cmd(data_dir: Path, clips: int, iters: tuple[int, ...], run_dir: Path | None, speech: bool,
+                         as_json: bool, device: str) -> None:
     """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF."""
     import json
 
@@ -367,11 +368,16 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, iters: tuple[int, ...], run
     mel_config = _run_mel_config(run_dir) if run_dir else Config().mel
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     files = vocoder_files(data_dir, clips)
-    rows = {f"griffinlim-{n}": evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n)) for n in iters}
+    rows = {f"griffinlim-{n}": evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n), speech=speech) for n in iters}
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'vocoder':16} {'clips':>5} {'LSD dB':>7} {'mel L1':>7} {'MR-STFT':>8} {'SNR dB':>7} {'RTF':>7}")
+    click.echo(f"{'vocoder':16} {'clips':>5} {'LSD dB':>7} {'mel L1':>7} {'MR-STFT':>8} {'SNR dB':>7} {'RTF':>7}"
+               + (f" {'PESQ-wb':>7} {'STOI':>6}" if speech else ""))
     for name, r in rows.items():
         click.echo(f"{name:16} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:7.3f} {r['mr_stft']:8.3f} "
-                   f"{r['snr_db']:7.1f} {r['rtf']:7.4f}")
+                   f"{r['snr_db']:7.1f} {r['rtf']:7.4f}" + (f" {r['pesq_wb']:7.2f} {r['stoi']:6.3f}" if speech else ""))
+    if speech:
+        r = next(iter(rows.values()))
+        click.echo(f"PESQ-wb defined on {r['pesq_wb_clips']}, STOI on {r['stoi_clips']} of {r['clips']} clips "
+                   "(STOI needs about 30 frames, ~0.4 s, of speech)")

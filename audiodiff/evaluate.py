@@ -28,7 +28,7 @@ from .audio import load
 from .data import file_labels, find_audio_files, load_mels
 from .embedder import Embedder, inception_score, modified_inception_score
 from .mel import MelSpectrogram
-from .metrics import log_spectral_distance, mel_l1, mr_stft, snr_db
+from .metrics import log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
 from .pipeline import reconstruct
 from .vocoder import Vocoder
 
@@ -141,9 +141,13 @@ def memorization(gen: np.ndarray, ref: np.ndarray, train: np.ndarray) -> dict:
             "too_close": float((d_gen < threshold).mean()), "threshold": threshold}
 
 
-def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, seed: int = 0) -> dict:
-    """Mean paired round-trip scores of `vocoder` on the files, and its real-time factor on this device."""
-    rows, seconds, elapsed = [], 0.0, 0.0
+def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, seed: int = 0,
+                     speech: bool = False) -> dict:
+    """Mean paired round-trip scores of `vocoder` on the files, and its real-time factor on this device.
+
+    speech=True adds PESQ-wb and STOI (optional packages), averaged over the clips where they are defined.
+    """
+    rows, extra, seconds, elapsed = [], [], 0.0, 0.0
     mel_cpu = MelSpectrogram(mel.config)  # scores on CPU whatever device the vocoder runs on
     for i, path in enumerate(files):
         wav = load(path, mel.config.sample_rate)
@@ -152,8 +156,15 @@ def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, s
         elapsed += time.perf_counter() - t0
         seconds += len(wav) / mel.config.sample_rate
         rows.append((log_spectral_distance(wav, est), mel_l1(wav, est, mel_cpu), mr_stft(wav, est), snr_db(wav, est)))
+        if speech:
+            extra.append(speech_scores(wav, est, mel.config.sample_rate))
     lsd, l1, mr, snr = (float(np.mean(c)) for c in zip(*rows))
-    return {"clips": len(files), "lsd_db": lsd, "mel_l1": l1, "mr_stft": mr, "snr_db": snr, "rtf": elapsed / seconds}
+    result = {"clips": len(files), "lsd_db": lsd, "mel_l1": l1, "mr_stft": mr, "snr_db": snr, "rtf": elapsed / seconds}
+    for key in ("pesq_wb", "stoi") if speech else ():
+        defined = [e[key] for e in extra if e[key] == e[key]]
+        result[key] = float(np.mean(defined)) if defined else float("nan")
+        result[f"{key}_clips"] = len(defined)  # clips where the score is defined
+    return result
 
 
 def vocoder_files(data: str | Path, clips: int) -> list[Path]:

@@ -6,6 +6,8 @@ mean over the batch). Lower is better for every metric except SNR.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -59,3 +61,26 @@ def log_spectral_distance(ref: Tensor, est: Tensor, n_fft: int = 2048, hop_lengt
     p_ref, p_est = (torch.stft(x, n_fft, hop_length, window=w, return_complex=True).abs().square() for x in (ref, est))
     diff = 10 * torch.log10(p_ref.clamp_min(1e-10)) - 10 * torch.log10(p_est.clamp_min(1e-10))
     return float(diff.square().mean(dim=-2).sqrt().mean())
+
+
+def speech_scores(ref: Tensor, est: Tensor, sample_rate: int) -> dict[str, float]:
+    """PESQ wide-band (ITU-T P.862.2, 16 kHz only) and STOI of one speech clip, when the optional `pesq`
+    and `pystoi` packages are installed (`pip install audiodiff[speech]`). NaN where a score is undefined
+    (PESQ finds no utterance; STOI has under 30 frames of speech). Raises ImportError naming the extra if they are missing."""
+    try:
+        from pesq import pesq
+        from pystoi import stoi
+    except ImportError:
+        raise ImportError("speech scores need the optional packages: pip install pesq pystoi") from None
+    ref, est = _pair(ref, est)
+    a, b = ref[0].double().numpy(), est[0].double().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pystoi warns, and returns 1e-5, when speech is under ~30 frames
+        value = float(stoi(a, b, sample_rate, extended=False))
+    out = {"stoi": value if value > 1e-5 else float("nan"), "pesq_wb": float("nan")}
+    if sample_rate == 16000:
+        try:
+            out["pesq_wb"] = float(pesq(16000, a, b, "wb"))
+        except Exception:  # pesq raises its own error types for clips without speech
+            pass
+    return out

@@ -172,3 +172,18 @@ def test_train_embedder_cli_and_scores(tmp_path, labelled):
     assert out["generated"]["clips"] == 24
     if labelled:
         assert out["generated_classes"]["is"] > 1.5  # two balanced, well-separated classes: IS near 2
+
+
+def test_speech_scores_when_installed():
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    from audiodiff.metrics import speech_scores
+
+    t = np.arange(32000) / 16000
+    # a crude voiced signal: 150 Hz harmonics, syllable-rate amplitude modulation
+    x = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 20)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
+    x = (0.1 * x).astype(np.float32)
+    clean = speech_scores(x, x, 16000)
+    noisy = speech_scores(x, x + 0.05 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32), 16000)
+    assert clean["stoi"] > 0.99 and noisy["stoi"] < clean["stoi"]
+    assert noisy["pesq_wb"] < clean["pesq_wb"] or np.isnan(clean["pesq_wb"])
