@@ -290,7 +290,8 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
         for name in ("generated_classes", "reference_classes"):
             if name in result:
                 c = result[name]
-                click.echo(f"{name.split('_')[0]:14} IS {c['is']:.2f}, modified IS {c['modified_is']:.2f}")
+                acc = f", class accuracy {c['accuracy']:.3f}" if "accuracy" in c else ""
+                click.echo(f"{name.split('_')[0]:14} IS {c['is']:.2f}, modified IS {c['modified_is']:.2f}{acc}")
 
 
 @evaluate.command("train-embedder")

@@ -194,21 +194,36 @@ def class_scores(probs: torch.Tensor) -> dict[str, float]:
 def heldout_accuracy(embedder: Embedder, folder: str | Path, label_column: str | None) -> tuple[float, int]:
     """Classification accuracy of a classifier embedder on a labelled folder: (accuracy, clip count)."""
     _, probs, files = embedder_features(folder, embedder)
+    accuracy = class_accuracy(embedder, probs, folder, files, label_column)
+    if accuracy is None:
+        raise ValueError(f"{folder}: no labels found (subfolders or --label-column)")
+    return accuracy, len(files)
+
+
+def class_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, files: list[str],
+                   label_column: str | None = None) -> float | None:
+    """Share of clips whose argmax class is their label (subfolder or metadata column); None without labels."""
     labelled = file_labels(folder, files, label_column)
-    unknown = sorted(set(labelled[0]) - set(embedder.labels)) if labelled else ["(no labels found)"]
+    if labelled is None:
+        return None
+    names, idx = labelled
+    unknown = sorted(set(names) - set(embedder.labels))
     if unknown:
         raise ValueError(f"{folder}: labels {unknown} are not among the embedder's labels {embedder.labels}")
-    names, idx = labelled
     truth = torch.tensor([embedder.labels.index(names[i]) for i in idx.tolist()])
-    return float((probs.argmax(-1) == truth).float().mean()), len(files)
+    return float((probs.argmax(-1) == truth).float().mean())
 
 
 def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_dir: Path | None, rounds: int = 200,
                            seed: int = 0) -> dict:
-    """`evaluate_generated` in the embedder's space, plus IS / modified IS when it is a classifier."""
-    (gen, gen_p, _), (ref, ref_p, _) = embedder_features(gen_dir, emb), embedder_features(ref_dir, emb)
+    """`evaluate_generated` in the embedder's space, plus IS / modified IS when it is a classifier, and the
+    class accuracy of generated clips when GEN_DIR files them in subfolders named by intended class."""
+    (gen, gen_p, gen_files), (ref, ref_p, _) = embedder_features(gen_dir, emb), embedder_features(ref_dir, emb)
     train = embedder_features(train_dir, emb)[0] if train_dir else None
     result = evaluate_generated(gen, ref, train, rounds=rounds, seed=seed)
     if gen_p is not None:
         result["generated_classes"], result["reference_classes"] = class_scores(gen_p), class_scores(ref_p)
+        accuracy = class_accuracy(emb, gen_p, gen_dir, gen_files)  # generated clips filed in class subfolders
+        if accuracy is not None:
+            result["generated_classes"]["accuracy"] = accuracy
     return result

@@ -172,6 +172,7 @@ def test_train_embedder_cli_and_scores(tmp_path, labelled):
     assert out["generated"]["clips"] == 24
     if labelled:
         assert out["generated_classes"]["is"] > 1.5  # two balanced, well-separated classes: IS near 2
+        assert out["generated_classes"]["accuracy"] >= 0.9  # "generated" clips filed in class subfolders
 
 
 def test_speech_scores_when_installed():
