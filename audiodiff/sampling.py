@@ -10,6 +10,7 @@ noise: a function returning fresh N(0, I) noise shaped like x (ancestral sampler
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -83,7 +84,33 @@ def ddim(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise:
     return x
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim}
+def dpmpp_2m(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
+             clip_x0: bool = True, progress: bool = False) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): second-order multistep ODE solver on x0 predictions.
+
+    Notation: alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t), lambda_t = log(alpha_t / sigma_t),
+    h = lambda_s - lambda_t for the step t -> s. The last step (to clean data) is first order.
+    """
+    x0_prev, h_prev = None, 0.0
+    for t, s in _pairs(schedule, steps, progress, "dpm++2m"):
+        x0, _ = _denoise(model, schedule, x, t, clip_x0)
+        if s < 0:
+            return x0
+        (alpha_t, sigma_t, lam_t), (alpha_s, sigma_s, lam_s) = _vp(schedule, t), _vp(schedule, s)
+        h = lam_s - lam_t
+        # D = (1 + 1/(2r)) x0 - 1/(2r) x0_prev with r = h_prev / h: a linear extrapolation in lambda
+        d = x0 if x0_prev is None else x0 + (x0 - x0_prev) * (h / (2 * h_prev))
+        x = (sigma_s / sigma_t) * x - alpha_s * math.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    return x
+
+
+def _vp(schedule: GaussianSchedule, t: int) -> tuple[float, float, float]:
+    a = float(schedule.alphas_cumprod[t])
+    return a**0.5, (1 - a) ** 0.5, 0.5 * math.log(a / (1 - a))
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim, "dpmpp-2m": dpmpp_2m}
 
 
 def get_sampler(name: str) -> Callable[..., Tensor]:
