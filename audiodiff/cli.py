@@ -30,6 +30,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+SAMPLER_NAMES = ["ddim", "ddpm", "dpmpp-2m"]  # sampling.SAMPLERS, listed here so --help does not import torch
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
 
@@ -63,23 +64,20 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
     from .train import check_same_model, latest_checkpoint
 
     stored_path = out / "config.toml"
-    if stored_path.exists():
-        stored = Config.from_toml(stored_path)
-        config = preset(preset_name) if preset_name else stored
-        if config_file:
-            config = Config.from_toml(config_file, config)
-        check_same_model(stored, config, str(out))
-    else:
+    stored = Config.from_toml(stored_path) if stored_path.exists() else None
+    if stored is None:
         if resume:
             raise ValueError(f"{out}: --resume given but there is no run here (no config.toml)")
         if out.exists() and any(out.iterdir()):
             raise ValueError(f"{out}: folder exists and is not an audiodiff run (no config.toml); choose another --out")
-        config = preset(preset_name or "small")
-        if config_file:
-            config = Config.from_toml(config_file, config)
+    config = preset(preset_name) if preset_name else stored or preset("small")
+    if config_file:
+        config = Config.from_toml(config_file, config)
     for section, changes in overrides.items():
         if changes:
             config = config.replace(section, **changes)
+    if stored is not None:
+        check_same_model(stored, config, str(out))  # after the flags: the same command line may be re-run
     if resume and latest_checkpoint(out) is None:
         raise ValueError(f"{out}: --resume given but no checkpoint yet in {out / 'checkpoints'}")
     return config
@@ -98,13 +96,15 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, help="Seed for init, data order, timesteps and noise.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
+@click.option("--prediction", type=click.Choice(["v", "eps", "x0"]),
+              help="What the network predicts (default v); recorded in the checkpoint.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @_friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
-          batch_size: int | None, lr: float | None, seed: int | None, precision: str | None,
+          batch_size: int | None, lr: float | None, seed: int | None, precision: str | None, prediction: str | None,
           checkpoint_every: int | None, resume: bool, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
@@ -119,7 +119,9 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 
     train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, precision=precision,
                                            checkpoint_every=checkpoint_every).items() if v is not None}
-    config = _resolve_train_config(out, config_file, preset_name, {"train": train_changes}, resume)
+    diffusion_changes = {"prediction": prediction} if prediction else {}
+    config = _resolve_train_config(out, config_file, preset_name, {"train": train_changes, "diffusion": diffusion_changes},
+                                   resume)
     dev = resolve_device(device)
     _writable_dir(out)
     write_text(out / "config.toml", config.to_toml())
@@ -145,8 +147,9 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
               help="Folder for sample_NNN.wav and sample_NNN.png.")
 @click.option("-n", "n", default=4, show_default=True, help="Number of clips.")
 @click.option("--steps", default=50, show_default=True, help="Network evaluations (1..T).")
-@click.option("--sampler", type=click.Choice(["ddim", "ddpm"]), default="ddim", show_default=True,
-              help="ddim: deterministic (eta 0), ddpm: ancestral Markov chain (use many steps).")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+              help="ddim: deterministic (eta 0); ddpm: ancestral Markov chain (use many steps); "
+                   "dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
 @click.option("--seconds", type=float, help="Clip length; default the training crop. Longer works too.")

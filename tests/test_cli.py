@@ -104,3 +104,24 @@ def test_generate_errors(tmp_path):
     (tmp_path / "run").mkdir()
     res = CliRunner().invoke(main, ["generate", str(tmp_path / "run"), "--out", str(tmp_path / "g")])
     assert res.exit_code == 1 and "no checkpoint in" in res.output
+
+
+def test_cli_sampler_list_matches_library():
+    from audiodiff.cli import SAMPLER_NAMES
+    from audiodiff.sampling import SAMPLERS
+
+    assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
+
+
+def test_prediction_flag_recorded_and_fixed_for_the_run(tmp_path, audio_dir, tiny_config):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_config.to_toml())
+    out = tmp_path / "run"
+    args = ["train", str(audio_dir), "--out", str(out), "--config", str(cfg), "--no-progress", "--steps", "2"]
+    assert invoke(*args, "--prediction", "eps").exit_code == 0
+    assert 'prediction = "eps"' in (out / "config.toml").read_text()
+    res = invoke(*args, "--prediction", "x0")
+    assert res.exit_code == 1 and "diffusion.prediction: 'eps' in the run, 'x0' asked for" in res.output
+    res = invoke("generate", str(out), "--out", str(tmp_path / "g"), "-n", "1", "--steps", "3", "--sampler", "dpmpp-2m",
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
