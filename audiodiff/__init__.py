@@ -12,7 +12,7 @@ from .vocoder import GriffinLim, Vocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
-    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m",
+    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m",
     "sample", "GaussianSchedule", "UNet", "GriffinLim", "Vocoder",
 ]
 __version__ = "0.1.0"
