@@ -98,6 +98,7 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
 @click.option("--prediction", type=click.Choice(["v", "eps", "x0"]),
               help="What the network predicts (default v); recorded in the checkpoint.")
+@click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
@@ -105,7 +106,7 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @_friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, lr: float | None, seed: int | None, precision: str | None, prediction: str | None,
-          checkpoint_every: int | None, resume: bool, progress: bool, device: str) -> None:
+          min_snr_gamma: float | None, checkpoint_every: int | None, resume: bool, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
     Files of any format soundfile reads (wav, flac, ogg, ...), any sample rate and channel count
@@ -118,7 +119,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     from .train import train as run_training
 
     train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, precision=precision,
-                                           checkpoint_every=checkpoint_every).items() if v is not None}
+                                           min_snr_gamma=min_snr_gamma, checkpoint_every=checkpoint_every).items()
+                     if v is not None}
     diffusion_changes = {"prediction": prediction} if prediction else {}
     config = _resolve_train_config(out, config_file, preset_name, {"train": train_changes, "diffusion": diffusion_changes},
                                    resume)

@@ -104,6 +104,7 @@ class TrainConfig:
     warmup_steps: int = 500
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    min_snr_gamma: float = 0.0  # > 0: min-SNR-gamma loss weighting (Hang et al. 2023; 5 is typical); 0: plain MSE
     ema_decay: float = 0.999
     precision: str = "bf16"  # "bf16" autocast (fp32 master weights) or "fp32"
     seed: int = 0

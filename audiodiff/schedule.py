@@ -96,6 +96,20 @@ class GaussianSchedule:
             return self.v_target(x0, t, eps)
         return x0
 
+    def loss_weight(self, t: Tensor, min_snr_gamma: float) -> Tensor:
+        """Per-sample weight of the MSE on this schedule's target for min-SNR-gamma weighting (Hang et al.
+        2023): the x0-space weight min(SNR, gamma), expressed for the eps (/ SNR) or v (/ (SNR + 1))
+        target. float32 [B]; all ones when gamma <= 0 (plain MSE)."""
+        if min_snr_gamma <= 0:
+            return torch.ones(t.shape, device=t.device)
+        snr = self.snr(t)
+        w = snr.clamp(max=min_snr_gamma)
+        if self.prediction == "eps":
+            w = w / snr
+        elif self.prediction == "v":
+            w = w / (snr + 1)
+        return w.float()
+
     def split_output(self, output: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Network output -> (x0_hat, eps_hat), whatever the prediction target."""
         if self.prediction == "eps":

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -159,7 +158,8 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     x_t = schedule.q_sample(x0, t, noise)
     with autocast(device, c.precision):
         out = state.model(x_t, t)
-    loss = F.mse_loss(out.float(), schedule.training_target(x0, t, noise))
+    per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
+    loss = (schedule.loss_weight(t, c.min_snr_gamma) * per_sample).mean()
     state.optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
         state.bad_steps += 1

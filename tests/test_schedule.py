@@ -65,3 +65,17 @@ def test_rejects_bad_betas():
         GaussianSchedule(torch.tensor([0.1, 1.2]))
     with pytest.raises(ValueError, match="unknown schedule"):
         DiffusionConfig(schedule="sigmoid")
+
+
+def test_min_snr_weights_closed_form():
+    t = torch.tensor([10, 300, 700, 990])
+    for prediction in ("eps", "v", "x0"):
+        sched = GaussianSchedule(cosine_betas(1000), prediction)
+        snr = sched.snr(t)
+        assert torch.equal(sched.loss_weight(t, 0.0), torch.ones(4))
+        w = sched.loss_weight(t, 5.0).double()
+        # the weight times the target's squared scale in x0 units is min(SNR, 5) for every target
+        x0_scale = {"eps": snr, "v": snr + 1, "x0": torch.ones(4, dtype=torch.float64)}[prediction]
+        torch.testing.assert_close(w * x0_scale, snr.clamp(max=5.0), rtol=1e-5, atol=1e-6)
+    eps_w = GaussianSchedule(cosine_betas(1000), "eps").loss_weight(t, 5.0)
+    assert eps_w[0] < 1.0 and eps_w[-1] == 1.0  # low-noise steps down-weighted, high-noise ones untouched

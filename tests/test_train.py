@@ -113,3 +113,11 @@ def test_single_nan_batch_is_skipped_and_counted(tmp_path, data, tiny_config, mo
     rows = (tmp_path / "loss.csv").read_text().splitlines()
     assert rows[-1].endswith(",1")  # bad_steps column
     assert all(torch.isfinite(p).all() for p in state.model.parameters())
+
+
+def test_min_snr_weighting_trains_and_changes_the_loss(tmp_path, data, tiny_config):
+    plain = train(tiny_config, data, tmp_path / "a", torch.device("cpu"), progress=False)
+    weighted = train(tiny_config.replace("train", min_snr_gamma=5.0), data, tmp_path / "b", torch.device("cpu"),
+                     progress=False)
+    la, lb = ((tmp_path / r / "loss.csv").read_text().splitlines()[1].split(",")[1] for r in "ab")
+    assert la != lb and weighted.step == plain.step == 4  # same batches and noise, reweighted loss
