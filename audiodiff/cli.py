@@ -59,9 +59,10 @@ def _writable_dir(path: Path) -> None:
 
 
 def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str | None,
-                          overrides: dict[str, dict[str, Any]], resume: bool) -> Config:
-    """The config to train with: the run's own when continuing, else preset + TOML file + flags."""
-    from .train import check_same_model, latest_checkpoint
+                          overrides: dict[str, dict[str, Any]], resume: bool) -> tuple[Config, Config | None]:
+    """(config to train with, the run's stored config or None): the run's own when continuing, else preset +
+    TOML file + flags. Labels are added later, from the data."""
+    from .train import latest_checkpoint
 
     stored_path = out / "config.toml"
     stored = Config.from_toml(stored_path) if stored_path.exists() else None
@@ -76,11 +77,9 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
     for section, changes in overrides.items():
         if changes:
             config = config.replace(section, **changes)
-    if stored is not None:
-        check_same_model(stored, config, str(out))  # after the flags: the same command line may be re-run
     if resume and latest_checkpoint(out) is None:
         raise ValueError(f"{out}: --resume given but no checkpoint yet in {out / 'checkpoints'}")
-    return config
+    return config, stored
 
 
 @main.command()
@@ -100,33 +99,38 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
               help="What the network predicts (default v); recorded in the checkpoint.")
 @click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
+@click.option("--label-column", help="Class-conditional on this column of DATA_DIR's (or its parent's) metadata.csv.")
+@click.option("--unconditional", is_flag=True, help="Ignore class labels (first-level subfolders) even if present.")
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @_friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, lr: float | None, seed: int | None, precision: str | None, prediction: str | None,
-          min_snr_gamma: float | None, checkpoint_every: int | None, resume: bool, progress: bool, device: str) -> None:
+          min_snr_gamma: float | None, checkpoint_every: int | None, label_column: str | None, unconditional: bool,
+          resume: bool, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
     Files of any format soundfile reads (wav, flac, ogg, ...), any sample rate and channel count
     are resampled and mixed to mono, cut into random crops, and turned into log-mels once (cached
     in OUT/cache). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
     """
-    from .data import load_mels
+    from .data import file_labels, load_mels
     from .device import resolve_device
     from .mel import MelSpectrogram
+    from .train import check_same_model
     from .train import train as run_training
 
     train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, precision=precision,
                                            min_snr_gamma=min_snr_gamma, checkpoint_every=checkpoint_every).items()
                      if v is not None}
     diffusion_changes = {"prediction": prediction} if prediction else {}
-    config = _resolve_train_config(out, config_file, preset_name, {"train": train_changes, "diffusion": diffusion_changes},
-                                   resume)
+    config, stored = _resolve_train_config(out, config_file, preset_name,
+                                           {"train": train_changes, "diffusion": diffusion_changes}, resume)
+    if unconditional and label_column:
+        raise ValueError("--unconditional and --label-column contradict each other")
     dev = resolve_device(device)
     _writable_dir(out)
-    write_text(out / "config.toml", config.to_toml())
 
     t0 = time.perf_counter()
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress)
@@ -135,10 +139,18 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     if len(report.skipped) > 10:
         click.echo(f"warning: ... and {len(report.skipped) - 10} more skipped files", err=True)
     click.echo(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    labelled = None if unconditional else file_labels(data_dir, data.files, label_column)
+    names, labels = labelled if labelled else ((), None)
+    config = config.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
+    if stored is not None:
+        check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
+    write_text(out / "config.toml", config.to_toml())
+    if names:
+        click.echo(f"class-conditional on {len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
     click.echo(f"training preset={config.preset} on {dev} ({config.train.precision}), "
                f"{config.train.steps} steps of {config.train.batch_size} x "
                f"{config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
-    state = run_training(config, data, out, dev, progress=progress, log=click.echo)
+    state = run_training(config, data, out, dev, progress=progress, log=click.echo, labels=labels)
     click.echo(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s. "
                f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
 
@@ -156,12 +168,16 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
 @click.option("--seconds", type=float, help="Clip length; default the training crop. Longer works too.")
 @click.option("--batch-size", default=8, show_default=True, help="Clips sampled at once.")
+@click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
+@click.option("--guidance", default=0.0, show_default=True,
+              help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @_friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
-             seconds: float | None, batch_size: int, force: bool, progress: bool, device: str) -> None:
+             seconds: float | None, batch_size: int, label: str | None, guidance: float, force: bool, progress: bool,
+             device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import SpectrogramDiffusion, write_clips
 
@@ -175,9 +191,10 @@ def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: fl
     options = {"eta": eta} if sampler == "ddim" else {}
     t0 = time.perf_counter()
     result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
-                           batch_size=batch_size, progress=progress, **options)
+                           batch_size=batch_size, progress=progress, label=label, guidance=guidance, **options)
     elapsed = time.perf_counter() - t0
-    titles = [f"{sampler} {steps} steps, seed {seed + i}, step {pipe.step}" for i in range(n)]
+    what = f", {label}" + (f", guidance {guidance:g}" if guidance else "") if label else ""
+    titles = [f"{sampler} {steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
     paths = write_clips(out, result, pipe.config.mel, titles=titles)
     audio_s = result.audio.shape[1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "

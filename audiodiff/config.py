@@ -55,6 +55,7 @@ class UNetConfig:
     attention_levels: tuple[int, ...] = (2, 3)
     head_channels: int = 64
     dropout: float = 0.0
+    num_classes: int = 0  # > 0: class-conditional, with one extra learned "no label" class for guidance
 
     def __post_init__(self) -> None:
         bad = [i for i in self.attention_levels if not 0 <= i < len(self.channel_mult)]
@@ -91,6 +92,7 @@ class DataConfig:
     """How audio files become training examples: random crops of `crop_frames` mel frames."""
 
     crop_frames: int = 64
+    labels: tuple[str, ...] = ()  # class names of a conditional run (index = class id), set from the data
 
     def crop_seconds(self, mel: MelConfig) -> float:
         return self.crop_frames * mel.hop_length / mel.sample_rate
@@ -104,6 +106,7 @@ class TrainConfig:
     warmup_steps: int = 500
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    label_dropout: float = 0.1  # conditional runs: share of examples trained as "no label" (for CFG)
     min_snr_gamma: float = 0.0  # > 0: min-SNR-gamma loss weighting (Hang et al. 2023; 5 is typical); 0: plain MSE
     ema_decay: float = 0.999
     precision: str = "bf16"  # "bf16" autocast (fp32 master weights) or "fp32"

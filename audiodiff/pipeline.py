@@ -21,7 +21,7 @@ from .config import Config, MelConfig
 from .device import resolve_device
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
-from .sampling import get_sampler, sample
+from .sampling import get_sampler, guided, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import GriffinLim, Vocoder
@@ -91,9 +91,14 @@ class SpectrogramDiffusion:
 
     def generate(self, n: int = 1, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                  seconds: float | None = None, batch_size: int = 8, progress: bool = False,
-                 **sampler_options: float | bool) -> Generated:
-        """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on batch_size."""
+                 label: str | None = None, guidance: float = 0.0, **sampler_options: float | bool) -> Generated:
+        """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on batch_size.
+
+        label: a class name of a conditional run (None: unconditional); guidance: classifier-free
+        guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional).
+        """
         get_sampler(sampler)
+        model = self._conditioned(label, guidance)
         frames = self.frames_for(seconds)
         # Sample on a length the UNet divides evenly, then cut back: no padding inside the network.
         f = self.config.unet.downsample_factor
@@ -102,7 +107,7 @@ class SpectrogramDiffusion:
         for start in range(0, n, batch_size):
             seeds = [seed + i for i in range(start, min(n, start + batch_size))]
             with torch.inference_mode():
-                logmel = sample(self.model, self.schedule, sampler, shape, seeds, steps, self.device,
+                logmel = sample(model(len(seeds)), self.schedule, sampler, shape, seeds, steps, self.device,
                                 progress=progress, **sampler_options)[..., :frames]
                 wav = self.vocode(logmel, seeds)
             mels.append(logmel.cpu())
@@ -111,6 +116,18 @@ class SpectrogramDiffusion:
         if seconds is not None:
             audio = audio[:, : round(seconds * self.sample_rate)]
         return Generated(audio, self.sample_rate, torch.cat(mels))
+
+    def _conditioned(self, label: str | None, guidance: float):
+        """batch size -> the model to sample from, for this label and guidance."""
+        names = self.config.data.labels
+        if label is None:
+            return lambda b: self.model
+        if not names:
+            raise ValueError(f"--label {label!r}: this run is unconditional (trained without labels)")
+        if label not in names:
+            raise ValueError(f"--label {label!r}: not a label of this run (labels: {', '.join(names)})")
+        y = names.index(label)
+        return lambda b: guided(self.model, torch.full((b,), y, device=self.device), guidance)
 
     def vocode(self, logmel: Tensor, seeds: list[int]) -> Tensor:
         """Normalized log-mel [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; vocoder randomness from seeds."""

@@ -23,6 +23,22 @@ NoiseFn = Callable[[], Tensor]
 Model = Callable[[Tensor, Tensor], Tensor] | nn.Module
 
 
+def guided(model: nn.Module, y: Tensor, guidance: float) -> Model:
+    """Classifier-free guidance (Ho & Salimans 2021) as a Model: (1 + w) f(x, t, y) - w f(x, t, no label).
+
+    y: long [B] class ids. guidance w = 0 is plain conditional sampling; one batched forward of 2B.
+    """
+    null = torch.full_like(y, model.config.num_classes)
+
+    def model_fn(x: Tensor, t: Tensor) -> Tensor:
+        if guidance == 0:
+            return model(x, t, y)
+        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        return cond + guidance * (cond - uncond)
+
+    return model_fn
+
+
 def spaced_timesteps(num_train_steps: int, steps: int) -> list[int]:
     """`steps` timesteps from T-1 down, evenly spaced, ending one interval above -1 (clean data).
 

@@ -30,7 +30,7 @@ from .device import autocast
 from .files import atomic_path
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
-from .sampling import sample
+from .sampling import guided, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import GriffinLim
@@ -146,8 +146,9 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
-def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor) -> tuple[float, float]:
-    """One optimizer step on a batch of clean log-mels x0 [B, 1, F, N]. Returns (loss, grad_norm).
+def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,
+               y: Tensor | None = None) -> tuple[float, float]:
+    """One optimizer step on clean log-mels x0 [B, 1, F, N] (class ids y [B] if conditional). Returns (loss, grad_norm).
 
     A non-finite loss skips the update (counted in state.bad_steps) and returns (nan, nan).
     """
@@ -157,7 +158,7 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     noise = torch.randn(x0.shape, generator=g).to(device)
     x_t = schedule.q_sample(x0, t, noise)
     with autocast(device, c.precision):
-        out = state.model(x_t, t)
+        out = state.model(x_t, t, y)
     per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
     loss = (schedule.loss_weight(t, c.min_snr_gamma) * per_sample).mean()
     state.optimizer.zero_grad(set_to_none=True)
@@ -183,8 +184,11 @@ def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpe
     device = next(state.ema.parameters()).device
     shape = (1, config.mel.n_mels, config.data.crop_frames)
     seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
+    model, names = state.ema, config.data.labels
+    if names:  # conditional: cycle through the classes, no guidance
+        model = guided(state.ema, torch.arange(len(seeds), device=device) % len(names), 0.0)
     with torch.no_grad():
-        logmel = sample(state.ema, GaussianSchedule.from_config(config.diffusion), "ddim", shape, seeds,
+        logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim", shape, seeds,
                         c.preview_steps, device)
         wav = GriffinLim(mel.to(device))(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
     out = run_dir / "samples"
@@ -193,7 +197,8 @@ def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpe
         stem = out / f"step_{state.step:08d}_{i}"
         save(stem.with_suffix(".wav"), wav[i].cpu().numpy(), config.mel.sample_rate)
         save_spectrogram(stem.with_suffix(".png"), logmel[i, 0].cpu().numpy(), config.mel,
-                         f"step {state.step}, DDIM {c.preview_steps} steps, seed {seeds[i]}")
+                         f"step {state.step}, DDIM {c.preview_steps} steps, seed {seeds[i]}"
+                         + (f", label {names[i % len(names)]}" if names else ""))
 
 
 def _prune(run_dir: Path, keep: int) -> None:
@@ -228,8 +233,14 @@ class LossLog:
 
 
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainState:
-    """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state."""
+          log: Callable[[str], None] = print, labels: Tensor | None = None) -> TrainState:
+    """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
+
+    labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
+    """
+    if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
+        raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
+                         "and a class id per file; unconditional training needs none of them")
     run_dir.mkdir(parents=True, exist_ok=True)
     mel = MelSpectrogram(config.mel)
     schedule = GaussianSchedule.from_config(config.diffusion)
@@ -243,8 +254,10 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     bar = tqdm(total=c.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True)
     losses, t0, n0 = [], time.perf_counter(), state.step
     while state.step < c.steps:
-        x0 = data.sample(c.batch_size, state.generator).to(device)
-        loss, grad_norm = train_step(state, config, schedule, x0)
+        files = data.sample_files(c.batch_size, state.generator)
+        x0 = data.crops(files, state.generator).to(device)
+        y = None if labels is None else _drop_labels(labels[files], config, state.generator).to(device)
+        loss, grad_norm = train_step(state, config, schedule, x0, y)
         if loss != loss:  # NaN: step skipped
             _check_bad_steps(state, run_dir)
             continue
@@ -266,6 +279,12 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
             t0 = time.perf_counter()  # keep checkpoint and preview time out of samples/s
     bar.close()
     return state
+
+
+def _drop_labels(y: Tensor, config: Config, generator: torch.Generator) -> Tensor:
+    """Replace a label_dropout share of class ids by the "no label" id, so the model also learns p(x)."""
+    drop = torch.rand(y.shape, generator=generator) < config.train.label_dropout
+    return y.masked_fill(drop, config.unet.num_classes)
 
 
 def _check_bad_steps(state: TrainState, run_dir: Path) -> None:

@@ -84,7 +84,8 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """Denoiser eps_theta(x_t, t): float [B, in_channels, H, W] and timesteps [B] -> float [B, in_channels, H, W].
+    """Denoiser eps_theta(x_t, t[, y]): float [B, in_channels, H, W], timesteps [B] (and class ids [B])
+    -> float [B, in_channels, H, W].
 
     H and W need not be multiples of `config.downsample_factor`: inputs are zero-padded and the
     output cropped back, so any length along time works (the network is fully convolutional there,
@@ -97,6 +98,8 @@ class UNet(nn.Module):
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb_dim = 4 * cfg.channels
         self.emb = nn.Sequential(nn.Linear(cfg.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # class id num_classes is the learned "no label" embedding used for classifier-free guidance
+        self.label_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
 
         skips, prev = [ch[0]], ch[0]
@@ -126,11 +129,17 @@ class UNet(nn.Module):
         self.norm_out = _norm(prev)
         self.conv_out = _zero(nn.Conv2d(prev, cfg.in_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """y: long [B] class ids of a conditional model (num_classes = no label; None = no label for all)."""
         h_in, w_in = x.shape[-2:]
         f = self.config.downsample_factor
         x = F.pad(x, (0, -w_in % f, 0, -h_in % f))
         emb = self.emb(timestep_embedding(t, self.config.channels).to(x.dtype))
+        if self.label_emb is not None:
+            y = torch.full_like(t, self.config.num_classes, dtype=torch.long) if y is None else y
+            emb = emb + self.label_emb(y)
+        elif y is not None:
+            raise ValueError("this UNet is unconditional (num_classes = 0) but class labels were given")
 
         h = self.conv_in(x)
         skips = [h]

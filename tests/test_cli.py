@@ -6,6 +6,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from audiodiff.cli import main
+from audiodiff.config import Config
 
 from .conftest import SR, tone
 
@@ -125,3 +126,33 @@ def test_prediction_flag_recorded_and_fixed_for_the_run(tmp_path, audio_dir, tin
     res = invoke("generate", str(out), "--out", str(tmp_path / "g"), "-n", "1", "--steps", "3", "--sampler", "dpmpp-2m",
                  "--no-progress")
     assert res.exit_code == 0, res.output
+
+
+def test_class_conditional_run(tmp_path, tiny_config):
+    data = tmp_path / "data"
+    for cls, freq in (("low", 220), ("high", 1760)):
+        (data / cls).mkdir(parents=True)
+        for i in range(3):
+            sf.write(data / cls / f"{i}.wav", tone(freq * (1 + 0.05 * i), 0.3), SR)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_config.to_toml())
+    out = tmp_path / "run"
+    res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "class-conditional on 2 labels: high, low" in res.output
+    stored = Config.from_toml(out / "config.toml")
+    assert stored.data.labels == ("high", "low") and stored.unet.num_classes == 2
+    res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--steps", "6", "--no-progress")
+    assert res.exit_code == 0 and "resuming from" in res.output  # the same command line continues
+    gen = ["generate", str(out), "-n", "2", "--steps", "3", "--no-progress"]
+    res = invoke(*gen, "--out", str(tmp_path / "g"), "--label", "high", "--guidance", "2")
+    assert res.exit_code == 0, res.output
+    res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
+    assert res.exit_code == 1 and "--label 'mid': not a label of this run (labels: high, low)" in res.output
+    res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")
+    assert res.exit_code == 1 and "unet.num_classes: 2 in the run, 0 asked for" in res.output
+
+
+def test_label_on_unconditional_run(tmp_path, run):
+    res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "--label", "x", "--no-progress")
+    assert res.exit_code == 1 and "this run is unconditional" in res.output

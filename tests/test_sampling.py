@@ -112,3 +112,20 @@ def test_dpmpp_2m_oracle_and_registry():
     out = sample(oracle, sched, "dpmpp-2m", (1, 3, 4), seeds=[0], steps=8, device=torch.device("cpu"))
     torch.testing.assert_close(out, target, atol=1e-4, rtol=0)
     assert get_sampler("dpmpp-2m") is dpmpp_2m
+
+
+def test_classifier_free_guidance_closed_form():
+    from audiodiff.config import UNetConfig
+    from audiodiff.sampling import guided
+    from audiodiff.unet import UNet
+
+    model = UNet(UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=3))
+    torch.manual_seed(0)
+    for p in model.parameters():  # wake the zero-initialized layers so labels change the output
+        torch.nn.init.normal_(p, std=0.05)
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([10, 500]), torch.tensor([0, 2])
+    cond, uncond = model(x, t, y), model(x, t, torch.tensor([3, 3]))
+    assert not torch.allclose(cond, uncond)
+    torch.testing.assert_close(guided(model, y, 0.0)(x, t), cond)
+    torch.testing.assert_close(guided(model, y, 2.5)(x, t), 3.5 * cond - 2.5 * uncond, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model(x, t), uncond)  # no labels given = the "no label" class

@@ -100,14 +100,14 @@ def test_nan_losses_stop_training_with_clear_error(tmp_path, tiny_config):
 
 
 def test_single_nan_batch_is_skipped_and_counted(tmp_path, data, tiny_config, monkeypatch):
-    real_sample, calls = data.sample, []
+    real_crops, calls = data.crops, []
 
-    def sometimes_nan(batch_size, generator):
-        batch = real_sample(batch_size, generator)
+    def sometimes_nan(files, generator):
+        batch = real_crops(files, generator)
         calls.append(1)
         return torch.full_like(batch, float("nan")) if len(calls) == 2 else batch
 
-    monkeypatch.setattr(data, "sample", sometimes_nan)
+    monkeypatch.setattr(data, "crops", sometimes_nan)
     state = train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
     assert state.step == 4 and state.bad_steps == 1 and len(calls) == 5
     rows = (tmp_path / "loss.csv").read_text().splitlines()
