@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .config import Config, MelConfig
 from .device import resolve_device
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
-from .sampling import get_sampler, guided, sample
+from .sampling import Model, get_sampler, guided, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import GriffinLim, Vocoder
@@ -117,10 +117,12 @@ class SpectrogramDiffusion:
             audio = audio[:, : round(seconds * self.sample_rate)]
         return Generated(audio, self.sample_rate, torch.cat(mels))
 
-    def _conditioned(self, label: str | None, guidance: float):
+    def _conditioned(self, label: str | None, guidance: float) -> Callable[[int], Model]:
         """batch size -> the model to sample from, for this label and guidance."""
         names = self.config.data.labels
         if label is None:
+            if guidance:
+                raise ValueError("--guidance needs --label: guidance pulls samples towards a class")
             return lambda b: self.model
         if not names:
             raise ValueError(f"--label {label!r}: this run is unconditional (trained without labels)")

@@ -107,13 +107,6 @@ def test_generate_errors(tmp_path):
     assert res.exit_code == 1 and "no checkpoint in" in res.output
 
 
-def test_cli_sampler_list_matches_library():
-    from audiodiff.cli import SAMPLER_NAMES
-    from audiodiff.sampling import SAMPLERS
-
-    assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
-
-
 def test_prediction_flag_recorded_and_fixed_for_the_run(tmp_path, audio_dir, tiny_config):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(tiny_config.to_toml())
@@ -147,6 +140,8 @@ def test_class_conditional_run(tmp_path, tiny_config):
     gen = ["generate", str(out), "-n", "2", "--steps", "3", "--no-progress"]
     res = invoke(*gen, "--out", str(tmp_path / "g"), "--label", "high", "--guidance", "2")
     assert res.exit_code == 0, res.output
+    res = invoke(*gen, "--out", str(tmp_path / "g2"), "--guidance", "2")
+    assert res.exit_code == 1 and "--guidance needs --label" in res.output
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
     assert res.exit_code == 1 and "--label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")
