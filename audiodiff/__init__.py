@@ -5,14 +5,14 @@ from .checkpoint import CheckpointError
 from .config import Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig, preset
 from .mel import MelSpectrogram
 from .pipeline import Generated, SpectrogramDiffusion, reconstruct
-from .sampling import ddim, ddpm, dpmpp_2m, sample
+from .sampling import ddim, ddpm, dpmpp_2m, heun, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import GriffinLim, Vocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
-    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m",
+    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun",
     "sample", "GaussianSchedule", "UNet", "GriffinLim", "Vocoder",
 ]
 __version__ = "0.1.0"

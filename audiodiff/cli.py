@@ -162,7 +162,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--steps", default=50, show_default=True, help="Network evaluations (1..T).")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True,
               help="ddim: deterministic (eta 0); ddpm: ancestral Markov chain (use many steps); "
-                   "dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps.")
+                   "dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps; "
+                   "heun: Heun on Karras sigmas, 2 network calls per step.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
 @click.option("--seconds", type=float, help="Clip length; default the training crop. Longer works too.")

@@ -121,12 +121,53 @@ def dpmpp_2m(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, no
     return x
 
 
+def karras_sigmas(schedule: GaussianSchedule, steps: int, rho: float = 7.0, sigma_max: float = 80.0) -> list[float]:
+    """`steps` noise levels from min(sigma_max, the schedule's largest) to its smallest sigma, spaced as in
+    Karras et al. 2022 (eq. 5, rho = 7), then 0.
+
+    The cap matters: the clipped cosine schedule ends at sigma ~ 2e4, and spacing from there spent
+    most steps where the data is invisible (FD 7665 at 5 steps, 461 at 10 on the tiny notes run).
+    At sigma = 80 the data term is already 1/80 of the noise (Karras et al. use 80 too).
+    """
+    sig = schedule.sigmas()
+    lo, hi = float(sig[0]) ** (1 / rho), min(float(sig[-1]), sigma_max) ** (1 / rho)
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    return ((hi + ramp * (lo - hi)) ** rho).tolist() + [0.0]
+
+
+def heun(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
+         clip_x0: bool = True, progress: bool = False) -> Tensor:
+    """Heun's 2nd-order ODE solver on Karras sigmas (Karras et al. 2022, Alg. 1, deterministic); 2 steps - 1 evaluations.
+
+    Works in the variance-exploding form x_sigma = x_t / sqrt(alpha_bar_t) = x0 + sigma eps, with
+    dx/dsigma = (x - D(x; sigma)) / sigma; D calls the network at the continuous timestep of sigma.
+    """
+    sigmas = karras_sigmas(schedule, steps)
+
+    def denoise(x_ve: Tensor, sigma: float) -> Tensor:
+        a = 1 / (1 + sigma**2)
+        x_t = x_ve * a**0.5
+        t = torch.full((x.shape[0],), schedule.timestep_of(sigma), device=x.device)
+        x0 = schedule.x0_at(model(x_t, t).float(), x_t, a)
+        return x0.clamp(-1.0, 1.0) if clip_x0 else x0
+
+    x = x * (1 + sigmas[0] ** 2) ** 0.5  # x_T ~ N(0, I) in the VP form -> the VE form
+    for s, s_next in tqdm(list(zip(sigmas, sigmas[1:])), desc="heun", disable=not progress, leave=False):
+        d = (x - denoise(x, s)) / s
+        x_next = x + (s_next - s) * d
+        if s_next > 0:
+            d_next = (x_next - denoise(x_next, s_next)) / s_next
+            x_next = x + (s_next - s) * (d + d_next) / 2
+        x = x_next
+    return x
+
+
 def _vp(schedule: GaussianSchedule, t: int) -> tuple[float, float, float]:
     a = float(schedule.alphas_cumprod[t])
     return a**0.5, (1 - a) ** 0.5, 0.5 * math.log(a / (1 - a))
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim, "dpmpp-2m": dpmpp_2m}
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim, "dpmpp-2m": dpmpp_2m, "heun": heun}
 
 
 def get_sampler(name: str) -> Callable[..., Tensor]:

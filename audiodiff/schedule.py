@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -116,6 +117,22 @@ class GaussianSchedule:
             return self.predict_x0(x_t, t, output), output
         x0 = output if self.prediction == "x0" else self.x0_from_v(x_t, t, output)
         return x0, self.predict_eps(x_t, t, x0)
+
+    def x0_at(self, output: Tensor, x_t: Tensor, alpha_bar: float) -> Tensor:
+        """x0_hat from the network output at a noise level given by alpha_bar itself (continuous-time samplers)."""
+        a, b = alpha_bar**0.5, (1 - alpha_bar) ** 0.5
+        if self.prediction == "eps":
+            return (x_t - b * output) / a
+        return output if self.prediction == "x0" else a * x_t - b * output
+
+    def sigmas(self) -> Tensor:
+        """The equivalent variance-exploding noise levels sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), float64 [T]."""
+        return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
+
+    def timestep_of(self, sigma: float) -> float:
+        """The continuous timestep whose sigma is `sigma`, interpolating log sigma linearly between steps."""
+        log_sigmas = self.sigmas().log()
+        return float(np.interp(np.log(sigma), log_sigmas.numpy(), np.arange(self.num_steps)))
 
     def posterior_mean_variance(
         self, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor | None = None

@@ -129,3 +129,24 @@ def test_classifier_free_guidance_closed_form():
     torch.testing.assert_close(guided(model, y, 0.0)(x, t), cond)
     torch.testing.assert_close(guided(model, y, 2.5)(x, t), 3.5 * cond - 2.5 * uncond, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(model(x, t), uncond)  # no labels given = the "no label" class
+
+
+def test_heun_karras():
+    from audiodiff.sampling import heun, karras_sigmas
+
+    sched = GaussianSchedule(cosine_betas(1000), "x0")
+    sig = karras_sigmas(sched, 5)
+    assert len(sig) == 6 and sig[-1] == 0.0 and sig == sorted(sig, reverse=True)
+    assert sig[0] == pytest.approx(80.0) and sig[-2] == pytest.approx(float(sched.sigmas()[0]))  # capped sigma_max
+    assert sched.timestep_of(float(sched.sigmas()[500])) == pytest.approx(500.0)
+    target = torch.linspace(-0.8, 0.8, 12).view(1, 1, 3, 4)
+    exact = sample(lambda x, t: target.expand(x.shape[0], -1, -1, -1), sched, "heun", (1, 3, 4), [0, 1], 6,
+                   torch.device("cpu"))
+    torch.testing.assert_close(exact, target.expand(2, -1, -1, -1), atol=1e-6, rtol=0)  # one-point data: exact
+    # the probability-flow ODE that DDIM also solves: Heun converges towards DDIM with 1000 steps
+    smooth = lambda x, t: 0.5 * torch.tanh(x)  # noqa: E731
+    cpu = torch.device("cpu")
+    ref = sample(smooth, sched, "ddim", (1, 3, 4), [0], 1000, cpu)
+    errors = [float((sample(smooth, sched, "heun", (1, 3, 4), [0], n, cpu) - ref).abs().max()) for n in (10, 50)]
+    assert errors[1] < 0.05 and errors[1] < errors[0]
+    assert get_sampler("heun") is heun
