@@ -166,7 +166,9 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
                    "heun: Heun on Karras sigmas, 2 network calls per step.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
-@click.option("--seconds", type=float, help="Clip length; default the training crop. Longer works too.")
+@click.option("--seconds", type=float,
+              help="Clip length; default the training crop. Longer clips are sampled window by window.")
+@click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
 @click.option("--batch-size", default=8, show_default=True, help="Clips sampled at once.")
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
 @click.option("--guidance", default=0.0, show_default=True,
@@ -176,8 +178,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @DEVICE
 @_friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
-             seconds: float | None, batch_size: int, label: str | None, guidance: float, force: bool, progress: bool,
-             device: str) -> None:
+             seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float, force: bool,
+             progress: bool, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import SpectrogramDiffusion, write_clips
 
@@ -191,7 +193,8 @@ def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: fl
     options = {"eta": eta} if sampler == "ddim" else {}
     t0 = time.perf_counter()
     result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
-                           batch_size=batch_size, progress=progress, label=label, guidance=guidance, **options)
+                           batch_size=batch_size, progress=progress, label=label, guidance=guidance, loop=loop,
+                           **options)
     elapsed = time.perf_counter() - t0
     what = f", {label}" + (f", guidance {guidance:g}" if guidance else "") if label else ""
     titles = [f"{sampler} {steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
@@ -199,6 +202,153 @@ def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: fl
     audio_s = result.audio.shape[1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
                f"on {pipe.device} ({elapsed / audio_s:.2f} s per second of audio)")
+
+
+def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by the editing commands (vary, inpaint, continue, interpolate)."""
+    options = [
+        click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+                     help="Folder for the output WAVs and their spectrogram PNGs."),
+        click.option("--steps", default=50, show_default=True, help="Network evaluations of a full chain (1..T)."),
+        click.option("--seed", default=0, show_default=True, help="Output i uses seed + i."),
+        click.option("--force", is_flag=True, help="Overwrite existing output files in --out."),
+        click.option("--progress/--no-progress", default=True, help="Show progress bars."),
+        DEVICE,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--guidance", default=0.0, show_default=True, help="Classifier-free guidance weight w with --label.")(fn)
+    fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
+    return click.option("-n", "n", default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
+
+
+def _prepare_edit(run_dir: Path, out: Path, prefix: str, n: int, force: bool, device: str):
+    """Refuse to overwrite, check --out is writable, load the run."""
+    from .pipeline import SpectrogramDiffusion
+
+    existing = [out / f"{prefix}_{i:03d}.wav" for i in range(n) if (out / f"{prefix}_{i:03d}.wav").exists()]
+    if existing and not force:
+        raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
+    _writable_dir(out)
+    return SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
+
+
+def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0: float) -> None:
+    from .pipeline import write_clips
+
+    titles = [f"{title}, seed {i}" if prefix != "interp" else f"{title}, frame {i}" for i in range(len(result.audio))]
+    paths = write_clips(out, result, pipe.config.mel, prefix=prefix, titles=titles)
+    seconds = result.audio.shape[1] / result.sample_rate
+    click.echo(f"wrote {len(paths)} clips of {seconds:.2f} s to {out} ({prefix}_NNN.wav + .png) in "
+               f"{time.perf_counter() - t0:.1f} s on {pipe.device}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="How far into the noise chain to go: 0 returns the input, 1 an unrelated sample.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True, help="Sampler.")
+@_conditioning
+@_edit_options
+@_friendly
+def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float,
+         out: Path, steps: int, seed: int, force: bool, progress: bool, device: str) -> None:
+    """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
+
+    Uses about STRENGTH x STEPS network evaluations. Writes vary_NNN.wav/png to --out.
+    """
+    from .audio import load
+
+    pipe = _prepare_edit(run_dir, out, "vary", n, force, device)
+    t0 = time.perf_counter()
+    result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, steps=steps, sampler=sampler, seed=seed,
+                       progress=progress, label=label, guidance=guidance)
+    _finish_edit(out, "vary", result, pipe, f"{in_audio.name}, strength {strength:g}, {sampler} {steps}", t0)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--start", type=float, required=True, help="Start of the span to regenerate, seconds.")
+@click.option("--end", type=float, required=True, help="End of the span to regenerate, seconds.")
+@click.option("--band", type=(float, float), help="Only regenerate mel bins between these frequencies (Hz, Hz).")
+@click.option("--resample", default=1, show_default=True,
+              help="RePaint resampling: redo each step this many times, going back up the chain in between.")
+@click.option("--fade", default=3, show_default=True, help="Frames (hops) of crossfade at each edge of the span.")
+@_conditioning
+@_edit_options
+@_friendly
+def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
+            resample: int, fade: int, n: int, label: str | None, guidance: float, out: Path, steps: int, seed: int,
+            force: bool, progress: bool, device: str) -> None:
+    """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
+
+    The kept mel is re-imposed at every step. For a time span, the output's samples outside it are the
+    input's own, crossfaded over --fade hops at each edge. Writes inpaint_NNN.wav/png to --out.
+    """
+    from .audio import load
+
+    if resample < 1 or fade < 0:
+        raise ValueError("--resample must be at least 1 and --fade at least 0")
+    pipe = _prepare_edit(run_dir, out, "inpaint", n, force, device)
+    t0 = time.perf_counter()
+    result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,
+                          resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
+    what = f" {band[0]:g}-{band[1]:g} Hz" if band else ""
+    _finish_edit(out, "inpaint", result, pipe, f"{in_audio.name}, {start:g}-{end:g} s{what} regenerated", t0)
+
+
+@main.command("continue")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--seconds", type=float, required=True, help="How many seconds to add after the input.")
+@click.option("--overlap", default=0.5, show_default=True,
+              help="Fraction of each window taken from what came before (the context the model sees).")
+@click.option("--fade", default=3, show_default=True, help="Frames (hops) of crossfade into the continuation.")
+@_conditioning
+@_edit_options
+@_friendly
+def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
+              guidance: float, out: Path, steps: int, seed: int, force: bool, progress: bool, device: str) -> None:
+    """Continue IN_AUDIO by --seconds: outpaint window by window, each overlapping the last.
+
+    The output starts with the input's own samples. Writes continue_NNN.wav/png to --out.
+    """
+    from .audio import load
+
+    pipe = _prepare_edit(run_dir, out, "continue", n, force, device)
+    t0 = time.perf_counter()
+    result = pipe.extend(load(in_audio, pipe.sample_rate), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
+                         fade=fade, progress=progress, label=label, guidance=guidance)
+    _finish_edit(out, "continue", result, pipe, f"{in_audio.name} + {seconds:g} s", t0)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("audio_a", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("audio_b", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--frames", default=5, show_default=True, help="Clips from A to B, both ends included.")
+@_edit_options
+@_friendly
+def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int, seed: int,
+                force: bool, progress: bool, device: str) -> None:
+    """Morph AUDIO_A into AUDIO_B: invert both to noise with DDIM, interpolate (slerp), decode.
+
+    Deterministic (--seed only sets the vocoder's phase). B is cut or padded to A's length.
+    Writes interp_NNN.wav/png to --out.
+    """
+    from .audio import load
+
+    pipe = _prepare_edit(run_dir, out, "interp", frames, force, device)
+    t0 = time.perf_counter()
+    result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames,
+                              steps=steps, progress=progress)
+    _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {steps}", t0)
 
 
 @main.command()

@@ -32,6 +32,14 @@ class MelSpectrogram(nn.Module):
     def num_samples(self, num_frames: int) -> int:
         return (num_frames - 1) * self.config.hop_length
 
+    def band_bins(self, lo_hz: float, hi_hz: float) -> tuple[int, int]:
+        """Mel bins lo..hi-1 whose center frequencies lie in [lo_hz, hi_hz] (at least the one nearest to each end)."""
+        c = self.config
+        centers = librosa.mel_frequencies(c.n_mels + 2, fmin=c.f_min, fmax=c.f_max)[1:-1]
+        lo = int(abs(centers - lo_hz).argmin())
+        hi = int(abs(centers - hi_hz).argmin())
+        return min(lo, hi), max(lo, hi) + 1
+
     def stft(self, wav: Tensor) -> Tensor:
         """wav float [B, T] -> complex STFT [B, K = n_fft // 2 + 1, N], zero-padded, centred frames."""
         c = self.config

@@ -21,7 +21,9 @@ from .config import Config, MelConfig
 from .device import resolve_device
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
-from .sampling import Model, get_sampler, guided, sample
+from .editing import circular, ddim_invert, noised, slerp, soft_keep, strength_start, time_keep
+from .editing import inpaint as editing_inpaint
+from .sampling import Model, NoiseFn, ddim, get_sampler, guided, item_noise
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import GriffinLim, Vocoder
@@ -89,33 +91,236 @@ class SpectrogramDiffusion:
         # enough frames that the vocoder's (frames - 1) * hop samples cover the request; cut back after
         return 1 + math.ceil(round(seconds * self.sample_rate) / self.config.mel.hop_length)
 
+    @property
+    def window(self) -> int:
+        """Frames the network sees at once: the training crop, rounded up to what the UNet divides evenly."""
+        f = self.config.unet.downsample_factor
+        return -(-self.config.data.crop_frames // f) * f
+
     def generate(self, n: int = 1, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                  seconds: float | None = None, batch_size: int = 8, progress: bool = False,
-                 label: str | None = None, guidance: float = 0.0, **sampler_options: float | bool) -> Generated:
+                 label: str | None = None, guidance: float = 0.0, loop: bool = False,
+                 **sampler_options: float | bool) -> Generated:
         """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on batch_size.
 
         label: a class name of a conditional run (None: unconditional); guidance: classifier-free
         guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional).
+        Clips longer than the training crop are sampled window by window (`extend`'s outpainting).
+        loop: sample circularly so the clip's end continues into its start; the length is rounded up to
+        whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
         """
         get_sampler(sampler)
         model = self._conditioned(label, guidance)
+        if loop:
+            return self._generate_loop(n, steps, sampler, seed, seconds, batch_size, progress, model, sampler_options)
         frames = self.frames_for(seconds)
-        # Sample on a length the UNet divides evenly, then cut back: no padding inside the network.
-        f = self.config.unet.downsample_factor
-        shape = (1, self.config.mel.n_mels, -(-frames // f) * f)
+        f, w = self.config.unet.downsample_factor, self.window
+        width = -(-frames // f) * f if frames <= w else w
+
+        def draw(seeds: list[int]) -> Tensor:
+            noise = self._noise(seeds, width)
+            x = get_sampler(sampler)(model(len(seeds)), self.schedule, noise(), steps, noise, progress=progress,
+                                     **sampler_options)
+            if frames > w:
+                x = self._outpaint(x, frames, model(len(seeds)), noise, steps, progress=progress)
+            return x[..., :frames]
+
+        num = None if seconds is None else round(seconds * self.sample_rate)
+        return self._batched(n, seed, batch_size, draw, num)
+
+    def _noise(self, seeds: list[int], frames: int):
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        return item_noise(generators, (1, self.config.mel.n_mels, frames), self.device)
+
+    def _batched(self, n: int, seed: int, batch_size: int, draw: Callable[[list[int]], Tensor],
+                 num_samples: int | None, vocode: Callable[[Tensor, list[int]], Tensor] | None = None) -> Generated:
+        """Run draw(seeds) -> log-mel [b, 1, F, N] over batches of seeds seed..seed+n-1, vocode, cut to num_samples."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        vocode = vocode or self.vocode
         mels, wavs = [], []
         for start in range(0, n, batch_size):
             seeds = [seed + i for i in range(start, min(n, start + batch_size))]
             with torch.inference_mode():
-                logmel = sample(model(len(seeds)), self.schedule, sampler, shape, seeds, steps, self.device,
-                                progress=progress, **sampler_options)[..., :frames]
-                wav = self.vocode(logmel, seeds)
+                logmel = draw(seeds)
+                wavs.append(vocode(logmel, seeds).cpu())
             mels.append(logmel.cpu())
-            wavs.append(wav.cpu())
         audio = torch.cat(wavs)
-        if seconds is not None:
-            audio = audio[:, : round(seconds * self.sample_rate)]
+        if num_samples is not None:  # the vocoder gives (frames - 1) * hop samples: cut, or pad the last < hop
+            audio = torch.nn.functional.pad(audio[:, :num_samples], (0, max(0, num_samples - audio.shape[1])))
         return Generated(audio, self.sample_rate, torch.cat(mels))
+
+    def _generate_loop(self, n: int, steps: int, sampler: str, seed: int, seconds: float | None, batch_size: int,
+                       progress: bool, model: Callable[[int], Model], options: dict) -> Generated:
+        hop, f = self.config.mel.hop_length, self.config.unet.downsample_factor
+        frames = self.window if seconds is None else math.ceil(round(seconds * self.sample_rate) / hop)
+        frames = -(-frames // f) * f
+
+        def draw(seeds: list[int]) -> Tensor:
+            noise = self._noise(seeds, frames)
+            return get_sampler(sampler)(circular(model(len(seeds))), self.schedule, noise(), steps, noise,
+                                        progress=progress, **options)
+
+        return self._batched(n, seed, batch_size, draw, None, self.vocode_loop)
+
+    def vocode_loop(self, logmel: Tensor, seeds: list[int]) -> Tensor:
+        """Log-mel [B, 1, F, N] of one period of a loop -> wav [B, N * hop] that repeats without a seam.
+
+        Vocodes three periods in a row and keeps the middle one, whose first n_fft samples are crossfaded
+        with the samples that follow it in the third period: played in a loop, the last sample is then
+        followed by the one the vocoder put after it.
+        """
+        period = logmel.shape[-1] * self.config.mel.hop_length
+        wav = self.vocode(torch.cat([logmel] * 3, dim=-1), seeds)
+        out, after = wav[:, period : 2 * period].clone(), wav[:, 2 * period :]
+        n = min(self.config.mel.n_fft, period, after.shape[-1])
+        ramp = torch.linspace(0.0, 1.0, n, device=wav.device)
+        out[:, :n] = ramp * out[:, :n] + (1 - ramp) * after[:, :n]
+        return out
+
+    # ---- editing: the chain started from a given clip (editing.py holds the math) ----
+
+    def logmel_of(self, wav: np.ndarray) -> Tensor:
+        """Float audio [T] at this run's sample rate -> normalized log-mel [1, 1, F, 1 + T // hop] on the device."""
+        if wav.ndim != 1 or len(wav) < self.config.mel.hop_length:
+            raise ValueError(f"need mono audio of at least {self.config.mel.hop_length} samples, got shape {wav.shape}")
+        with torch.inference_mode():
+            return self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)[None])
+
+    def _pad(self, logmel: Tensor) -> Tensor:
+        """Pad frames on the right with silence (-1) to a width the UNet divides evenly."""
+        f = self.config.unet.downsample_factor
+        return torch.nn.functional.pad(logmel, (0, -logmel.shape[-1] % f), value=-1.0)
+
+    def vary(self, wav: np.ndarray, strength: float, n: int = 1, steps: int = 50, sampler: str = "ddim",
+             seed: int = 0, batch_size: int = 8, progress: bool = False, label: str | None = None,
+             guidance: float = 0.0) -> Generated:
+        """Variations of a clip (SDEdit): noise its mel to timestep strength * T and denoise with the sampler.
+
+        strength 0 returns the clip itself (audio and mel unchanged); 1 starts from nearly pure noise, an
+        unrelated sample. Uses round(strength * steps) network steps. Output has the input's length.
+        """
+        get_sampler(sampler)
+        start, k = strength_start(self.schedule, strength, steps)
+        model = self._conditioned(label, guidance)
+        known = self.logmel_of(wav)
+        frames, x0 = known.shape[-1], self._pad(known)
+
+        def draw(seeds: list[int]) -> Tensor:
+            if start is None:
+                return known.expand(len(seeds), -1, -1, -1)
+            noise = self._noise(seeds, x0.shape[-1])
+            x = noised(self.schedule, x0.expand(len(seeds), -1, -1, -1), start, noise())
+            return get_sampler(sampler)(model(len(seeds)), self.schedule, x, k, noise, start=start,
+                                        progress=progress)[..., :frames]
+
+        out = self._batched(n, seed, batch_size, draw, len(wav))
+        if start is None:
+            out = out._replace(audio=torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).expand(n, -1).clone())
+        return out
+
+    def inpaint(self, wav: np.ndarray, start: float, end: float, band: tuple[float, float] | None = None,
+                n: int = 1, steps: int = 50, seed: int = 0, resample: int = 1, fade: int = 3, batch_size: int = 8,
+                progress: bool = False, label: str | None = None, guidance: float = 0.0) -> Generated:
+        """Regenerate seconds start..end of a clip (only mel bins within band = (lo_hz, hi_hz) if given), keeping
+        the rest: the kept mel is re-imposed at every step (RePaint; resample > 1 for its back-and-forth).
+
+        The kept region of the mel equals the input's except `fade` frames at each edge, where the two
+        crossfade. For a time span, the audio outside it is the input's samples too, crossfaded over the
+        same frames; with a band, all of the audio comes from the vocoder.
+        """
+        known = self.logmel_of(wav)
+        hop, frames = self.config.mel.hop_length, known.shape[-1]
+        duration = len(wav) / self.sample_rate
+        if not 0 <= start < end or start >= duration:
+            raise ValueError(f"need 0 <= start < end and start < {duration:.3f} s (the clip), got {start}..{end}")
+        a, b = math.floor(start * self.sample_rate / hop), min(frames, math.ceil(end * self.sample_rate / hop) + 1)
+        bins = None if band is None else self.mel.band_bins(*band)
+        x0 = self._pad(known)
+        keep = time_keep(tuple(x0.shape), a, b, bins).to(self.device)
+        keep[..., frames:] = 0.0  # padding is free to change; it is cut off
+        model = self._conditioned(label, guidance)
+
+        def draw(seeds: list[int]) -> Tensor:
+            noise = self._noise(seeds, x0.shape[-1])
+            return editing_inpaint(model(len(seeds)), self.schedule, noise(), steps, noise, known=x0, keep=keep,
+                                   resample=resample, fade=fade, progress=progress)[..., :frames]
+
+        out = self._batched(n, seed, batch_size, draw, len(wav))
+        if band is None:
+            kept = torch.ones(len(wav))
+            kept[min(len(wav), a * hop) : min(len(wav), (b - 1) * hop + 1)] = 0.0
+            out = out._replace(audio=splice(wav, out.audio, kept, fade * hop))
+        return out
+
+    def extend(self, wav: np.ndarray, seconds: float, n: int = 1, steps: int = 50, seed: int = 0,
+               overlap: float = 0.5, fade: int = 3, resample: int = 1, batch_size: int = 8, progress: bool = False,
+               label: str | None = None, guidance: float = 0.0) -> Generated:
+        """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself
+        from what came before). The input's own samples are kept, crossfaded into the continuation over
+        `fade` frames before its end."""
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds}")
+        hop = self.config.mel.hop_length
+        # keep only frames whose STFT window lies inside the clip: the last ones see the zero padding past its
+        # end and would tell the model that the sound stops there
+        valid = max(1, (len(wav) - self.config.mel.n_fft // 2) // hop + 1)
+        known = self.logmel_of(wav)[..., :valid]
+        total = len(wav) + round(seconds * self.sample_rate)
+        frames = self.frames_for(total / self.sample_rate)
+        model = self._conditioned(label, guidance)
+
+        def draw(seeds: list[int]) -> Tensor:
+            noise = self._noise(seeds, self.window)
+            x = known.expand(len(seeds), -1, -1, -1)
+            return self._outpaint(x, frames, model(len(seeds)), noise, steps, overlap, fade, resample, progress)
+
+        out = self._batched(n, seed, batch_size, draw, total)
+        kept = torch.zeros(total)
+        kept[: (valid - 1) * hop] = 1.0
+        return out._replace(audio=splice(np.pad(wav, (0, total - len(wav))), out.audio, kept, fade * hop))
+
+    def _outpaint(self, x: Tensor, frames: int, model: Model, noise: NoiseFn, steps: int, overlap: float = 0.5,
+                  fade: int = 3, resample: int = 1, progress: bool = False) -> Tensor:
+        """Log-mel [B, 1, F, N] -> [B, 1, F, frames]: windows of `self.window` frames, each inpainted with its first
+        overlap * window frames taken from the end of what exists."""
+        w = self.window
+        keep_frames = round(overlap * w)
+        if not 0 < keep_frames < w:
+            raise ValueError(f"overlap must leave between 1 and {w - 1} frames of context, got {overlap}")
+        while x.shape[-1] < frames:
+            k = min(keep_frames, x.shape[-1])
+            known = torch.nn.functional.pad(x[..., -k:], (0, w - k), value=-1.0)
+            keep = time_keep((1, 1, x.shape[-2], w), k, w).to(x.device)
+            window = editing_inpaint(model, self.schedule, noise(), steps, noise, known=known, keep=keep,
+                                     resample=resample, fade=fade, progress=progress)
+            x = torch.cat([x[..., :-k], window], dim=-1)
+        return x[..., :frames]
+
+    def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, steps: int = 50,
+                    progress: bool = False) -> Generated:
+        """`frames` clips from a to b: DDIM-invert both mels to noise, slerp, decode with DDIM (unclipped).
+
+        Deterministic. b is cut or padded with silence to a's length. The ends reconstruct a and b up to the
+        inversion's error, which shrinks as steps grow.
+        """
+        if frames < 2:
+            raise ValueError(f"frames must be at least 2 (the two ends), got {frames}")
+        ma = self.logmel_of(wav_a)
+        n = ma.shape[-1]
+        mb = self.logmel_of(wav_b)[..., :n]
+        mb = torch.nn.functional.pad(mb, (0, n - mb.shape[-1]), value=-1.0)
+        with torch.inference_mode():
+            z = ddim_invert(self.model, self.schedule, self._pad(torch.cat([ma, mb])), steps, progress=progress)
+        ws = torch.linspace(0.0, 1.0, frames).tolist()
+        zs = torch.cat([slerp(z[:1], z[1:], w) for w in ws])
+
+        def draw(seeds: list[int]) -> Tensor:
+            x = zs[seeds[0] : seeds[-1] + 1]
+            return ddim(self.model, self.schedule, x, steps, lambda: torch.zeros_like(x), clip_x0=False,
+                        progress=progress)[..., :n]
+
+        return self._batched(frames, 0, 8, draw, len(wav_a))
 
     def _conditioned(self, label: str | None, guidance: float) -> Callable[[int], Model]:
         """batch size -> the model to sample from, for this label and guidance."""
@@ -150,6 +355,14 @@ def reconstruct(wav: np.ndarray, mel: MelSpectrogram, vocoder: Vocoder, seed: in
     n = min(len(wav), out.shape[-1])
     out = torch.nn.functional.pad(out[:n], (0, len(wav) - n))
     return out.cpu(), logmel.cpu()
+
+
+def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> Tensor:
+    """Put the original samples back where kept = 1: audio float [B, T] <- original [T] on kept samples
+    (float [T], 0/1), with linear crossfades `fade` samples long on the kept side of each edge."""
+    weight = soft_keep(kept[None], fade)[0] if fade > 0 else kept
+    orig = torch.from_numpy(np.ascontiguousarray(original, dtype=np.float32))
+    return weight * orig + (1 - weight) * generated
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",

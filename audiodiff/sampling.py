@@ -1,11 +1,12 @@
 """Samplers: plain functions with one shared signature, so a new sampler is one new function.
 
-    sampler(model, schedule, x, steps, noise, *, clip_x0=True, progress=False) -> x_0 sample
+    sampler(model, schedule, x, steps, noise, *, clip_x0=True, progress=False, start=None) -> x_0 sample
 
 model: the network, called as model(x_t float [B, ...], t long [B]) -> output like x_t, read
 through `schedule.split_output` (eps, v or x0 prediction). x: the starting noise x_T ~ N(0, I).
 steps: how many network evaluations, on timesteps spaced evenly from T-1 down ("trailing").
 noise: a function returning fresh N(0, I) noise shaped like x (ancestral samplers draw from it).
+start: begin the chain at timestep `start` < T-1 instead, with x ~ q(x_start | x_0) (SDEdit, editing.py).
 """
 
 from __future__ import annotations
@@ -39,15 +40,18 @@ def guided(model: nn.Module, y: Tensor, guidance: float) -> Model:
     return model_fn
 
 
-def spaced_timesteps(num_train_steps: int, steps: int) -> list[int]:
-    """`steps` timesteps from T-1 down, evenly spaced, ending one interval above -1 (clean data).
+def spaced_timesteps(num_train_steps: int, steps: int, start: int | None = None) -> list[int]:
+    """`steps` timesteps from `start` (default T-1) down, evenly spaced, ending one interval above -1 (clean data).
 
     The trailing spacing of Lin et al. 2024 ("Common diffusion noise schedules and sample steps are
     flawed"): the first step always starts from t = T-1, where x_T is closest to pure noise.
     """
-    if not 1 <= steps <= num_train_steps:
-        raise ValueError(f"steps must be in 1..{num_train_steps}, got {steps}")
-    edges = torch.linspace(num_train_steps, 0, steps + 1, dtype=torch.float64).round().long() - 1
+    start = num_train_steps - 1 if start is None else start
+    if not 0 <= start < num_train_steps:
+        raise ValueError(f"start must be in 0..{num_train_steps - 1}, got {start}")
+    if not 1 <= steps <= start + 1:
+        raise ValueError(f"steps must be in 1..{start + 1}, got {steps}")
+    edges = torch.linspace(start + 1, 0, steps + 1, dtype=torch.float64).round().long() - 1
     return edges[:-1].tolist()
 
 
@@ -60,7 +64,8 @@ def item_noise(generators: list[torch.Generator], shape: tuple[int, ...], device
     return draw
 
 
-def _denoise(model: Model, schedule: GaussianSchedule, x: Tensor, t: int, clip_x0: bool) -> tuple[Tensor, Tensor]:
+def denoise(model: Model, schedule: GaussianSchedule, x: Tensor, t: int, clip_x0: bool = True) -> tuple[Tensor, Tensor]:
+    """One network call at timestep t: (x0_hat, eps_hat), both float like x; x0_hat clipped to [-1, 1] if asked."""
     tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
     x0, eps = schedule.split_output(model(x, tt).float(), x, tt)
     if clip_x0:
@@ -69,47 +74,57 @@ def _denoise(model: Model, schedule: GaussianSchedule, x: Tensor, t: int, clip_x
     return x0, eps
 
 
-def _pairs(schedule: GaussianSchedule, steps: int, progress: bool, name: str):
-    ts = spaced_timesteps(schedule.num_steps, steps)
-    pairs = list(zip(ts, ts[1:] + [-1]))
+def ddim_step(schedule: GaussianSchedule, x0: Tensor, eps: Tensor, t: int, s: int, eta: float,
+              noise: NoiseFn) -> Tensor:
+    """x_t -> x_s from the predictions at t (Song et al. 2021, eq. 12); eta = 0 deterministic, 1 DDPM-like; s = -1 is clean."""
+    a_t = float(schedule.alphas_cumprod[t])
+    a_s = float(schedule.alphas_cumprod[s]) if s >= 0 else 1.0
+    sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
+    x = a_s**0.5 * x0 + (1 - a_s - sigma**2) ** 0.5 * eps
+    return x + sigma * noise() if sigma > 0 else x
+
+
+def step_pairs(schedule: GaussianSchedule, steps: int, start: int | None = None) -> list[tuple[int, int]]:
+    """The (t, s) transitions of a `steps`-step chain, t > s, from `start` (default T-1) down to s = -1 (clean)."""
+    ts = spaced_timesteps(schedule.num_steps, steps, start)
+    return list(zip(ts, ts[1:] + [-1]))
+
+
+def _pairs(schedule: GaussianSchedule, steps: int, progress: bool, name: str, start: int | None = None):
+    pairs = step_pairs(schedule, steps, start)
     return tqdm(pairs, desc=name, disable=not progress, leave=False, unit="step")
 
 
 def ddpm(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
-         clip_x0: bool = True, progress: bool = False) -> Tensor:
+         clip_x0: bool = True, progress: bool = False, start: int | None = None) -> Tensor:
     """DDPM ancestral sampling, x_s ~ q(x_s | x_t, x0_hat) (Ho et al. 2020); steps < T respaces the chain."""
-    for t, s in _pairs(schedule, steps, progress, "ddpm"):
+    for t, s in _pairs(schedule, steps, progress, "ddpm", start):
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        x0, _ = _denoise(model, schedule, x, t, clip_x0)
+        x0, _ = denoise(model, schedule, x, t, clip_x0)
         mean, var = schedule.posterior_mean_variance(x0, x, tt, tt.new_full(tt.shape, s))
         x = mean + var.sqrt().to(x.dtype).view(-1, *[1] * (x.ndim - 1)) * noise() if s >= 0 else mean
     return x
 
 
 def ddim(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
-         clip_x0: bool = True, progress: bool = False, eta: float = 0.0) -> Tensor:
+         clip_x0: bool = True, progress: bool = False, start: int | None = None, eta: float = 0.0) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12): deterministic at eta = 0, DDPM-like at eta = 1."""
-    for t, s in _pairs(schedule, steps, progress, "ddim"):
-        x0, eps = _denoise(model, schedule, x, t, clip_x0)
-        a_t = float(schedule.alphas_cumprod[t])
-        a_s = float(schedule.alphas_cumprod[s]) if s >= 0 else 1.0
-        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) ** 0.5
-        x = a_s**0.5 * x0 + (1 - a_s - sigma**2) ** 0.5 * eps
-        if sigma > 0:
-            x = x + sigma * noise()
+    for t, s in _pairs(schedule, steps, progress, "ddim", start):
+        x0, eps = denoise(model, schedule, x, t, clip_x0)
+        x = ddim_step(schedule, x0, eps, t, s, eta, noise)
     return x
 
 
 def dpmpp_2m(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
-             clip_x0: bool = True, progress: bool = False) -> Tensor:
+             clip_x0: bool = True, progress: bool = False, start: int | None = None) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): second-order multistep ODE solver on x0 predictions.
 
     Notation: alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t), lambda_t = log(alpha_t / sigma_t),
     h = lambda_s - lambda_t for the step t -> s. The last step (to clean data) is first order.
     """
     x0_prev, h_prev = None, 0.0
-    for t, s in _pairs(schedule, steps, progress, "dpm++2m"):
-        x0, _ = _denoise(model, schedule, x, t, clip_x0)
+    for t, s in _pairs(schedule, steps, progress, "dpm++2m", start):
+        x0, _ = denoise(model, schedule, x, t, clip_x0)
         if s < 0:
             return x0
         (alpha_t, sigma_t, lam_t), (alpha_s, sigma_s, lam_s) = _vp(schedule, t), _vp(schedule, s)
@@ -136,13 +151,14 @@ def karras_sigmas(schedule: GaussianSchedule, steps: int, rho: float = 7.0, sigm
 
 
 def heun(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
-         clip_x0: bool = True, progress: bool = False) -> Tensor:
+         clip_x0: bool = True, progress: bool = False, start: int | None = None) -> Tensor:
     """Heun's 2nd-order ODE solver on Karras sigmas (Karras et al. 2022, Alg. 1, deterministic); 2 steps - 1 evaluations.
 
     Works in the variance-exploding form x_sigma = x_t / sqrt(alpha_bar_t) = x0 + sigma eps, with
     dx/dsigma = (x - D(x; sigma)) / sigma; D calls the network at the continuous timestep of sigma.
     """
-    sigmas = karras_sigmas(schedule, steps)
+    top = 80.0 if start is None else min(80.0, float(schedule.sigmas()[start]))
+    sigmas = karras_sigmas(schedule, steps, sigma_max=top)
 
     def denoise(x_ve: Tensor, sigma: float) -> Tensor:
         a = 1 / (1 + sigma**2)
