@@ -5,8 +5,8 @@
   current noise level, with RePaint's (Lugmayr et al. 2022) back-and-forth resampling as an option.
 - `ddim_invert`: the deterministic DDIM map run backwards, clean mel -> x_T (Song et al. 2021, sec. 4.3).
 - `slerp`: spherical interpolation between two noise tensors.
-- `circular`: a Model that sees the signal rolled by half its width on every other call, so that
-  the end of a sample continues into its start (loops).
+- `circular`: a Model that also sees the signal rolled by half its width and blends the two
+  predictions away from the edges, so that the end of a sample continues into its start (loops).
 - `soft_keep`: a keep mask with linear ramps at its edges, for crossfading edited and kept regions.
 
 Tensors are normalized log-mels float [B, 1, F, N] in [-1, 1]; masks are float [1 or B, 1, F, N],
@@ -111,17 +111,22 @@ def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
 
 
 def circular(model: Model) -> Model:
-    """A Model that on every other call rolls its input by half the width (last axis) and rolls the output
-    back. The network's edges then fall on the middle of the signal half of the time, so the sample becomes
-    consistent across the wrap from its last frame to its first: a loop. Width must need no padding."""
-    calls = [0]
+    """A Model for loops: each call evaluates the network on x and on x rolled by half its width (one
+    batch of 2B) and blends the two outputs frame by frame, weighting each by the frame's distance from
+    that evaluation's edges. Every frame is then predicted away from the network's edges, and the last
+    frame continues into the first. The width must need no padding by the UNet."""
 
     def model_fn(x: Tensor, t: Tensor) -> Tensor:
-        shift = (x.shape[-1] // 2) * (calls[0] % 2)
-        calls[0] += 1
-        if shift == 0:
-            return model(x, t)
-        return model(x.roll(shift, -1), t).roll(-shift, -1)
+        n = x.shape[-1]
+        h = n // 2
+        both = model(torch.cat([x, x.roll(h, -1)]), torch.cat([t, t]))
+        plain, rolled = both[: len(x)], both[len(x) :].roll(-h, -1)
+        i = torch.arange(n, device=x.device)
+        j = (i + h) % n  # the frame's position in the rolled evaluation
+        w_plain = torch.minimum(i, n - 1 - i) + 0.5
+        w_rolled = torch.minimum(j, n - 1 - j) + 0.5
+        w = (w_plain / (w_plain + w_rolled)).to(plain.dtype)
+        return w * plain + (1 - w) * rolled
 
     return model_fn
 

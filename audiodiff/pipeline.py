@@ -283,18 +283,21 @@ class SpectrogramDiffusion:
     def _outpaint(self, x: Tensor, frames: int, model: Model, noise: NoiseFn, steps: int, overlap: float = 0.5,
                   fade: int = 3, resample: int = 1, progress: bool = False) -> Tensor:
         """Log-mel [B, 1, F, N] -> [B, 1, F, frames]: windows of `self.window` frames, each inpainted with its first
-        overlap * window frames taken from the end of what exists."""
+        overlap * window frames taken from the end of what exists. The last window // 8 frames of a window are
+        dropped and redone by the next one: the network's right edge is where training crops of short files
+        were padded with silence, and kept edge frames showed as dark seams."""
         w = self.window
-        keep_frames = round(overlap * w)
-        if not 0 < keep_frames < w:
-            raise ValueError(f"overlap must leave between 1 and {w - 1} frames of context, got {overlap}")
+        keep_frames, margin = round(overlap * w), w // 8
+        if not 0 < keep_frames < w - margin:
+            raise ValueError(f"overlap must leave between 1 and {w - margin - 1} frames of context, got {overlap}")
         while x.shape[-1] < frames:
             k = min(keep_frames, x.shape[-1])
             known = torch.nn.functional.pad(x[..., -k:], (0, w - k), value=-1.0)
             keep = time_keep((1, 1, x.shape[-2], w), k, w).to(x.device)
             window = editing_inpaint(model, self.schedule, noise(), steps, noise, known=known, keep=keep,
                                      resample=resample, fade=fade, progress=progress)
-            x = torch.cat([x[..., :-k], window], dim=-1)
+            last = x.shape[-1] - k + w >= frames
+            x = torch.cat([x[..., :-k], window if last else window[..., : w - margin]], dim=-1)
         return x[..., :frames]
 
     def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, steps: int = 50,
