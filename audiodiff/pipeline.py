@@ -188,9 +188,9 @@ class SpectrogramDiffusion:
             return self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)[None])
 
     def _pad(self, logmel: Tensor) -> Tensor:
-        """Pad frames on the right with silence (-1) to a width the UNet divides evenly."""
+        """Pad frames on the right, repeating the last one, to a width the UNet divides evenly."""
         f = self.config.unet.downsample_factor
-        return torch.nn.functional.pad(logmel, (0, -logmel.shape[-1] % f), value=-1.0)
+        return torch.nn.functional.pad(logmel, (0, -logmel.shape[-1] % f, 0, 0), mode="replicate")
 
     def vary(self, wav: np.ndarray, strength: float, n: int = 1, steps: int = 50, sampler: str = "ddim",
              seed: int = 0, batch_size: int = 8, progress: bool = False, label: str | None = None,
@@ -237,8 +237,7 @@ class SpectrogramDiffusion:
         a, b = math.floor(start * self.sample_rate / hop), min(frames, math.ceil(end * self.sample_rate / hop) + 1)
         bins = None if band is None else self.mel.band_bins(*band)
         x0 = self._pad(known)
-        keep = time_keep(tuple(x0.shape), a, b, bins).to(self.device)
-        keep[..., frames:] = 0.0  # padding is free to change; it is cut off
+        keep = time_keep(tuple(x0.shape), a, b, bins).to(self.device)  # padding is kept: no crossfade at the end
         model = self._conditioned(label, guidance)
 
         def draw(seeds: list[int]) -> Tensor:

@@ -139,6 +139,7 @@ def test_inpaint_keeps_audio_outside_the_span(pipe, tiny_config):
     assert not torch.equal(out.audio[:, a * hop : (b - 1) * hop], torch.from_numpy(wav[a * hop : (b - 1) * hop]).expand(2, -1))
     known = pipe.logmel_of(wav)[0]
     assert torch.equal(out.logmel[:, :, :, : a - 2], known[:, :, : a - 2].expand(2, -1, -1, -1))
+    assert torch.equal(out.logmel[:, :, :, b + 2 :], known[:, :, b + 2 :].expand(2, -1, -1, -1))  # up to the last frame
     band = pipe.inpaint(wav, 0.2, 0.3, band=(1000.0, 2500.0), steps=5, fade=0)
     lo, hi = pipe.mel.band_bins(1000.0, 2500.0)
     assert torch.equal(band.logmel[0, :, :lo], known[:, :lo]) and torch.equal(band.logmel[0, :, hi:], known[:, hi:])
