@@ -3,6 +3,7 @@
 from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig, preset
+from .editing import ddim_invert, inpaint, slerp
 from .mel import MelSpectrogram
 from .pipeline import Generated, SpectrogramDiffusion, reconstruct
 from .sampling import ddim, ddpm, dpmpp_2m, heun, sample
@@ -12,7 +13,7 @@ from .vocoder import GriffinLim, Vocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
-    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun",
+    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
     "sample", "GaussianSchedule", "UNet", "GriffinLim", "Vocoder",
 ]
 __version__ = "0.1.0"

@@ -220,6 +220,11 @@ def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _run_and_input(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))(fn)
+    return click.argument("run_dir", type=click.Path(path_type=Path))(fn)
+
+
 def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--guidance", default=0.0, show_default=True, help="Classifier-free guidance weight w with --label.")(fn)
     fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
@@ -248,8 +253,7 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@_run_and_input
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="How far into the noise chain to go: 0 returns the input, 1 an unrelated sample.")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True, help="Sampler.")
@@ -272,8 +276,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@_run_and_input
 @click.option("--start", type=float, required=True, help="Start of the span to regenerate, seconds.")
 @click.option("--end", type=float, required=True, help="End of the span to regenerate, seconds.")
 @click.option("--band", type=(float, float), help="Only regenerate mel bins between these frequencies (Hz, Hz).")
@@ -304,8 +307,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 
 
 @main.command("continue")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@_run_and_input
 @click.option("--seconds", type=float, required=True, help="How many seconds to add after the input.")
 @click.option("--overlap", default=0.5, show_default=True,
               help="Fraction of each window taken from what came before (the context the model sees).")
