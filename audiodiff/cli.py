@@ -115,7 +115,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     in OUT/cache). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
     """
     from .data import file_labels, load_mels
-    from .device import resolve_device
+    from .distributed import barrier, from_env, shutdown
     from .mel import MelSpectrogram
     from .train import check_same_model
     from .train import train as run_training
@@ -128,30 +128,43 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
                                            {"train": train_changes, "diffusion": diffusion_changes}, resume)
     if unconditional and label_column:
         raise ValueError("--unconditional and --label-column contradict each other")
-    dev = resolve_device(device)
-    _writable_dir(out)
+    dist, dev = from_env(device)  # started by torchrun: one process per device, rank 0 writes
+    say = click.echo if dist.main else (lambda *a, **k: None)
+    barrier(dist)  # every rank has read the run's state before rank 0 writes anything
+    if dist.main:
+        _writable_dir(out)
 
     t0 = time.perf_counter()
-    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress)
+    if not dist.main:
+        barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
+                             progress and dist.main)
+    if dist.main:
+        barrier(dist)
     for path, reason in report.skipped[:10]:
-        click.echo(f"warning: skipped {path}: {reason}", err=True)
+        say(f"warning: skipped {path}: {reason}", err=True)
     if len(report.skipped) > 10:
-        click.echo(f"warning: ... and {len(report.skipped) - 10} more skipped files", err=True)
-    click.echo(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+        say(f"warning: ... and {len(report.skipped) - 10} more skipped files", err=True)
+    say(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
     labelled = None if unconditional else file_labels(data_dir, data.files, label_column)
     names, labels = labelled if labelled else ((), None)
     config = config.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
     if stored is not None:
         check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
-    write_text(out / "config.toml", config.to_toml())
+    if dist.main:
+        write_text(out / "config.toml", config.to_toml())
     if names:
-        click.echo(f"class-conditional on {len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
-    click.echo(f"training preset={config.preset} on {dev} ({config.train.precision}), "
-               f"{config.train.steps} steps of {config.train.batch_size} x "
-               f"{config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
-    state = run_training(config, data, out, dev, progress=progress, log=click.echo, labels=labels)
-    click.echo(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s. "
-               f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
+        say(f"class-conditional on {len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
+    where = f"{dist.world} processes ({dev.type})" if dist.active else str(dev)
+    say(f"training preset={config.preset} on {where} ({config.train.precision}), "
+        f"{config.train.steps} steps of {config.train.batch_size} x "
+        f"{config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
+    try:
+        state = run_training(config, data, out, dev, progress=progress, log=say, labels=labels, dist=dist)
+    finally:
+        shutdown(dist)
+    say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s. "
+        f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
 
 
 @main.command()

@@ -27,6 +27,7 @@ from .audio import save
 from .config import Config
 from .data import MelDataset
 from .device import autocast
+from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .files import atomic_path
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
@@ -147,25 +148,29 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,
-               y: Tensor | None = None) -> tuple[float, float]:
+               y: Tensor | None = None, net: nn.Module | None = None, dist: Dist = Dist()) -> tuple[float, float]:
     """One optimizer step on clean log-mels x0 [B, 1, F, N] (class ids y [B] if conditional). Returns (loss, grad_norm).
 
-    A non-finite loss skips the update (counted in state.bad_steps) and returns (nan, nan).
+    net: the module to call (DistributedDataParallel around state.model when distributed). x0 is the
+    global batch; timesteps and noise are drawn for all of it, and each rank trains on its share.
+    A non-finite loss on any rank skips the update on all (counted in state.bad_steps), returning (nan, nan).
     """
     c, device = config.train, x0.device
     g = state.generator
     t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=g).to(device)
     noise = torch.randn(x0.shape, generator=g).to(device)
+    x0, t, noise = dist.share(x0), dist.share(t), dist.share(noise)
+    y = None if y is None else dist.share(y)
     x_t = schedule.q_sample(x0, t, noise)
     with autocast(device, c.precision):
-        out = state.model(x_t, t, y)
+        out = (net or state.model)(x_t, t, y)
     per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
     loss = (schedule.loss_weight(t, c.min_snr_gamma) * per_sample).mean()
     state.optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    if not all_true(bool(torch.isfinite(loss)), dist):
         state.bad_steps += 1
         return float("nan"), float("nan")
-    loss.backward()
+    loss.backward()  # under DDP: gradients averaged over ranks here
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip)
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
@@ -233,14 +238,18 @@ class LossLog:
 
 
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
-          log: Callable[[str], None] = print, labels: Tensor | None = None) -> TrainState:
+          log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist()) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
+    dist: this process's rank when started by torchrun (distributed.py); rank 0 writes everything.
     """
     if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
         raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
                          "and a class id per file; unconditional training needs none of them")
+    c = config.train
+    if c.batch_size % dist.world:
+        raise ValueError(f"batch size {c.batch_size} does not divide among {dist.world} processes")
     run_dir.mkdir(parents=True, exist_ok=True)
     mel = MelSpectrogram(config.mel)
     schedule = GaussianSchedule.from_config(config.diffusion)
@@ -249,36 +258,46 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     if latest:
         log(f"resuming from {latest} (step {state.step})")
     state.model.train()
-    loss_log = LossLog(run_dir / "loss.csv", state.step)
-    c = config.train
-    bar = tqdm(total=c.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True)
+    net = wrap(state.model, dist, device)
+    loss_log = LossLog(run_dir / "loss.csv", state.step) if dist.main else None
+    bar = tqdm(total=c.steps, initial=state.step, disable=not (progress and dist.main), unit="step", dynamic_ncols=True)
     losses, t0, n0 = [], time.perf_counter(), state.step
     while state.step < c.steps:
         files = data.sample_files(c.batch_size, state.generator)
         x0 = data.crops(files, state.generator).to(device)
         y = None if labels is None else _drop_labels(labels[files], config, state.generator).to(device)
-        loss, grad_norm = train_step(state, config, schedule, x0, y)
+        loss, grad_norm = train_step(state, config, schedule, x0, y, net, dist)
         if loss != loss:  # NaN: step skipped
             _check_bad_steps(state, run_dir)
             continue
         losses.append(loss)
-        if state.step % c.log_every == 0 or state.step == c.steps:
+        if loss_log and (state.step % c.log_every == 0 or state.step == c.steps):
             speed = (state.step - n0) * c.batch_size / (time.perf_counter() - t0)
-            mean = sum(losses) / len(losses)
+            mean = sum(losses) / len(losses)  # rank 0's share of the batch
             loss_log.append(step=state.step, loss=f"{mean:.5f}", lr=f"{lr_at(state.step - 1, config):.3g}",
                             grad_norm=f"{grad_norm:.3f}", samples_per_s=f"{speed:.2f}", bad_steps=state.bad_steps)
             bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{speed:.1f}")
             losses, t0, n0 = [], time.perf_counter(), state.step
         bar.update(1)
         if state.step % c.checkpoint_every == 0 or state.step == c.steps:
-            save_state(state, config, run_dir)
-            _prune(run_dir, c.keep_checkpoints)
-            state.model.eval()
-            write_previews(state, config, run_dir, mel)
-            state.model.train()
+            if dist.main:
+                _checkpoint(state, config, run_dir, mel)
+            barrier(dist)
             t0 = time.perf_counter()  # keep checkpoint and preview time out of samples/s
     bar.close()
+    if not replicas_agree(state.model, dist):
+        raise RuntimeError("distributed training: the ranks' weights differ (this is a bug; please report it)")
+    if dist.active:
+        log(f"{dist.world} processes: weights identical on every rank")
     return state
+
+
+def _checkpoint(state: TrainState, config: Config, run_dir: Path, mel: MelSpectrogram) -> None:
+    save_state(state, config, run_dir)
+    _prune(run_dir, config.train.keep_checkpoints)
+    state.model.eval()
+    write_previews(state, config, run_dir, mel)
+    state.model.train()
 
 
 def _drop_labels(y: Tensor, config: Config, generator: torch.Generator) -> Tensor:
