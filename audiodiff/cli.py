@@ -90,7 +90,8 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)),
               help="Model/training size. Default: small (new runs) or the run's own (continuing).")
 @click.option("--steps", type=int, help="Total optimizer steps (continuing a run may raise it).")
-@click.option("--batch-size", type=int, help="Clips per step.")
+@click.option("--batch-size", type=int, help="Clips per optimizer step (all processes together).")
+@click.option("--grad-accum", type=int, help="Split each batch into this many micro-batches (less memory, same result).")
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, help="Seed for init, data order, timesteps and noise.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
@@ -105,7 +106,7 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @DEVICE
 @_friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
-          batch_size: int | None, lr: float | None, seed: int | None, precision: str | None, prediction: str | None,
+          batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None, prediction: str | None,
           min_snr_gamma: float | None, checkpoint_every: int | None, label_column: str | None, unconditional: bool,
           resume: bool, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
@@ -115,12 +116,13 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     in OUT/cache). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
     """
     from .data import file_labels, load_mels
+    from .device import peak_memory
     from .distributed import barrier, from_env, shutdown
     from .mel import MelSpectrogram
     from .train import check_same_model
     from .train import train as run_training
 
-    train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, precision=precision,
+    train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed, precision=precision,
                                            min_snr_gamma=min_snr_gamma, checkpoint_every=checkpoint_every).items()
                      if v is not None}
     diffusion_changes = {"prediction": prediction} if prediction else {}
@@ -163,7 +165,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
         state = run_training(config, data, out, dev, progress=progress, log=say, labels=labels, dist=dist)
     finally:
         shutdown(dist)
-    say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s. "
+    say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)} (rank 0). "
         f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
 
 

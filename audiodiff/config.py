@@ -101,7 +101,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 20000
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: split among torchrun processes, then into grad_accum micro-batches
+    grad_accum: int = 1  # micro-batches per optimizer step (same result, less memory)
     lr: float = 2e-4
     warmup_steps: int = 500
     weight_decay: float = 0.0
@@ -120,6 +121,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"train: unknown precision {self.precision!r} (bf16, fp32)")
+        if self.grad_accum < 1:
+            raise ValueError(f"train: grad_accum must be at least 1, got {self.grad_accum}")
 
 
 @dataclass(frozen=True)

@@ -30,3 +30,14 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def peak_memory(device: torch.device) -> str:
+    """Peak memory so far, for the log: CUDA tensors allocated on a GPU, else this process's peak resident size."""
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB peak GPU memory"
+    if device.type == "mps":
+        return f"{torch.mps.driver_allocated_memory() / 2**30:.2f} GiB MPS memory"
+    import resource  # Unix; ru_maxrss is in KiB on Linux
+
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS"

@@ -11,6 +11,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import time
@@ -152,25 +153,31 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     """One optimizer step on clean log-mels x0 [B, 1, F, N] (class ids y [B] if conditional). Returns (loss, grad_norm).
 
     net: the module to call (DistributedDataParallel around state.model when distributed). x0 is the
-    global batch; timesteps and noise are drawn for all of it, and each rank trains on its share.
-    A non-finite loss on any rank skips the update on all (counted in state.bad_steps), returning (nan, nan).
+    global batch; timesteps and noise are drawn for all of it, each rank trains on its share, in
+    config.train.grad_accum micro-batches. A non-finite loss on any rank skips the update on all
+    (counted in state.bad_steps), returning (nan, nan).
     """
     c, device = config.train, x0.device
     g = state.generator
     t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=g).to(device)
     noise = torch.randn(x0.shape, generator=g).to(device)
-    x0, t, noise = dist.share(x0), dist.share(t), dist.share(noise)
-    y = None if y is None else dist.share(y)
-    x_t = schedule.q_sample(x0, t, noise)
-    with autocast(device, c.precision):
-        out = (net or state.model)(x_t, t, y)
-    per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
-    loss = (schedule.loss_weight(t, c.min_snr_gamma) * per_sample).mean()
+    parts = [dist.share(v) for v in (x0, t, noise) + ((y,) if y is not None else ())]
+    net, k = net or state.model, c.grad_accum
+    if parts[0].shape[0] % k:
+        raise ValueError(f"batch share {parts[0].shape[0]} does not divide into grad_accum = {k} micro-batches")
     state.optimizer.zero_grad(set_to_none=True)
-    if not all_true(bool(torch.isfinite(loss)), dist):
-        state.bad_steps += 1
-        return float("nan"), float("nan")
-    loss.backward()  # under DDP: gradients averaged over ranks here
+    total = 0.0
+    for i, micro in enumerate(zip(*(v.chunk(k) for v in parts))):
+        # DDP averages gradients over ranks once, in the backward of the last micro-batch
+        sync = i == k - 1 or not hasattr(net, "no_sync")
+        with contextlib.nullcontext() if sync else net.no_sync():
+            loss = _loss(net, schedule, config, *micro) / k
+            if not all_true(bool(torch.isfinite(loss)), dist):
+                state.optimizer.zero_grad(set_to_none=True)
+                state.bad_steps += 1
+                return float("nan"), float("nan")
+            loss.backward()
+        total += float(loss.detach())
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip)
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
@@ -178,7 +185,17 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     state.step += 1
     # EMA warm-up (as in many DDPM codebases): early averages do not drag in the random init.
     _ema_update(state.ema, state.model, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
-    return float(loss.detach()), float(grad_norm)
+    return total, float(grad_norm)
+
+
+def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, x0: Tensor, t: Tensor, noise: Tensor,
+          y: Tensor | None = None) -> Tensor:
+    """The (min-SNR weighted) MSE on the schedule's prediction target for clean x0 [b, 1, F, N] at timesteps t."""
+    x_t = schedule.q_sample(x0, t, noise)
+    with autocast(x0.device, config.train.precision):
+        out = net(x_t, t, y)
+    per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
+    return (schedule.loss_weight(t, config.train.min_snr_gamma) * per_sample).mean()
 
 
 def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpectrogram) -> None:

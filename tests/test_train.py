@@ -1,5 +1,6 @@
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,18 @@ def test_min_snr_weighting_trains_and_changes_the_loss(tmp_path, data, tiny_conf
                      progress=False)
     la, lb = ((tmp_path / r / "loss.csv").read_text().splitlines()[1].split(",")[1] for r in "ab")
     assert la != lb and weighted.step == plain.step == 4  # same batches and noise, reweighted loss
+
+
+def test_gradient_accumulation_takes_the_same_steps(tmp_path, data, tiny_config):
+    one = train(tiny_config, data, tmp_path / "a", torch.device("cpu"), progress=False)
+    acc = train(tiny_config.replace("train", grad_accum=2), data, tmp_path / "b", torch.device("cpu"), progress=False)
+    assert acc.step == one.step == 4
+    for p, q in zip(one.model.parameters(), acc.model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=0)
+    assert not torch.equal(one.model.conv_out.weight, torch.zeros_like(one.model.conv_out.weight))  # it trained
+    # Adam hides a wrong gradient scale, the logged loss does not
+    la, lb = ([float(r.split(",")[1]) for r in (tmp_path / d / "loss.csv").read_text().splitlines()[1:]] for d in "ab")
+    assert len(la) == 4 and np.allclose(la, lb, atol=1e-5), (la, lb)
+    with pytest.raises(ValueError, match="grad_accum = 3"):
+        train(tiny_config.replace("train", grad_accum=3, steps=5), data, tmp_path / "b", torch.device("cpu"),
+              progress=False)
