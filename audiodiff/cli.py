@@ -30,6 +30,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+VOCODER = click.option("--vocoder", default="griffinlim", show_default=True,
+                       help="Mel -> audio: griffinlim or pghi (phase-gradient start), as NAME[-ITERS][/nnls|pinv], "
+                            "e.g. pghi-16 or griffinlim-64/pinv.")
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
 
@@ -190,11 +193,12 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
               help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@VOCODER
 @DEVICE
 @_friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float, force: bool,
-             progress: bool, device: str) -> None:
+             progress: bool, vocoder: str, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import SpectrogramDiffusion, write_clips
 
@@ -205,6 +209,7 @@ def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: fl
         raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
     _writable_dir(out)
     pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
+    pipe.use_vocoder(vocoder)
     options = {"eta": eta} if sampler == "ddim" else {}
     t0 = time.perf_counter()
     result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
@@ -228,6 +233,7 @@ def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", default=0, show_default=True, help="Output i uses seed + i."),
         click.option("--force", is_flag=True, help="Overwrite existing output files in --out."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
+        VOCODER,
         DEVICE,
     ]
     for option in reversed(options):
@@ -246,7 +252,7 @@ def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-n", "n", default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
 
-def _prepare_edit(run_dir: Path, out: Path, prefix: str, n: int, force: bool, device: str):
+def _prepare_edit(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str, device: str):
     """Refuse to overwrite, check --out is writable, load the run."""
     from .pipeline import SpectrogramDiffusion
 
@@ -254,7 +260,9 @@ def _prepare_edit(run_dir: Path, out: Path, prefix: str, n: int, force: bool, de
     if existing and not force:
         raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
     _writable_dir(out)
-    return SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
+    pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
+    pipe.use_vocoder(vocoder)
+    return pipe
 
 
 def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0: float) -> None:
@@ -276,14 +284,14 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @_edit_options
 @_friendly
 def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float,
-         out: Path, steps: int, seed: int, force: bool, progress: bool, device: str) -> None:
+         out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str, device: str) -> None:
     """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
 
     Uses about STRENGTH x STEPS network evaluations. Writes vary_NNN.wav/png to --out.
     """
     from .audio import load
 
-    pipe = _prepare_edit(run_dir, out, "vary", n, force, device)
+    pipe = _prepare_edit(run_dir, out, "vary", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, steps=steps, sampler=sampler, seed=seed,
                        progress=progress, label=label, guidance=guidance)
@@ -303,7 +311,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 @_friendly
 def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
             resample: int, fade: int, n: int, label: str | None, guidance: float, out: Path, steps: int, seed: int,
-            force: bool, progress: bool, device: str) -> None:
+            force: bool, progress: bool, vocoder: str, device: str) -> None:
     """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
 
     The kept mel is re-imposed at every step. For a time span, the output's samples outside it are the
@@ -313,7 +321,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 
     if resample < 1 or fade < 0:
         raise ValueError("--resample must be at least 1 and --fade at least 0")
-    pipe = _prepare_edit(run_dir, out, "inpaint", n, force, device)
+    pipe = _prepare_edit(run_dir, out, "inpaint", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,
                           resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
@@ -331,14 +339,15 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @_edit_options
 @_friendly
 def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
-              guidance: float, out: Path, steps: int, seed: int, force: bool, progress: bool, device: str) -> None:
+              guidance: float, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str,
+              device: str) -> None:
     """Continue IN_AUDIO by --seconds: outpaint window by window, each overlapping the last.
 
     The output starts with the input's own samples. Writes continue_NNN.wav/png to --out.
     """
     from .audio import load
 
-    pipe = _prepare_edit(run_dir, out, "continue", n, force, device)
+    pipe = _prepare_edit(run_dir, out, "continue", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.extend(load(in_audio, pipe.sample_rate), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
                          fade=fade, progress=progress, label=label, guidance=guidance)
@@ -353,7 +362,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 @_edit_options
 @_friendly
 def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int, seed: int,
-                force: bool, progress: bool, device: str) -> None:
+                force: bool, progress: bool, vocoder: str, device: str) -> None:
     """Morph AUDIO_A into AUDIO_B: invert both to noise with DDIM, interpolate (slerp), decode.
 
     Deterministic (--seed only sets the vocoder's phase). B is cut or padded to A's length.
@@ -361,7 +370,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
     """
     from .audio import load
 
-    pipe = _prepare_edit(run_dir, out, "interp", frames, force, device)
+    pipe = _prepare_edit(run_dir, out, "interp", frames, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames,
                               steps=steps, progress=progress)
@@ -373,12 +382,12 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Output WAV.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path),
               help="Use this run's mel config (default: the built-in default mel config).")
-@click.option("--iters", default=32, show_default=True, help="Griffin-Lim iterations.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the initial phase.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@VOCODER
 @DEVICE
 @_friendly
-def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, iters: int, seed: int, force: bool,
+def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, force: bool, vocoder: str,
                 device: str) -> None:
     """Round-trip IN_AUDIO through the mel front end and the vocoder, to hear what the mel keeps.
 
@@ -391,7 +400,7 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, iters: int, see
     from .metrics import mel_l1, mr_stft, snr_db
     from .pipeline import reconstruct as roundtrip
     from .plot import save_spectrogram
-    from .vocoder import GriffinLim
+    from .vocoder import build_vocoder, describe
 
     if out.exists() and not force:
         raise ValueError(f"{out}: exists; pass --force to overwrite")
@@ -399,14 +408,15 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, iters: int, see
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     wav = load(in_audio, mel_config.sample_rate)
     t0 = time.perf_counter()
-    est, logmel = roundtrip(wav, mel, GriffinLim(mel, n_iter=iters), seed)
+    voc = build_vocoder(vocoder, mel)
+    est, logmel = roundtrip(wav, mel, voc, seed)
     elapsed = time.perf_counter() - t0
     _writable_dir(out.parent)
     save(out, est.numpy(), mel_config.sample_rate)
     save_spectrogram(out.with_suffix(".png"), logmel[0, 0].numpy(), mel_config, f"{in_audio.name} (input mel)")
     mel_cpu = MelSpectrogram(mel_config)
     click.echo(f"{out}: mel L1 {mel_l1(wav, est, mel_cpu):.3f}, MR-STFT {mr_stft(wav, est):.3f}, "
-               f"SNR {snr_db(wav, est):.1f} dB; Griffin-Lim {iters} iterations, "
+               f"SNR {snr_db(wav, est):.1f} dB; vocoder {describe(voc)}, "
                f"real-time factor {elapsed / (len(wav) / mel_config.sample_rate):.3f}")
 
 
@@ -538,14 +548,14 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Folder of real audio (e.g. held-out clips).")
 @click.option("--clips", default=50, show_default=True, help="Use the first N files (sorted by path).")
-@click.option("--iters", multiple=True, type=int, default=(32,), show_default=True,
-              help="Griffin-Lim iterations; repeat for several rows.")
+@click.option("--vocoder", "vocoders", multiple=True, default=("griffinlim-32/pinv", "griffinlim", "pghi"),
+              show_default=True, help="Vocoder spec NAME[-ITERS][/nnls|pinv]; repeat for several rows.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Use this run's mel config.")
 @click.option("--speech", is_flag=True, help="Add PESQ-wb (16 kHz) and STOI; needs `pip install pesq pystoi`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DEVICE
 @_friendly
-def evaluate_vocoder_cmd(data_dir: Path, clips: int, iters: tuple[int, ...], run_dir: Path | None, speech: bool,
+def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], run_dir: Path | None, speech: bool,
                          as_json: bool, device: str) -> None:
     """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF."""
     import json
@@ -553,19 +563,20 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, iters: tuple[int, ...], run
     from .device import resolve_device
     from .evaluate import evaluate_vocoder, vocoder_files
     from .mel import MelSpectrogram
-    from .vocoder import GriffinLim
+    from .vocoder import build_vocoder, describe
 
     mel_config = _run_mel_config(run_dir) if run_dir else Config().mel
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     files = vocoder_files(data_dir, clips)
-    rows = {f"griffinlim-{n}": evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n), speech=speech) for n in iters}
+    built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work
+    rows = {describe(v): evaluate_vocoder(files, mel, v, speech=speech) for v in built}
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'vocoder':16} {'clips':>5} {'LSD dB':>7} {'mel L1':>7} {'MR-STFT':>8} {'SNR dB':>7} {'RTF':>7}"
+    click.echo(f"{'vocoder':20} {'clips':>5} {'LSD dB':>7} {'mel L1':>7} {'MR-STFT':>8} {'SNR dB':>7} {'RTF':>7}"
                + (f" {'PESQ-wb':>7} {'STOI':>6}" if speech else ""))
     for name, r in rows.items():
-        click.echo(f"{name:16} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:7.3f} {r['mr_stft']:8.3f} "
+        click.echo(f"{name:20} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:7.3f} {r['mr_stft']:8.3f} "
                    f"{r['snr_db']:7.1f} {r['rtf']:7.4f}" + (f" {r['pesq_wb']:7.2f} {r['stoi']:6.3f}" if speech else ""))
     if speech:
         r = next(iter(rows.values()))

@@ -75,10 +75,24 @@ class MelSpectrogram(nn.Module):
         """wav float [B, T] in [-1, 1] -> normalized log-mel float [B, 1, F, N], mostly in [-1, 1]."""
         return self.normalize(self.power_mel(wav))
 
-    def magnitude(self, power_mel: Tensor) -> Tensor:
-        """Power mel [B, F, N] -> linear STFT magnitude [B, K, N] (least-squares inverse, clamped >= 0)."""
+    def magnitude(self, power_mel: Tensor, method: str = "pinv", iters: int = 200) -> Tensor:
+        """Power mel [B, F, N] -> linear STFT magnitude [B, K, N].
+
+        "pinv": least-squares inverse, clamped >= 0. "nnls": non-negative least squares,
+        min ||fb S - P|| over S >= 0 by `iters` multiplicative updates (Lee & Seung 2001),
+        S <- S * fb^T P / (fb^T fb S), started from the clamped least-squares inverse.
+        """
         pinv = torch.linalg.pinv(self.filterbank.double()).float()  # [K, F]
-        return (pinv @ power_mel).clamp_min(0.0).sqrt()
+        power = (pinv @ power_mel).clamp_min(0.0)
+        if method == "nnls":
+            fb = self.filterbank  # [F, K]
+            rhs = fb.T @ power_mel  # [B, K, N]
+            power = power + 1e-3 * power.amax(dim=(-2, -1), keepdim=True) + 1e-20  # no bin stuck at 0
+            for _ in range(iters):
+                power = power * rhs / (fb.T @ (fb @ power) + 1e-20)
+        elif method != "pinv":
+            raise ValueError(f"unknown magnitude method {method!r} (pinv, nnls)")
+        return power.sqrt()
 
 
 

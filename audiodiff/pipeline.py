@@ -26,7 +26,7 @@ from .editing import inpaint as editing_inpaint
 from .sampling import Model, NoiseFn, ddim, get_sampler, guided, item_noise
 from .schedule import GaussianSchedule
 from .unet import UNet
-from .vocoder import GriffinLim, Vocoder
+from .vocoder import GriffinLim, Vocoder, build_vocoder
 
 
 class Generated(NamedTuple):
@@ -77,6 +77,11 @@ class SpectrogramDiffusion:
         model = UNet(config.unet)
         checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
         return cls(model, config, vocoder, device, int(meta.get("step", 0)))
+
+    def use_vocoder(self, spec: str) -> None:
+        """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoder.build_vocoder`)."""
+        self.vocoder = build_vocoder(spec, self.mel).to(self.device)
+        self.vocoder.check(self.config.mel)
 
     @property
     def sample_rate(self) -> int:

@@ -61,9 +61,9 @@ def test_resume_and_refusal(tmp_path, run, audio_dir):
 def test_reconstruct(tmp_path):
     src = tmp_path / "in.wav"
     sf.write(src, tone(440, 1.0, sr=22050), 22050)
-    res = invoke("reconstruct", str(src), "--out", str(tmp_path / "rt.wav"), "--iters", "8")
+    res = invoke("reconstruct", str(src), "--out", str(tmp_path / "rt.wav"), "--vocoder", "pghi-4")
     assert res.exit_code == 0, res.output
-    assert "mel L1" in res.output and "MR-STFT" in res.output
+    assert "mel L1" in res.output and "MR-STFT" in res.output and "vocoder pghi-4/nnls" in res.output
     wav, sr = sf.read(tmp_path / "rt.wav")
     assert sr == 16000 and len(wav) == 16000
     assert (tmp_path / "rt.png").exists()

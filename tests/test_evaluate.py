@@ -111,9 +111,11 @@ def test_cli_evaluate_generated_and_vocoder(tmp_path):
     out = json.loads(res.output)["melstats"]
     assert out["generated"]["clips"] == 12 and out["floor"]["clips"] == 12 and "too_close" in out["memorization"]
     res = CliRunner().invoke(main, ["evaluate", "vocoder", "--data", str(tmp_path / "ref"), "--clips", "3",
-                                    "--iters", "0", "--iters", "8"])
+                                    "--vocoder", "griffinlim-0/pinv", "--vocoder", "pghi-8"])
     assert res.exit_code == 0, res.output
-    assert "griffinlim-0" in res.output and "griffinlim-8" in res.output
+    assert "griffinlim-0/pinv" in res.output and "pghi-8/nnls" in res.output
+    res = CliRunner().invoke(main, ["evaluate", "vocoder", "--data", str(tmp_path / "ref"), "--vocoder", "vocos"])
+    assert res.exit_code == 1 and "unknown vocoder 'vocos'" in res.output
 
 
 def test_inception_scores_closed_form():

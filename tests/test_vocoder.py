@@ -7,7 +7,7 @@ import torch
 from audiodiff.config import MelConfig
 from audiodiff.mel import MelSpectrogram
 from audiodiff.metrics import mel_l1, mr_stft, snr_db
-from audiodiff.vocoder import GriffinLim, build_vocoder
+from audiodiff.vocoder import PGHI, GriffinLim, build_vocoder, describe, pghi_phase
 
 from .conftest import tone
 
@@ -42,7 +42,7 @@ def test_iterations_and_momentum_improve_consistency():
 
 
 def test_refuses_other_mel_config():
-    voc = build_vocoder("griffinlim", MelSpectrogram(CONFIG), n_iter=2)
+    voc = build_vocoder("griffinlim-2", MelSpectrogram(CONFIG))
     voc.check(CONFIG)
     with pytest.raises(ValueError, match="vocoder 'griffinlim' was made for another mel config: hop_length=64"):
         voc.check(dataclasses.replace(CONFIG, hop_length=128))
@@ -58,3 +58,46 @@ def test_metrics_known_answers():
     noisy = x + 0.1 * torch.randn(4000, generator=torch.Generator().manual_seed(1))
     assert mel_l1(x, noisy, mel) > 0.1 and mr_stft(x, noisy) > 0.1
     assert mr_stft(x, noisy) < mr_stft(x, torch.randn(4000, generator=torch.Generator().manual_seed(2)))
+
+
+def test_vocoder_specs():
+    mel = MelSpectrogram(CONFIG)
+    assert describe(build_vocoder("griffinlim", mel)) == "griffinlim-32/nnls"
+    assert describe(build_vocoder("pghi", mel)) == "pghi-16/nnls"
+    assert describe(build_vocoder("griffinlim-8/pinv", mel)) == "griffinlim-8/pinv"
+    for bad, msg in [("pghi-x", "whole number"), ("griffinlim/lsq", "nnls or pinv"), ("vocos", "unknown vocoder")]:
+        with pytest.raises(ValueError, match=msg):
+            build_vocoder(bad, mel)
+
+
+def test_nnls_magnitude_fits_the_mel_better_than_the_pseudo_inverse():
+    """A non-negative spectrum that the mel represents exactly: NNLS must reproduce its mel, the clamped
+    pseudo-inverse does not (clamping breaks the fit), and NNLS stays >= 0."""
+    mel = MelSpectrogram(CONFIG)
+    wav = torch.from_numpy(tone(440, 0.5) + tone(1250, 0.5, amp=0.2) + tone(2900, 0.5, amp=0.05))[None]
+    power = mel.power_mel(wav)
+    fit = {}
+    for method in ("pinv", "nnls"):
+        mag = mel.magnitude(power, method)
+        assert mag.shape == (1, CONFIG.n_fft // 2 + 1, power.shape[-1]) and (mag >= 0).all()
+        fit[method] = float((mel.filterbank @ mag**2 - power).norm() / power.norm())
+    assert fit["nnls"] < 0.02 and fit["nnls"] < fit["pinv"] / 3, fit
+    with pytest.raises(ValueError, match="magnitude method"):
+        mel.magnitude(power, "lsq")
+
+
+def test_pghi_phase_from_the_true_magnitude_beats_griffin_lim():
+    """With the exact |STFT| of a chirp, heap-integrated phase alone is more consistent than 32 fast-GL
+    iterations from random phase (measured 0.036 vs 0.081 at 16 kHz, n_fft 1024)."""
+    mel = MelSpectrogram(CONFIG)
+    t = np.arange(4000) / 8000
+    wav = torch.from_numpy((0.5 * np.sin(2 * np.pi * (300 * t + 800 * t**2))).astype(np.float32))[None]
+    mag = mel.stft(wav).abs()
+    phase = pghi_phase(mag[0].double().numpy(), CONFIG.hop_length, CONFIG.n_fft, 50.0, np.zeros(mag.shape[1:]))
+    pghi = PGHI(mel, n_iter=0).phase_retrieval(mag, None, torch.from_numpy(phase)[None])
+    gl = GriffinLim(mel, 32).phase_retrieval(mag, torch.Generator().manual_seed(0))
+    sc_pghi = spectral_convergence(mel, wav[:, : pghi.shape[-1]], pghi)
+    sc_gl = spectral_convergence(mel, wav[:, : gl.shape[-1]], gl)
+    assert sc_pghi < 0.7 * sc_gl, (sc_pghi, sc_gl)
+    zero = PGHI(mel, n_iter=0).phase_retrieval(mag, None, torch.zeros_like(mag))
+    assert sc_pghi < 0.5 * spectral_convergence(mel, wav[:, : zero.shape[-1]], zero)  # not just any phase
