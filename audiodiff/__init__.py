@@ -9,11 +9,11 @@ from .pipeline import Generated, SpectrogramDiffusion, reconstruct
 from .sampling import ddim, ddpm, dpmpp_2m, heun, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
-from .vocoder import GriffinLim, Vocoder
+from .vocoder import PGHI, GriffinLim, Vocoder, build_vocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
     "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
-    "sample", "GaussianSchedule", "UNet", "GriffinLim", "Vocoder",
+    "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder",
 ]
 __version__ = "0.1.0"

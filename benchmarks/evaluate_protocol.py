@@ -3,14 +3,15 @@
 
 For each set (from ../shared/data/make_datasets.sh): the melstats FD/KID of `--floor-clips` random
 training clips against all held-out clips (the floor any generator is compared with), and the
-paired round-trip scores of Griffin-Lim on the first `--vocoder-clips` held-out clips.
+paired round-trip scores of the `--vocoders` (specs as in `audiodiff evaluate vocoder`) on the first
+`--vocoder-clips` held-out clips.
 
     bash ../shared/data/make_datasets.sh /tmp/data
     python benchmarks/evaluate_protocol.py /tmp/data --sets notes digits drums
     # with trained embedders (floors in their embedding, IS of the real held-out clips):
     for s in notes:family digits:digit drums:category; do audiodiff evaluate train-embedder \
         /tmp/data/${s%%:*}/train --out /tmp/emb/${s%%:*} --label-column ${s##*:} --heldout /tmp/data/${s%%:*}/heldout; done
-    python benchmarks/evaluate_protocol.py /tmp/data --embedders /tmp/emb --iters 32
+    python benchmarks/evaluate_protocol.py /tmp/data --embedders /tmp/emb --vocoders griffinlim
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from audiodiff.embedder import Embedder
 from audiodiff.evaluate import (class_scores, embedder_features, evaluate_vocoder, folder_features, score_sets,
                                 standardize, vocoder_files)
 from audiodiff.mel import MelSpectrogram
-from audiodiff.vocoder import GriffinLim
+from audiodiff.vocoder import build_vocoder, describe
 
 
 def embedder_floor(name: str, root: str, emb: Embedder, args: argparse.Namespace) -> None:
@@ -50,7 +51,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["notes", "digits", "drums"])
     ap.add_argument("--floor-clips", type=int, default=250)
     ap.add_argument("--vocoder-clips", type=int, default=50)
-    ap.add_argument("--iters", type=int, nargs="+", default=[32])
+    ap.add_argument("--vocoders", nargs="+", default=["griffinlim-32/pinv", "griffinlim", "pghi", "pghi-32"])
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--embedders", help="folder with SET/embedder.safetensors from `audiodiff evaluate train-embedder`")
     args = ap.parse_args()
@@ -68,9 +69,10 @@ def main() -> None:
         if args.embedders:
             embedder_floor(name, root, Embedder.load(f"{args.embedders}/{name}"), args)
         files = vocoder_files(f"{root}/heldout", args.vocoder_clips)
-        for n_iter in args.iters:
-            r = evaluate_vocoder(files, mel, GriffinLim(mel, n_iter=n_iter))
-            print(f"{name:7} vocoder GL-{n_iter}: {r['clips']} clips: LSD {r['lsd_db']:.2f} dB, mel L1 {r['mel_l1']:.3f}, "
+        for spec in args.vocoders:
+            vocoder = build_vocoder(spec, mel)
+            r = evaluate_vocoder(files, mel, vocoder)
+            print(f"{name:7} vocoder {describe(vocoder)}: {r['clips']} clips: LSD {r['lsd_db']:.2f} dB, mel L1 {r['mel_l1']:.3f}, "
                   f"MR-STFT {r['mr_stft']:.3f}, SNR {r['snr_db']:.1f} dB, RTF {r['rtf']:.4f}")
     print("command: python " + " ".join(sys.argv))
 
