@@ -23,7 +23,9 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, max(1, channels // 4)), channels)
+    # up to 32 groups of at least 4 channels; the largest such count that divides `channels`
+    groups = next(g for g in range(min(32, max(1, channels // 4)), 0, -1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
 
 
 def _zero(module: nn.Module) -> nn.Module:

@@ -53,3 +53,11 @@ def test_timestep_and_batch_items_are_independent():
 def test_bad_attention_level():
     with pytest.raises(ValueError, match="attention_levels"):
         UNetConfig(channel_mult=(1, 2), attention_levels=(2,))
+
+
+def test_widths_not_divisible_by_32_groups_build():
+    """48 x 3 = 144 channels: 32 GroupNorm groups do not divide it; the largest count <= 32 that does is used."""
+    model = UNet(UNetConfig(channels=48, channel_mult=(1, 3), num_res_blocks=1, attention_levels=()))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert {(m.num_groups, m.num_channels) for m in norms} >= {(12, 48), (24, 144)}
+    assert model(torch.randn(2, 1, 8, 8), torch.tensor([1, 2])).shape == (2, 1, 8, 8)

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Our UNet against diffusers' UNet2DModel (the network of teticio/audio-diffusion) at about the same
+parameter count and the same input (1 x 64 x 64, batch 16), fp32 and bf16 autocast, on this machine:
+
+- train samples/s: forward, MSE backward and AdamW step (the bare step, same for both networks);
+- sampler evaluations/s: one forward pass at batch 16 under inference_mode;
+- this CPU's matmul peak (a large square GEMM in fp32 and bf16), and the fraction of it each train
+  step achieves, from the step's FLOPs as counted by torch.utils.flop_counter.
+
+All variants are interleaved within each round and the minimum time over rounds is kept (the machine
+is shared). Prints a table and the command that made it.
+
+    python benchmarks/throughput.py --rounds 5 --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from audiodiff.config import UNetConfig
+from audiodiff.device import autocast, resolve_device
+from audiodiff.unet import UNet
+
+
+def diffusers_unet() -> torch.nn.Module:
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=64, in_channels=1, out_channels=1, block_out_channels=(64, 128, 128, 256),
+                       layers_per_block=2, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
+
+
+class Wrapped(torch.nn.Module):
+    """diffusers' model called like ours: (x, t) -> tensor."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(x, t).sample
+
+
+def ours() -> torch.nn.Module:
+    return UNet(UNetConfig(channels=64, channel_mult=(1, 2, 2, 4), num_res_blocks=2, attention_levels=(2,),
+                           head_channels=64))
+
+
+def train_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    t = torch.randint(0, 1000, (x.shape[0],), generator=torch.Generator().manual_seed(0)).to(x.device)
+
+    def step() -> None:
+        with autocast(x.device, precision):
+            out = model(x, t)
+        loss = (out.float() - x).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def eval_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], None]:
+    t = torch.full((x.shape[0],), 500, device=x.device)
+
+    def step() -> None:
+        with torch.inference_mode(), autocast(x.device, precision):
+            model(x, t)
+
+    return step
+
+
+def timed(fn: Callable[[], None], n: int, device: torch.device) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / n
+
+
+def flops(fn: Callable[[], None]) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, rounds: int, size: int = 2048) -> float:
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = min(timed(lambda: a @ b, 3, device) for _ in range(rounds))
+    return 2 * size**3 / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=2, help="timed calls per round and variant")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    x = torch.rand(args.batch_size, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
+    nets = {"audiodiff": ours().to(device), "diffusers": Wrapped(diffusers_unet()).to(device)}
+    variants = {}
+    for name, net in nets.items():
+        for prec in ("fp32", "bf16"):
+            for kind, make in (("train", train_fn), ("eval", eval_fn)):
+                fn = make(net, x, prec)
+                fn()  # warm-up
+                variants[(name, prec, kind)] = (fn, flops(fn) if kind == "train" else 0.0, [])
+    peaks = {"fp32": [], "bf16": []}
+    for _ in range(args.rounds):
+        for fn, _, times in variants.values():
+            times.append(timed(fn, args.steps, device))
+        for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            peaks[prec].append(matmul_peak(dtype, device, 1))
+    peak = {p: max(v) for p, v in peaks.items()}
+    params = {n: sum(p.numel() for p in net.parameters()) / 1e6 for n, net in nets.items()}
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"device {device}, batch {args.batch_size}, input 1x64x64, min of {args.rounds} rounds x {args.steps} calls")
+    print(f"# matmul peak (2048^3 GEMM): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    print(f"{'network':10} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
+          f"{'train vs diffusers':>18} {'evals vs diffusers':>18}")
+    for name in nets:
+        for prec in ("fp32", "bf16"):
+            tr_fn, tr_flops, tr = variants[(name, prec, "train")]
+            ev = variants[(name, prec, "eval")][2]
+            d_tr, d_ev = min(variants[("diffusers", prec, "train")][2]), min(variants[("diffusers", prec, "eval")][2])
+            frac = tr_flops / min(tr) / peak[prec]
+            print(f"{name:10} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
+                  f"{args.batch_size / min(ev):8.1f} {d_tr / min(tr):17.2f}x {d_ev / min(ev):17.2f}x")
+    print("command: python " + " ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()
