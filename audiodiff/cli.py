@@ -200,16 +200,11 @@ def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: fl
              seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float, force: bool,
              progress: bool, vocoder: str, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
-    from .pipeline import SpectrogramDiffusion, write_clips
+    from .pipeline import write_clips
 
     if n < 1 or batch_size < 1:
         raise ValueError("-n and --batch-size must be at least 1")
-    existing = [out / f"sample_{i:03d}.wav" for i in range(n) if (out / f"sample_{i:03d}.wav").exists()]
-    if existing and not force:
-        raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
-    _writable_dir(out)
-    pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
-    pipe.use_vocoder(vocoder)
+    pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device)
     options = {"eta": eta} if sampler == "ddim" else {}
     t0 = time.perf_counter()
     result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
@@ -252,8 +247,8 @@ def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-n", "n", default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
 
-def _prepare_edit(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str, device: str):
-    """Refuse to overwrite, check --out is writable, load the run."""
+def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str, device: str):
+    """Refuse to overwrite PREFIX_NNN.wav, check --out is writable, load the run with the chosen vocoder."""
     from .pipeline import SpectrogramDiffusion
 
     existing = [out / f"{prefix}_{i:03d}.wav" for i in range(n) if (out / f"{prefix}_{i:03d}.wav").exists()]
@@ -291,7 +286,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
     """
     from .audio import load
 
-    pipe = _prepare_edit(run_dir, out, "vary", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "vary", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, steps=steps, sampler=sampler, seed=seed,
                        progress=progress, label=label, guidance=guidance)
@@ -321,7 +316,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 
     if resample < 1 or fade < 0:
         raise ValueError("--resample must be at least 1 and --fade at least 0")
-    pipe = _prepare_edit(run_dir, out, "inpaint", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,
                           resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
@@ -347,7 +342,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
     """
     from .audio import load
 
-    pipe = _prepare_edit(run_dir, out, "continue", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "continue", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.extend(load(in_audio, pipe.sample_rate), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
                          fade=fade, progress=progress, label=label, guidance=guidance)
@@ -370,7 +365,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
     """
     from .audio import load
 
-    pipe = _prepare_edit(run_dir, out, "interp", frames, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "interp", frames, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames,
                               steps=steps, progress=progress)
