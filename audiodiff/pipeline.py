@@ -126,8 +126,8 @@ class SpectrogramDiffusion:
             noise = self._noise(seeds, width)
             x = get_sampler(sampler)(model(len(seeds)), self.schedule, noise(), steps, noise, progress=progress,
                                      **sampler_options)
-            if frames > w:
-                x = self._outpaint(x, frames, model(len(seeds)), noise, steps, progress=progress)
+            if frames > w:  # like every later window, the first one leaves its right edge to the next
+                x = self._outpaint(x[..., : w - w // 8], frames, model(len(seeds)), noise, steps, progress=progress)
             return x[..., :frames]
 
         num = None if seconds is None else round(seconds * self.sample_rate)
