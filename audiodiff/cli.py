@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -30,9 +31,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-VOCODER = click.option("--vocoder", default="griffinlim", show_default=True,
-                       help="Mel -> audio: griffinlim or pghi (phase-gradient start), as NAME[-ITERS][/nnls|pinv], "
-                            "e.g. pghi-16 or griffinlim-64/pinv.")
+VOCODER = click.option("--vocoder", help="Mel -> audio: griffinlim or pghi (phase-gradient start), as "
+                                           "NAME[-ITERS][/nnls|pinv], e.g. pghi-16 or griffinlim-64/pinv. "
+                                           "Default: the run's (train --vocoder), else griffinlim.")
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
 
@@ -102,6 +103,7 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
               help="What the network predicts (default v); recorded in the checkpoint.")
 @click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
+@click.option("--vocoder", help="The run's default vocoder for previews and later commands, e.g. pghi.")
 @click.option("--label-column", help="Class-conditional on this column of DATA_DIR's (or its parent's) metadata.csv.")
 @click.option("--unconditional", is_flag=True, help="Ignore class labels (first-level subfolders) even if present.")
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
@@ -109,8 +111,9 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @DEVICE
 @_friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
-          batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None, prediction: str | None,
-          min_snr_gamma: float | None, checkpoint_every: int | None, label_column: str | None, unconditional: bool,
+          batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
+          prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
+          label_column: str | None, unconditional: bool,
           resume: bool, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
@@ -124,6 +127,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     from .mel import MelSpectrogram
     from .train import check_same_model
     from .train import train as run_training
+    from .vocoder import build_vocoder
 
     train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed, precision=precision,
                                            min_snr_gamma=min_snr_gamma, checkpoint_every=checkpoint_every).items()
@@ -133,6 +137,9 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
                                            {"train": train_changes, "diffusion": diffusion_changes}, resume)
     if unconditional and label_column:
         raise ValueError("--unconditional and --label-column contradict each other")
+    if vocoder:
+        build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
+        config = dataclasses.replace(config, vocoder=vocoder)
     dist, dev = from_env(device)  # started by torchrun: one process per device, rank 0 writes
     say = click.echo if dist.main else (lambda *a, **k: None)
     barrier(dist)  # every rank has read the run's state before rank 0 writes anything
@@ -198,7 +205,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @_friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float, force: bool,
-             progress: bool, vocoder: str, device: str) -> None:
+             progress: bool, vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import write_clips
 
@@ -247,7 +254,7 @@ def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-n", "n", default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
 
-def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str, device: str):
+def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str | None, device: str):
     """Refuse to overwrite PREFIX_NNN.wav, check --out is writable, load the run with the chosen vocoder."""
     from .pipeline import SpectrogramDiffusion
 
@@ -256,7 +263,8 @@ def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, 
         raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
     _writable_dir(out)
     pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
-    pipe.use_vocoder(vocoder)
+    if vocoder:
+        pipe.use_vocoder(vocoder)
     return pipe
 
 
@@ -279,7 +287,7 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @_edit_options
 @_friendly
 def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float,
-         out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str, device: str) -> None:
+         out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
 
     Uses about STRENGTH x STEPS network evaluations. Writes vary_NNN.wav/png to --out.
@@ -306,7 +314,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 @_friendly
 def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
             resample: int, fade: int, n: int, label: str | None, guidance: float, out: Path, steps: int, seed: int,
-            force: bool, progress: bool, vocoder: str, device: str) -> None:
+            force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
 
     The kept mel is re-imposed at every step. For a time span, the output's samples outside it are the
@@ -334,7 +342,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @_edit_options
 @_friendly
 def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
-              guidance: float, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str,
+              guidance: float, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None,
               device: str) -> None:
     """Continue IN_AUDIO by --seconds: outpaint window by window, each overlapping the last.
 
@@ -357,7 +365,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 @_edit_options
 @_friendly
 def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int, seed: int,
-                force: bool, progress: bool, vocoder: str, device: str) -> None:
+                force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Morph AUDIO_A into AUDIO_B: invert both to noise with DDIM, interpolate (slerp), decode.
 
     Deterministic (--seed only sets the vocoder's phase). B is cut or padded to A's length.
@@ -382,7 +390,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
 @VOCODER
 @DEVICE
 @_friendly
-def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, force: bool, vocoder: str,
+def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, force: bool, vocoder: str | None,
                 device: str) -> None:
     """Round-trip IN_AUDIO through the mel front end and the vocoder, to hear what the mel keeps.
 
@@ -403,7 +411,7 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     wav = load(in_audio, mel_config.sample_rate)
     t0 = time.perf_counter()
-    voc = build_vocoder(vocoder, mel)
+    voc = build_vocoder(vocoder or "griffinlim", mel)
     est, logmel = roundtrip(wav, mel, voc, seed)
     elapsed = time.perf_counter() - t0
     _writable_dir(out.parent)

@@ -26,7 +26,7 @@ from .editing import inpaint as editing_inpaint
 from .sampling import Model, NoiseFn, ddim, get_sampler, guided, item_noise
 from .schedule import GaussianSchedule
 from .unet import UNet
-from .vocoder import GriffinLim, Vocoder, build_vocoder
+from .vocoder import Vocoder, build_vocoder
 
 
 class Generated(NamedTuple):
@@ -59,7 +59,7 @@ class SpectrogramDiffusion:
         self.model = model.to(self.device).eval()
         self.schedule = GaussianSchedule.from_config(config.diffusion)
         self.mel = MelSpectrogram(config.mel).to(self.device)
-        self.vocoder = (vocoder or GriffinLim(self.mel)).to(self.device)
+        self.vocoder = (vocoder or build_vocoder(config.vocoder, self.mel)).to(self.device)
         self.vocoder.check(config.mel)
 
     @classmethod

@@ -35,7 +35,7 @@ from .plot import save_spectrogram
 from .sampling import guided, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
-from .vocoder import GriffinLim
+from .vocoder import build_vocoder
 
 CHECKPOINT_FORMAT = 1
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before training stops
@@ -212,7 +212,7 @@ def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpe
     with torch.no_grad():
         logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim", shape, seeds,
                         c.preview_steps, device)
-        wav = GriffinLim(mel.to(device))(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
+        wav = build_vocoder(config.vocoder, mel.to(device))(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
     out = run_dir / "samples"
     out.mkdir(exist_ok=True)
     for i in range(len(seeds)):

@@ -151,3 +151,19 @@ def test_class_conditional_run(tmp_path, tiny_config):
 def test_label_on_unconditional_run(tmp_path, run):
     res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "--label", "x", "--no-progress")
     assert res.exit_code == 1 and "this run is unconditional" in res.output
+
+
+def test_a_run_names_its_default_vocoder(tmp_path, run, audio_dir):
+    from audiodiff.pipeline import SpectrogramDiffusion
+
+    res = invoke("train", str(audio_dir), "--out", str(run), "--vocoder", "griffin", "--no-progress")
+    assert res.exit_code == 1 and "unknown vocoder 'griffin'" in res.output
+    assert SpectrogramDiffusion.load(run).vocoder.name == "griffinlim"  # the default
+    res = invoke("train", str(audio_dir), "--out", str(run), "--steps", "6", "--vocoder", "pghi-2", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert 'vocoder = "pghi-2"' in (run / "config.toml").read_text()
+    pipe = SpectrogramDiffusion.load(run)
+    assert pipe.vocoder.name == "pghi" and pipe.vocoder.n_iter == 2
+    res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "-n", "1", "--steps", "2", "--no-progress",
+                 "--vocoder", "griffinlim-1")
+    assert res.exit_code == 0, res.output
