@@ -56,12 +56,13 @@ def inpaint(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noi
     final_keep = soft_keep(keep, fade)
     x = keep * noised(schedule, known.expand_as(x), schedule.num_steps - 1, noise()) + (1 - keep) * x
     for t, s in _pairs(schedule, steps, progress, "inpaint"):
-        for r in range(resample):
+        rounds = resample if s >= 0 else 1  # the last step lands on clean data: nothing to go back up from
+        for r in range(rounds):
             x0, eps = denoise(model, schedule, x, t, clip_x0)
             x = ddim_step(schedule, x0, eps, t, s, eta, noise)
             k = final_keep if s < 0 else keep
             x = k * noised(schedule, known.expand_as(x), s, noise()) + (1 - k) * x
-            if r < resample - 1 and s >= 0:
+            if r < rounds - 1:
                 x = _forward_jump(schedule, x, s, t, noise())
     return x
 

@@ -96,6 +96,10 @@ def test_inpaint_keeps_known_region_and_fills_the_rest(schedule):
         assert torch.equal(out[..., :6], known[..., :6].expand(2, -1, -1, -1)) and torch.equal(out[..., 10:], known[..., 10:].expand(2, -1, -1, -1))
         assert (out[..., 6:10] - 0.7).abs().mean() > 0.05  # the edited span was resampled
         assert not torch.equal(out[0], out[1])  # per-item seeds
+    calls = []
+    counted = lambda x, t: calls.append(1) or model(x, t)  # noqa: E731
+    inpaint(counted, schedule, noise(), 20, noise, known=known, keep=keep, resample=3)
+    assert len(calls) == 19 * 3 + 1  # RePaint rounds on every step but the last, which lands on clean data
     soft = inpaint(model, schedule, noise(), 20, noise, known=known, keep=keep, fade=2)
     assert torch.equal(soft[..., :4], known[..., :4].expand(2, -1, -1, -1))  # beyond the crossfade: exact
     assert not torch.equal(soft[..., 4:6], known[..., 4:6].expand(2, -1, -1, -1))  # inside the crossfade: blended
