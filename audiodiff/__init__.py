@@ -2,7 +2,8 @@
 
 from .audio import AudioError
 from .checkpoint import CheckpointError
-from .config import Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig, preset
+from .config import (Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig, VocoderConfig,
+                     VocoderTrainConfig, VocosConfig, preset)
 from .editing import ddim_invert, inpaint, slerp
 from .mel import MelSpectrogram
 from .pipeline import Generated, SpectrogramDiffusion, reconstruct
@@ -10,10 +11,12 @@ from .sampling import ddim, ddpm, dpmpp_2m, heun, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import PGHI, GriffinLim, Vocoder, build_vocoder
+from .vocos import NeuralVocoder, load_vocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
     "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
-    "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder",
+    "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder", "NeuralVocoder",
+    "load_vocoder", "VocoderConfig", "VocoderTrainConfig", "VocosConfig",
 ]
 __version__ = "0.1.0"

@@ -31,8 +31,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-VOCODER = click.option("--vocoder", help="Mel -> audio: griffinlim or pghi (phase-gradient start), as "
-                                           "NAME[-ITERS][/nnls|pinv], e.g. pghi-16 or griffinlim-64/pinv. "
+VOCODER = click.option("--vocoder", help="Mel -> audio: the folder of a trained vocoder (audiodiff vocoder train), "
+                                           "or griffinlim or pghi (phase-gradient start) as NAME[-ITERS][/nnls|pinv], "
+                                           "e.g. pghi-16 or griffinlim-64/pinv. "
                                            "Default: the run's (train --vocoder), else griffinlim.")
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
@@ -139,7 +140,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
         raise ValueError("--unconditional and --label-column contradict each other")
     if vocoder:
         build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
-        config = dataclasses.replace(config, vocoder=vocoder)
+        # a trained vocoder's folder is stored absolute, so later commands find it from any working directory
+        config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
     dist, dev = from_env(device)  # started by torchrun: one process per device, rank 0 writes
     say = click.echo if dist.main else (lambda *a, **k: None)
     barrier(dist)  # every rank has read the run's state before rank 0 writes anything
@@ -384,7 +386,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
 @click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Output WAV.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path),
-              help="Use this run's mel config (default: the built-in default mel config).")
+              help="Use this run's mel config (default: a trained --vocoder's, else the built-in default).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the initial phase.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @VOCODER
@@ -407,7 +409,7 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
 
     if out.exists() and not force:
         raise ValueError(f"{out}: exists; pass --force to overwrite")
-    mel_config = _run_mel_config(run_dir) if run_dir else Config().mel
+    mel_config = _mel_config(run_dir, (vocoder,) if vocoder else ())
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     wav = load(in_audio, mel_config.sample_rate)
     t0 = time.perf_counter()
@@ -423,12 +425,96 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
                f"real-time factor {elapsed / (len(wav) / mel_config.sample_rate):.3f}")
 
 
-def _run_mel_config(run_dir: Path):
+def _mel_config(run_dir: Path | None, vocoders: tuple[str, ...]) -> MelConfig:
+    """The run's mel config if given, else the first trained vocoder's, else the default."""
+    from .vocos import load_vocoder
+
+    if run_dir:
+        return _run_mel_config(run_dir)
+    trained = [v for v in vocoders if Path(v).is_dir()]
+    return load_vocoder(trained[0]).mel.config if trained else MelConfig()
+
+
+def _run_mel_config(run_dir: Path) -> MelConfig:
     from .pipeline import find_checkpoint
     from . import checkpoint
 
     _, meta = checkpoint.read(find_checkpoint(run_dir))
     return Config.from_dict(meta.get("config", {})).mel
+
+
+@main.group()
+def vocoder() -> None:
+    """Trained vocoders: a Vocos-style network that turns this project's mels into audio."""
+
+
+@vocoder.command("train")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Vocoder folder: config, vocoder.safetensors, checkpoints, loss log. An existing one is continued.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path),
+              help="Take the mel config from this diffusion run (default: the built-in default mel).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML file with [mel] [model] [train] tables (see VOC_DIR/config.toml of any vocoder).")
+@click.option("--steps", type=int, help="Total optimizer steps [default 20000; continuing may raise it].")
+@click.option("--batch-size", type=int, help="Segments per step [default 16].")
+@click.option("--lr", type=float, help="Peak learning rate (AdamW, warm-up then cosine) [default 5e-4].")
+@click.option("--adversarial/--no-adversarial", default=None,
+              help="Add multi-period + multi-resolution discriminators (~14x slower per step on CPU; for GPUs "
+                   "or long runs). Can be switched on when continuing a spectral-loss run.")
+@click.option("--seed", type=int, help="Seed for init and segment sampling.")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints [default 1000].")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@DEVICE
+@_friendly
+def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_file: Path | None, steps: int | None,
+                      batch_size: int | None, lr: float | None, adversarial: bool | None, seed: int | None,
+                      precision: str | None, checkpoint_every: int | None, progress: bool, device: str) -> None:
+    """Train a vocoder on every audio file under DATA_DIR, for `--vocoder VOC_DIR` in generate and the editing
+    commands (and `train --vocoder VOC_DIR`).
+
+    Random 0.5 s segments at random gains -> the project's mel -> ConvNeXt network -> STFT magnitude and
+    phase -> inverse STFT; losses: multi-resolution STFT + log-mel L1 (plus the adversarial ones with
+    --adversarial). Re-running on an existing VOC_DIR continues it exactly. Train it on the audio the
+    diffusion model was trained on, or on more of the same kind.
+    """
+    from .config import VocoderConfig
+    from .data import load_waves
+    from .device import peak_memory, resolve_device
+    from .mel import MelSpectrogram
+    from .vocoder_train import check_same_vocoder, train_vocoder
+
+    stored_path = out / "config.toml"
+    stored = VocoderConfig.from_toml(stored_path) if stored_path.exists() else None
+    if stored is None and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: folder exists and is not an audiodiff vocoder (no config.toml); choose another --out")
+    config = stored or VocoderConfig()
+    if run_dir:
+        config = dataclasses.replace(config, mel=_run_mel_config(run_dir))
+    if config_file:
+        config = VocoderConfig.from_toml(config_file, config)
+    changes = dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, seed=seed, precision=precision,
+                   checkpoint_every=checkpoint_every)
+    config = config.replace("train", **{k: v for k, v in changes.items() if v is not None})
+    if stored is not None:
+        check_same_vocoder(stored, config, str(out))
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress)
+    for path, reason in report.skipped[:10]:
+        click.echo(f"warning: skipped {path}: {reason}", err=True)
+    seconds = len(data.wav) / config.mel.sample_rate
+    click.echo(f"data: {report.summary()}, {seconds / 60:.1f} min of audio, in {time.perf_counter() - t0:.1f} s")
+    _writable_dir(out)
+    write_text(out / "config.toml", config.to_toml())
+    c = config.train
+    click.echo(f"training vocoder on {dev} ({c.precision}{', adversarial' if c.adversarial else ''}), {c.steps} "
+               f"steps of {c.batch_size} x {c.segment_frames * config.mel.hop_length / config.mel.sample_rate:.2f} s "
+               f"segments -> {out}")
+    state = train_vocoder(config, data, out, dev, progress=progress, log=click.echo)
+    click.echo(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+               f"Next: audiodiff evaluate vocoder --data HELDOUT_DIR --vocoder {out} --vocoder griffinlim")
 
 
 @main.group()
@@ -552,8 +638,10 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
               help="Folder of real audio (e.g. held-out clips).")
 @click.option("--clips", default=50, show_default=True, help="Use the first N files (sorted by path).")
 @click.option("--vocoder", "vocoders", multiple=True, default=("griffinlim-32/pinv", "griffinlim", "pghi"),
-              show_default=True, help="Vocoder spec NAME[-ITERS][/nnls|pinv]; repeat for several rows.")
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Use this run's mel config.")
+              show_default=True, help="A trained vocoder's folder, or a spec NAME[-ITERS][/nnls|pinv]; repeat for "
+                                      "several rows.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path),
+              help="Use this run's mel config (default: the first trained vocoder's, else the built-in default).")
 @click.option("--speech", is_flag=True, help="Add PESQ-wb (16 kHz) and STOI; needs `pip install pesq pystoi`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DEVICE
@@ -568,7 +656,7 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], 
     from .mel import MelSpectrogram
     from .vocoder import build_vocoder, describe
 
-    mel_config = _run_mel_config(run_dir) if run_dir else Config().mel
+    mel_config = _mel_config(run_dir, vocoders)
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     files = vocoder_files(data_dir, clips)
     built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work

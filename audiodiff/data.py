@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -129,7 +130,21 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
 def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: bool, skip_silent: bool):
     report = DataReport(found=len(files))
     mels, lengths, used = [], [], []
-    for path in tqdm(files, desc="mel cache", unit="file", disable=not progress, leave=False):
+    for name, wav in _usable_waves(data_dir, files, mel, report, progress, skip_silent, "mel cache"):
+        with torch.no_grad():
+            m = mel(torch.from_numpy(wav)[None])[0, 0].half()
+        mels.append(m)
+        lengths.append(m.shape[1])
+        used.append(name)
+    report.used = len(used)
+    return mels, lengths, used, report
+
+
+def _usable_waves(data_dir: Path, files: list[Path], mel: MelSpectrogram, report: DataReport, progress: bool,
+                  skip_silent: bool, desc: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(path relative to data_dir, float32 mono wav at the mel's rate, DC removed) of each usable file;
+    the others are added to report.skipped with their reason."""
+    for path in tqdm(files, desc=desc, unit="file", disable=not progress, leave=False):
         try:
             wav = load(path, mel.config.sample_rate)
         except AudioError as e:
@@ -140,13 +155,7 @@ def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: b
         if reason:
             report.skipped.append((str(path), reason))
             continue
-        with torch.no_grad():
-            m = mel(torch.from_numpy(wav)[None])[0, 0].half()
-        mels.append(m)
-        lengths.append(m.shape[1])
-        used.append(str(path.relative_to(data_dir)))
-    report.used = len(used)
-    return mels, lengths, used, report
+        yield str(path.relative_to(data_dir)), np.ascontiguousarray(wav, dtype=np.float32)
 
 
 def _unusable(wav: np.ndarray, mel: MelSpectrogram, skip_silent: bool) -> str | None:
@@ -184,6 +193,51 @@ def _read_cache(path: Path, crop_frames: int) -> tuple[MelDataset, DataReport] |
     report.padded = int((data.lengths < crop_frames).sum())
     report.from_cache = True
     return data, report
+
+
+class WaveDataset:
+    """Waveforms of every usable file (float32, concatenated), sampled as random segments (vocoder training)."""
+
+    def __init__(self, wav: Tensor, lengths: Tensor, files: list[str]) -> None:
+        self.wav = wav  # [sum T_i]
+        self.lengths = lengths  # long [num_files]
+        self.offsets = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def segments(self, batch_size: int, length: int, generator: torch.Generator) -> Tensor:
+        """Random segments float32 [B, length]: files drawn in proportion to their segment positions, short
+        files zero-padded at the end."""
+        weights = (self.lengths - length + 1).clamp_min(1).double()
+        files = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+        u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+        out = torch.zeros(batch_size, length)
+        for b, i in enumerate(files.tolist()):
+            n = int(self.lengths[i])
+            start = int(self.offsets[i]) + int(u[b] * max(1, n - length + 1))
+            piece = self.wav[start : start + min(n, length)]
+            out[b, : len(piece)] = piece
+        return out
+
+
+def load_waves(data_dir: str | Path, mel: MelSpectrogram, progress: bool = True) -> tuple[WaveDataset, DataReport]:
+    """Every usable audio file under data_dir, decoded, mixed to mono, resampled to the mel's rate, DC removed."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"{data_dir}: not a folder")
+    files = find_audio_files(data_dir)
+    report = DataReport(found=len(files))
+    waves, used = [], []
+    for name, wav in _usable_waves(data_dir, files, mel, report, progress, True, "loading audio"):
+        waves.append(torch.from_numpy(wav))
+        used.append(name)
+    report.used = len(used)
+    if not used:
+        first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3]) or "no audio files found"
+        raise ValueError(f"{data_dir}: no usable audio file among {len(files)} ({first})")
+    return WaveDataset(torch.cat(waves), torch.tensor([len(w) for w in waves]), used), report
 
 
 def file_labels(data_dir: str | Path, files: list[str], column: str | None = None) -> tuple[list[str], Tensor] | None:

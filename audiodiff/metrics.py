@@ -24,26 +24,37 @@ def _pair(ref: Tensor, est: Tensor) -> tuple[Tensor, Tensor]:
     return ref[..., :n].reshape(-1, n), est[..., :n].reshape(-1, n)
 
 
+def log_mel_distance(ref: Tensor, est: Tensor, mel: MelSpectrogram) -> Tensor:
+    """Mean |ln M_ref - ln M_est| of the magnitude mel (clamped at 1e-5), as in HiFi-GAN / Vocos; float
+    waveforms [B, T] -> scalar tensor (differentiable: the trained vocoder's loss)."""
+    a = mel.power_mel(ref).clamp_min(_EPS**2).sqrt().log()
+    b = mel.power_mel(est).clamp_min(_EPS**2).sqrt().log()
+    return (a - b).abs().mean()
+
+
+def mr_stft_distance(ref: Tensor, est: Tensor, resolutions: tuple[tuple[int, int], ...],
+                     pooled: bool = False) -> Tensor:
+    """Mean over resolutions of spectral convergence + mean |ln S_ref - ln S_est| (Yamamoto et al. 2020);
+    float waveforms [B, T] -> scalar tensor (differentiable). pooled: spectral convergence over the whole
+    batch, not per clip (a training loss: a near-silent segment would blow up its own ratio)."""
+    total = ref.new_zeros(())
+    dims = (-3, -2, -1) if pooled else (-2, -1)
+    for n_fft, hop in resolutions:
+        w = torch.hann_window(n_fft, device=ref.device)
+        a, b = (torch.stft(x, n_fft, hop, window=w, return_complex=True).abs().clamp_min(_EPS) for x in (ref, est))
+        sc = (a - b).square().sum(dims).sqrt() / a.square().sum(dims).sqrt().clamp_min(_EPS)
+        total = total + (sc + (a.log() - b.log()).abs().mean(dim=(-2, -1))).mean()
+    return total / len(resolutions)
+
+
 def mel_l1(ref: Tensor, est: Tensor, mel: MelSpectrogram) -> float:
     """Mean |ln M_ref - ln M_est| of the magnitude mel (clamped at 1e-5), as in HiFi-GAN / Vocos."""
-    ref, est = _pair(ref, est)
-    a = mel.power_mel(ref).sqrt().clamp_min(_EPS).log()
-    b = mel.power_mel(est).sqrt().clamp_min(_EPS).log()
-    return float((a - b).abs().mean())
+    return float(log_mel_distance(*_pair(ref, est), mel))
 
 
 def mr_stft(ref: Tensor, est: Tensor, resolutions: tuple[tuple[int, int], ...] = MR_STFT_RESOLUTIONS) -> float:
     """Multi-resolution STFT distance: mean over resolutions of spectral convergence + mean |ln S_ref - ln S_est|."""
-    ref, est = _pair(ref, est)
-    total = 0.0
-    for n_fft, hop in resolutions:
-        w = torch.hann_window(n_fft)
-        a = torch.stft(ref, n_fft, hop, window=w, return_complex=True).abs()
-        b = torch.stft(est, n_fft, hop, window=w, return_complex=True).abs()
-        sc = torch.linalg.norm(a - b, dim=(-2, -1)) / torch.linalg.norm(a, dim=(-2, -1)).clamp_min(_EPS)
-        logmag = (a.clamp_min(_EPS).log() - b.clamp_min(_EPS).log()).abs().mean(dim=(-2, -1))
-        total += float((sc + logmag).mean())
-    return total / len(resolutions)
+    return float(mr_stft_distance(*_pair(ref, est), resolutions))
 
 
 def snr_db(ref: Tensor, est: Tensor) -> float:

@@ -86,7 +86,7 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     }
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    opt_tensors, opt_groups = _flatten_optimizer(state.optimizer)
+    opt_tensors, opt_groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
     meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": state.step,
             "bad_steps": state.bad_steps, "optimizer_groups": opt_groups}
@@ -104,7 +104,7 @@ def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
     state = new_state(config, device)
     checkpoint.load_weights(state.model, checkpoint.split(tensors, "model"), path)
     checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
-    _load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
+    load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
     state.generator.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
@@ -123,15 +123,18 @@ def check_same_model(stored: Config, wanted: Config, what: str) -> None:
         raise checkpoint.CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str = "optim") -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """An optimizer's state as checkpoint tensors under `prefix.` and its param groups (JSON metadata)."""
     sd = opt.state_dict()
-    tensors = {f"optim.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
+    tensors = {f"{prefix}.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
     return tensors, sd["param_groups"]
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list, path: Path) -> None:
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list, path: Path,
+                   prefix: str = "optim") -> None:
+    """The inverse of `flatten_optimizer`; CheckpointError naming `path` if the state does not fit."""
     state: dict[int, dict[str, Tensor]] = {}
-    for key, value in checkpoint.split(tensors, "optim").items():
+    for key, value in checkpoint.split(tensors, prefix).items():
         i, name = key.split(".", 1)
         state.setdefault(int(i), {})[name] = value
     try:
@@ -141,7 +144,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], grou
 
 
 @torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1.0 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
@@ -184,7 +187,7 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     state.optimizer.step()
     state.step += 1
     # EMA warm-up (as in many DDPM codebases): early averages do not drag in the random init.
-    _ema_update(state.ema, state.model, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
+    ema_update(state.ema, state.model, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
     return total, float(grad_norm)
 
 
@@ -223,7 +226,8 @@ def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpe
                          + (f", label {names[i % len(names)]}" if names else ""))
 
 
-def _prune(run_dir: Path, keep: int) -> None:
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints of run_dir."""
     found = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
     for old in found[: max(0, len(found) - keep)]:
         old.unlink(missing_ok=True)
@@ -234,8 +238,9 @@ class LossLog:
 
     header = ["step", "loss", "lr", "grad_norm", "samples_per_s", "bad_steps"]
 
-    def __init__(self, path: Path, resume_step: int) -> None:
+    def __init__(self, path: Path, resume_step: int, header: list[str] | None = None) -> None:
         self.path = path
+        self.header = header or self.header
         rows = []
         if path.exists():
             with open(path, newline="") as f:
@@ -311,7 +316,7 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
 
 def _checkpoint(state: TrainState, config: Config, run_dir: Path, mel: MelSpectrogram) -> None:
     save_state(state, config, run_dir)
-    _prune(run_dir, config.train.keep_checkpoints)
+    prune(run_dir, config.train.keep_checkpoints)
     state.model.eval()
     write_previews(state, config, run_dir, mel)
     state.model.train()

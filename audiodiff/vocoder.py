@@ -1,12 +1,13 @@
 """Vocoder stage: normalized log-mel [B, 1, F, N] -> waveform [B, T], behind one small interface.
 
 A vocoder is made for one MelConfig and refuses any other (`check`): mel mismatches are the most
-common silent failure of vocoders. Later vocoders (PGHI, neural) implement the same interface.
+common silent failure of vocoders. The trained vocoder (vocos.py) implements the same interface.
 """
 
 from __future__ import annotations
 
 import heapq
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -147,13 +148,21 @@ VOCODERS = {"griffinlim": (GriffinLim, 32), "pghi": (PGHI, 16)}
 
 
 def build_vocoder(spec: str, mel: MelSpectrogram) -> Vocoder:
-    """A vocoder from a spec NAME[-ITERS][/MAGNITUDE], e.g. "griffinlim", "griffinlim-64/pinv", "pghi-0":
-    NAME griffinlim or pghi, ITERS fast Griffin-Lim iterations (default 32 and 16), MAGNITUDE nnls (default)
-    or pinv, the estimate of the STFT magnitude from the mel."""
+    """A vocoder from a spec: the folder of a trained vocoder (`audiodiff vocoder train`), or
+    NAME[-ITERS][/MAGNITUDE], e.g. "griffinlim", "griffinlim-64/pinv", "pghi-0": NAME griffinlim or pghi,
+    ITERS fast Griffin-Lim iterations (default 32 and 16), MAGNITUDE nnls (default) or pinv, the estimate
+    of the STFT magnitude from the mel. Raises ValueError if the vocoder was made for another mel config."""
+    if Path(spec).is_dir():
+        from .vocos import load_vocoder  # vocos.py builds on this module's Vocoder
+
+        vocoder = load_vocoder(spec)
+        vocoder.check(mel.config)
+        return vocoder.to(mel.filterbank.device)
     head, _, magnitude = spec.partition("/")
     name, _, iters = head.partition("-")
     if name not in VOCODERS:
-        raise ValueError(f"unknown vocoder {name!r} in {spec!r} (available: {', '.join(VOCODERS)})")
+        raise ValueError(f"unknown vocoder {spec!r}: neither {', '.join(VOCODERS)} nor an existing folder "
+                         "of a trained vocoder")
     if iters and not iters.isdigit():
         raise ValueError(f"vocoder {spec!r}: iterations must be a whole number, got {iters!r}")
     if magnitude not in ("", "nnls", "pinv"):
@@ -164,4 +173,6 @@ def build_vocoder(spec: str, mel: MelSpectrogram) -> Vocoder:
 
 def describe(vocoder: Vocoder) -> str:
     """The spec that rebuilds this vocoder, e.g. "pghi-16/nnls"."""
-    return f"{vocoder.name}-{vocoder.n_iter}/{vocoder.magnitude}" if isinstance(vocoder, GriffinLim) else vocoder.name
+    if isinstance(vocoder, GriffinLim):
+        return f"{vocoder.name}-{vocoder.n_iter}/{vocoder.magnitude}"
+    return getattr(vocoder, "source", "") or vocoder.name
