@@ -443,6 +443,29 @@ def _run_mel_config(run_dir: Path) -> MelConfig:
     return Config.from_dict(meta.get("config", {})).mel
 
 
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for index.html and the copied clips and spectrograms.")
+@click.option("--title", help="Page title (default: the name of SOURCE).")
+@click.option("--force", is_flag=True, help="Write into --out even if it already holds a gallery.")
+@_friendly
+def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
+    """A static HTML page with an audio player and a spectrogram for every clip of SOURCE.
+
+    SOURCE is a run (its generated/ and samples/ folders are shown, with the run's settings) or any
+    folder of .wav files (searched recursively; spectrograms beside the clips are reused, missing ones
+    drawn). The page needs no server and no network: open OUT/index.html in a browser, or publish OUT.
+    """
+    from .gallery import build_gallery
+
+    if (out / "index.html").exists() and not force:
+        raise ValueError(f"{out / 'index.html'}: exists; pass --force to overwrite")
+    _writable_dir(out)
+    page = build_gallery(source, out, title)
+    click.echo(f"{page}: open it in a browser")
+
+
 @main.group()
 def vocoder() -> None:
     """Trained vocoders: a Vocos-style network that turns this project's mels into audio."""
