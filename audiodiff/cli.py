@@ -603,6 +603,8 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
                 c = result[name]
                 acc = f", class accuracy {c['accuracy']:.3f}" if "accuracy" in c else ""
                 click.echo(f"{name.split('_')[0]:14} IS {c['is']:.2f}, modified IS {c['modified_is']:.2f}{acc}")
+                if "per_label" in c:
+                    click.echo("accuracy per label: " + ", ".join(f"{k} {a:.2f} ({n})" for k, (a, n) in c["per_label"].items()))
 
 
 @evaluate.command("train-embedder")

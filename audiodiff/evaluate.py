@@ -203,6 +203,14 @@ def heldout_accuracy(embedder: Embedder, folder: str | Path, label_column: str |
 def class_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, files: list[str],
                    label_column: str | None = None) -> float | None:
     """Share of clips whose argmax class is their label (subfolder or metadata column); None without labels."""
+    per = label_accuracy(embedder, probs, folder, files, label_column)
+    return None if per is None else sum(a * n for a, n in per.values()) / sum(n for _, n in per.values())
+
+
+def label_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, files: list[str],
+                   label_column: str | None = None) -> dict[str, tuple[float, int]] | None:
+    """Per label: (share of its clips classified as it, clip count); None when the folder has no labels.
+    The per-label view of DiffWave's SC09 accuracy: it shows which classes a conditional model gets wrong."""
     labelled = file_labels(folder, files, label_column)
     if labelled is None:
         return None
@@ -211,7 +219,9 @@ def class_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, 
     if unknown:
         raise ValueError(f"{folder}: labels {unknown} are not among the embedder's labels {embedder.labels}")
     truth = torch.tensor([embedder.labels.index(names[i]) for i in idx.tolist()])
-    return float((probs.argmax(-1) == truth).float().mean())
+    hit = probs.argmax(-1) == truth
+    return {name: (float(hit[truth == embedder.labels.index(name)].float().mean()),
+                   int((truth == embedder.labels.index(name)).sum())) for name in names}
 
 
 def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_dir: Path | None, rounds: int = 200,
@@ -223,7 +233,8 @@ def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_di
     result = evaluate_generated(gen, ref, train, rounds=rounds, seed=seed)
     if gen_p is not None:
         result["generated_classes"], result["reference_classes"] = class_scores(gen_p), class_scores(ref_p)
-        accuracy = class_accuracy(emb, gen_p, gen_dir, gen_files)  # generated clips filed in class subfolders
-        if accuracy is not None:
-            result["generated_classes"]["accuracy"] = accuracy
+        per_label = label_accuracy(emb, gen_p, gen_dir, gen_files)  # generated clips filed in class subfolders
+        if per_label is not None:
+            result["generated_classes"]["accuracy"] = class_accuracy(emb, gen_p, gen_dir, gen_files)
+            result["generated_classes"]["per_label"] = per_label
     return result

@@ -190,3 +190,17 @@ def test_speech_scores_when_installed():
     noisy = speech_scores(x, x + 0.05 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32), 16000)
     assert clean["stoi"] > 0.99 and noisy["stoi"] < clean["stoi"]
     assert noisy["pesq_wb"] < clean["pesq_wb"] or np.isnan(clean["pesq_wb"])
+
+
+def test_label_accuracy_per_label_closed_form(tmp_path):
+    from types import SimpleNamespace
+
+    from audiodiff.evaluate import class_accuracy, label_accuracy
+
+    files = ["a/1.wav", "a/2.wav", "a/3.wav", "b/1.wav", "b/2.wav"]
+    emb = SimpleNamespace(labels=["a", "b"])
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])  # a a b | b a
+    per = label_accuracy(emb, probs, tmp_path, files)
+    assert per == {"a": (pytest.approx(2 / 3), 3), "b": (0.5, 2)}
+    assert class_accuracy(emb, probs, tmp_path, files) == pytest.approx(3 / 5)
+    assert label_accuracy(emb, probs, tmp_path, [f.split("/")[1] for f in files]) is None  # no labels
