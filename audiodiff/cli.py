@@ -100,6 +100,9 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, help="Seed for init, data order, timesteps and noise.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the training step: the first steps take a minute or more to compile; "
+                   "see benchmarks/README.md for what it gains.")
 @click.option("--prediction", type=click.Choice(["v", "eps", "x0"]),
               help="What the network predicts (default v); recorded in the checkpoint.")
 @click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
@@ -113,7 +116,7 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @_friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
-          prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
+          compile_: bool | None, prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
           label_column: str | None, unconditional: bool,
           resume: bool, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
@@ -130,8 +133,9 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     from .train import train as run_training
     from .vocoder import build_vocoder
 
-    train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed, precision=precision,
-                                           min_snr_gamma=min_snr_gamma, checkpoint_every=checkpoint_every).items()
+    train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
+                                           precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
+                                           checkpoint_every=checkpoint_every).items()
                      if v is not None}
     diffusion_changes = {"prediction": prediction} if prediction else {}
     config, stored = _resolve_train_config(out, config_file, preset_name,

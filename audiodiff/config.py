@@ -111,6 +111,7 @@ class TrainConfig:
     min_snr_gamma: float = 0.0  # > 0: min-SNR-gamma loss weighting (Hang et al. 2023; 5 is typical); 0: plain MSE
     ema_decay: float = 0.999
     precision: str = "bf16"  # "bf16" autocast (fp32 master weights) or "fp32"
+    compile: bool = False  # torch.compile the training forward/backward (slow first steps; not part of the model)
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 1000

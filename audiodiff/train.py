@@ -165,7 +165,7 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=g).to(device)
     noise = torch.randn(x0.shape, generator=g).to(device)
     parts = [dist.share(v) for v in (x0, t, noise) + ((y,) if y is not None else ())]
-    net, k = net or state.model, c.grad_accum
+    net, k = (state.model if net is None else net), c.grad_accum
     if parts[0].shape[0] % k:
         raise ValueError(f"batch share {parts[0].shape[0]} does not divide into grad_accum = {k} micro-batches")
     state.optimizer.zero_grad(set_to_none=True)
@@ -281,6 +281,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         log(f"resuming from {latest} (step {state.step})")
     state.model.train()
     net = wrap(state.model, dist, device)
+    if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference
+        net = torch.compile(net)
     loss_log = LossLog(run_dir / "loss.csv", state.step) if dist.main else None
     bar = tqdm(total=c.steps, initial=state.step, disable=not (progress and dist.main), unit="step", dynamic_ncols=True)
     losses, t0, n0 = [], time.perf_counter(), state.step

@@ -106,17 +106,27 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=2, help="timed calls per round and variant")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--compile", action="store_true",
+                    help="add our UNet under torch.compile (what `audiodiff train --compile` runs); compiling takes minutes")
     args = ap.parse_args()
     device = resolve_device(args.device)
     x = torch.rand(args.batch_size, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     nets = {"audiodiff": ours().to(device), "diffusers": Wrapped(diffusers_unet()).to(device)}
+    if args.compile:
+        nets["audiodiff+compile"] = ours().to(device)
     variants = {}
     for name, net in nets.items():
         for prec in ("fp32", "bf16"):
             for kind, make in (("train", train_fn), ("eval", eval_fn)):
-                fn = make(net, x, prec)
-                fn()  # warm-up
-                variants[(name, prec, kind)] = (fn, flops(fn) if kind == "train" else 0.0, [])
+                if name.endswith("+compile"):  # same math as eager: count the FLOPs there, then compile
+                    count = flops(make(net, x, prec)) if kind == "train" else 0.0
+                    fn = make(torch.compile(net), x, prec)
+                else:
+                    fn = make(net, x, prec)
+                    count = flops(fn) if kind == "train" else 0.0
+                fn()  # warm-up (and compile)
+                fn()
+                variants[(name, prec, kind)] = (fn, count, [])
     peaks = {"fp32": [], "bf16": []}
     for _ in range(args.rounds):
         for fn, _, times in variants.values():
@@ -128,7 +138,7 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {device}, batch {args.batch_size}, input 1x64x64, min of {args.rounds} rounds x {args.steps} calls")
     print(f"# matmul peak (2048^3 GEMM): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
-    print(f"{'network':10} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
+    print(f"{'network':18} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
           f"{'train vs diffusers':>18} {'evals vs diffusers':>18}")
     for name in nets:
         for prec in ("fp32", "bf16"):
@@ -136,7 +146,7 @@ def main() -> None:
             ev = variants[(name, prec, "eval")][2]
             d_tr, d_ev = min(variants[("diffusers", prec, "train")][2]), min(variants[("diffusers", prec, "eval")][2])
             frac = tr_flops / min(tr) / peak[prec]
-            print(f"{name:10} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
+            print(f"{name:18} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
                   f"{args.batch_size / min(ev):8.1f} {d_tr / min(tr):17.2f}x {d_ev / min(ev):17.2f}x")
     print("command: python " + " ".join(sys.argv))
 

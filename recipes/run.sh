@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Train, generate and evaluate one recipe end to end; prints the README's tables at the end.
+#
+#   bash recipes/run.sh notes|digits|drums DATA_DIR [OUT_DIR]
+#
+# DATA_DIR holds train/, heldout/ and metadata.csv (see recipes/prepare.sh). OUT_DIR defaults to
+# runs/recipe-NAME. Environment: VOCODER=VOC_DIR reuses a trained vocoder instead of training one;
+# VOC_STEPS (default 10000); N (clips per generated set, default 64; digits: N / 8 per digit).
+# Every step that already has its output is skipped, so an interrupted recipe continues where it stopped.
+set -euo pipefail
+NAME=${1:?usage: run.sh notes|digits|drums DATA_DIR [OUT_DIR]}
+DATA=${2:?usage: run.sh notes|digits|drums DATA_DIR [OUT_DIR]}
+OUT=${3:-runs/recipe-$NAME}
+HERE="$(cd "$(dirname "$0")" && pwd)"
+case $NAME in
+  notes)  LABELS=family;   COND=() ;;
+  digits) LABELS=digit;    COND=(--label-column digit) ;;
+  drums)  LABELS=category; COND=() ;;
+  *) echo "unknown recipe $NAME (notes, digits, drums)" >&2; exit 2 ;;
+esac
+[ -d "$DATA/train" ] && [ -d "$DATA/heldout" ] || { echo "$DATA: needs train/ and heldout/ (recipes/prepare.sh)" >&2; exit 2; }
+N=${N:-64}
+mkdir -p "$OUT/logs"
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+step "diffusion model"
+audiodiff train "$DATA/train" --out "$OUT/run" --config "$HERE/$NAME/config.toml" "${COND[@]}" --no-progress \
+  2>&1 | tee "$OUT/logs/train.log"
+
+VOC=${VOCODER:-$OUT/vocoder}
+if [ -z "${VOCODER:-}" ]; then
+  step "vocoder"
+  audiodiff vocoder train "$DATA/train" --out "$VOC" --steps "${VOC_STEPS:-10000}" --no-progress \
+    2>&1 | tee "$OUT/logs/vocoder.log"
+fi
+
+step "vocoder round trips on held-out clips"
+[ -s "$OUT/vocoders.json" ] || audiodiff evaluate vocoder --data "$DATA/heldout" --clips 50 \
+  --vocoder griffinlim-32/pinv --vocoder griffinlim --vocoder pghi --vocoder "$VOC" \
+  $([ "$NAME" = digits ] && echo --speech) --json > "$OUT/vocoders.json"
+
+step "embedder (classifier on $LABELS) for the evaluation"
+[ -f "$OUT/embedder/embedder.safetensors" ] || audiodiff evaluate train-embedder "$DATA/train" --out "$OUT/embedder" \
+  --label-column "$LABELS" --heldout "$DATA/heldout" --no-progress 2>&1 | tee "$OUT/logs/embedder.log"
+
+for sampler in "dpmpp-2m 10" "ddim 50"; do
+  set -- $sampler
+  for voc in griffinlim pghi "$VOC"; do
+    gen="$OUT/generated/$1-$2-$(basename "$voc")"
+    [ -s "$gen.json" ] && continue
+    step "generate $gen"
+    rm -rf "$gen"
+    if [ "$NAME" = digits ]; then  # N / 8 clips per digit (8 for N = 64: 80 clips), in subfolders named by digit
+      for d in 0 1 2 3 4 5 6 7 8 9; do
+        audiodiff generate "$OUT/run" --out "$gen/$d" -n $(( (N + 7) / 8 )) --sampler "$1" --steps "$2" --label "$d" \
+          --guidance 1 --seed $(( 1000 * d )) --vocoder "$voc" --no-progress > /dev/null
+      done
+    else
+      audiodiff generate "$OUT/run" --out "$gen" -n "$N" --sampler "$1" --steps "$2" --vocoder "$voc" --no-progress > /dev/null
+    fi
+    audiodiff evaluate generated "$gen" --reference "$DATA/heldout" --train "$DATA/train" \
+      --embedder "$OUT/embedder" --json > "$gen.json"
+  done
+done
+
+step "tables"
+python "$HERE/tables.py" "$OUT" | tee "$OUT/tables.md"

@@ -1,0 +1,90 @@
+"""Print a recipe's result tables (markdown) from what recipes/run.sh left in OUT_DIR.
+
+    python recipes/tables.py runs/recipe-notes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+
+def seconds_from_log(path: Path) -> str:
+    """'done: step N in X s' of a train or vocoder-train log -> 'X s' (the last run of it), or '-'."""
+    if not path.exists():
+        return "-"
+    found = re.findall(r"done: step (\d+) in (\d+) s", path.read_text())
+    return f"{found[-1][1]} s for {found[-1][0]} steps" if found else "-"
+
+
+def ci(s: dict, key: str, digits: int) -> str:
+    lo, hi = s[f"{key}_ci"]
+    return f"{s[key]:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def vocoder_table(out: Path) -> list[str]:
+    rows = json.loads((out / "vocoders.json").read_text())
+    speech = "pesq_wb" in next(iter(rows.values()))
+    lines = ["| vocoder | LSD dB | mel L1 | MR-STFT | SNR dB | CPU RTF |" + (" PESQ-wb | STOI |" if speech else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if speech else "")]
+    for name, r in rows.items():
+        label = "trained (Vocos-style)" if "/" in name and not name.startswith(("griffinlim", "pghi")) else name
+        lines.append(f"| {label} | {r['lsd_db']:.2f} | {r['mel_l1']:.3f} | {r['mr_stft']:.3f} | {r['snr_db']:.1f} | "
+                     f"{r['rtf']:.4f} |" + (f" {r['pesq_wb']:.2f} | {r['stoi']:.3f} |" if speech else ""))
+    clips = next(iter(rows.values()))["clips"]
+    return [f"Round trips of {clips} held-out clips (mel -> vocoder -> audio vs the original):", ""] + lines
+
+
+def generated_table(out: Path) -> tuple[list[str], list[str]]:
+    files = sorted((out / "generated").glob("*.json"))
+    lines = ["| sampler | steps | vocoder | clips | melstats FD | melstats KID | embedder FD | IS | class accuracy |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    per_label, floor = [], None
+    for f in files:
+        r = json.loads(f.read_text())
+        sampler, steps, voc = re.match(r"^(.*?)-(\d+)-(.+)$", f.stem).groups()  # e.g. dpmpp-2m-10-griffinlim
+        m, e = r["melstats"], r["embedder"]
+        g = e.get("generated_classes", {})
+        acc = f"{g['accuracy']:.3f}" if "accuracy" in g else "-"
+        voc = voc if voc in ("griffinlim", "pghi") else "trained"
+        lines.append(f"| {sampler} | {steps} | {voc} | {m['generated']['clips']} | {ci(m['generated'], 'fd', 1)} | "
+                     f"{ci(m['generated'], 'kid', 3)} | {ci(e['generated'], 'fd', 1)} | {g.get('is', float('nan')):.2f} | {acc} |")
+        floor = floor or r
+        if "per_label" in g:
+            per_label.append((f"{sampler}-{steps}, {voc}", g["per_label"]))
+    if floor:
+        m, e = floor["melstats"], floor["embedder"]
+        ref_is = e.get("reference_classes", {}).get("is", float("nan"))
+        lines.append(f"| real training clips (floor) | - | - | {m['floor']['clips']} | {ci(m['floor'], 'fd', 1)} | "
+                     f"{ci(m['floor'], 'kid', 3)} | {ci(e['floor'], 'fd', 1)} | {ref_is:.2f} (held-out) | - |")
+    label_lines = []
+    if per_label:
+        names = list(per_label[0][1])
+        label_lines = ["| generated with | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        label_lines += [f"| {what} | " + " | ".join(f"{acc[n][0]:.2f}" for n in names) + " |" for what, acc in per_label]
+    return lines, label_lines
+
+
+def main(out: Path) -> None:
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"torch {torch.__version__}.")
+    print(f"Diffusion model training: {seconds_from_log(out / 'logs' / 'train.log')}; "
+          f"vocoder training: {seconds_from_log(out / 'logs' / 'vocoder.log')}.\n")
+    if (out / "vocoders.json").exists():
+        print("\n".join(vocoder_table(out)) + "\n")
+    lines, label_lines = generated_table(out)
+    print("Generated vs held-out clips (95% bootstrap intervals; lower FD/KID is better):\n")
+    print("\n".join(lines) + "\n")
+    if label_lines:
+        print("Classifier accuracy of generated clips per intended label:\n")
+        print("\n".join(label_lines))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
