@@ -489,6 +489,8 @@ def vocoder() -> None:
 @click.option("--adversarial/--no-adversarial", default=None,
               help="Add multi-period + multi-resolution discriminators (~14x slower per step on CPU; for GPUs "
                    "or long runs). Can be switched on when continuing a spectral-loss run.")
+@click.option("--phase-weight", type=float,
+              help="Weight of the group-delay + instantaneous-frequency phase losses [default 0: none].")
 @click.option("--seed", type=int, help="Seed for init and segment sampling.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints [default 1000].")
@@ -496,7 +498,8 @@ def vocoder() -> None:
 @DEVICE
 @_friendly
 def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_file: Path | None, steps: int | None,
-                      batch_size: int | None, lr: float | None, adversarial: bool | None, seed: int | None,
+                      batch_size: int | None, lr: float | None, adversarial: bool | None, phase_weight: float | None,
+                      seed: int | None,
                       precision: str | None, checkpoint_every: int | None, progress: bool, device: str) -> None:
     """Train a vocoder on every audio file under DATA_DIR, for `--vocoder VOC_DIR` in generate and the editing
     commands (and `train --vocoder VOC_DIR`).
@@ -521,8 +524,8 @@ def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_fi
         config = dataclasses.replace(config, mel=_run_mel_config(run_dir))
     if config_file:
         config = VocoderConfig.from_toml(config_file, config)
-    changes = dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, seed=seed, precision=precision,
-                   checkpoint_every=checkpoint_every)
+    changes = dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, phase_weight=phase_weight,
+                   seed=seed, precision=precision, checkpoint_every=checkpoint_every)
     config = config.replace("train", **{k: v for k, v in changes.items() if v is not None})
     if stored is not None:
         check_same_vocoder(stored, config, str(out))

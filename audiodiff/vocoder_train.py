@@ -6,7 +6,7 @@ bf16 autocast, atomic checkpoints and exact resume, as for the diffusion model.
 A vocoder folder holds:
     config.toml                          the VocoderConfig (mel, model, train)
     vocoder.safetensors                  EMA weights + config: what `--vocoder VOC_DIR` loads
-    loss.csv                             step, loss, mel_l1, mr_stft, disc, lr, grad_norm, audio_s_per_s
+    loss.csv                             step, loss, mel_l1, mr_stft, phase, disc, lr, grad_norm, audio_s_per_s
     checkpoints/step_XXXXXXXX.safetensors  everything needed to resume
 """
 
@@ -36,7 +36,7 @@ from .vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 LOSS_SCALES = (0.5, 1.0, 2.0)  # loss STFT resolutions: the mel's n_fft and hop times these (512/128 .. 2048/512)
 ADV_RECON_WEIGHT = 45.0  # weight of the reconstruction loss next to the adversarial terms (HiFi-GAN's mel weight)
 MAX_BAD_STEPS = 20
-LOG_HEADER = ["step", "loss", "mel_l1", "mr_stft", "disc", "lr", "grad_norm", "audio_s_per_s"]
+LOG_HEADER = ["step", "loss", "mel_l1", "mr_stft", "phase", "disc", "lr", "grad_norm", "audio_s_per_s"]
 
 
 class PeriodDiscriminator(nn.Module):
@@ -188,6 +188,27 @@ def _generator_adv(real: list, fake: list) -> Tensor:
     return adv + fm
 
 
+def _wrap(x: Tensor) -> Tensor:
+    """Anti-wrapping: the distance of a phase difference to the nearest multiple of 2 pi, in [0, pi]."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+def phase_derivative_loss(phase: Tensor, ref: Tensor) -> Tensor:
+    """Anti-wrapped errors of group delay (phase difference between neighbouring bins) and instantaneous
+    frequency (between neighbouring frames), as in APNet (Ai & Ling 2023), each weighted by the smaller
+    reference magnitude of the pair: phase is only heard where there is energy.
+
+    phase: predicted phase float [B, K, N] (radians, any winding); ref: the real complex STFT [B, K, N].
+    """
+    ref_phase, w = ref.angle(), ref.abs()
+    total = phase.new_zeros(())
+    for dim in (1, 2):
+        err = _wrap(torch.diff(phase, dim=dim) - torch.diff(ref_phase, dim=dim))
+        pair = torch.minimum(w.narrow(dim, 1, w.shape[dim] - 1), w.narrow(dim, 0, w.shape[dim] - 1))
+        total = total + (err * pair).sum() / pair.sum().clamp_min(1e-8)
+    return total
+
+
 def vocoder_step(state: VocoderState, config: VocoderConfig, mel: MelSpectrogram, wav: Tensor) -> dict[str, float]:
     """One optimizer step on real audio segments wav float [B, T] (T a multiple of hop_length). Returns the
     logged figures; a non-finite loss skips the step (counted in state.bad_steps) and returns loss = nan."""
@@ -195,11 +216,14 @@ def vocoder_step(state: VocoderState, config: VocoderConfig, mel: MelSpectrogram
     with torch.no_grad():
         logmel = mel(wav)
     with autocast(device, c.precision):
-        spec = state.net(logmel)
-    est = mel.istft(spec, wav.shape[-1])
+        mag, phase = state.net.magnitude_phase(logmel)
+    est = mel.istft(torch.polar(mag, phase), wav.shape[-1])
     mel_l1 = log_mel_distance(wav, est, mel)
     stft = mr_stft_distance(wav, est, loss_resolutions(config), pooled=True)
-    loss, disc_loss = stft + c.mel_weight * mel_l1, float("nan")
+    loss, disc_loss, phase_l = stft + c.mel_weight * mel_l1, float("nan"), torch.zeros(())
+    if c.phase_weight > 0:
+        phase_l = phase_derivative_loss(phase, mel.stft(wav))
+        loss = loss + c.phase_weight * phase_l
     if state.disc is not None and state.step >= c.adversarial_start:
         disc_loss = _discriminator_step(state, wav, est.detach(), config)
         with autocast(device, c.precision):
@@ -216,7 +240,8 @@ def vocoder_step(state: VocoderState, config: VocoderConfig, mel: MelSpectrogram
     state.optimizer.step()
     state.step += 1
     ema_update(state.ema, state.net, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
-    return {"loss": float(loss.detach()), "mel_l1": float(mel_l1.detach()), "mr_stft": float(stft.detach()), "disc": disc_loss,
+    return {"loss": float(loss.detach()), "mel_l1": float(mel_l1.detach()), "mr_stft": float(stft.detach()),
+            "phase": float(phase_l.detach()), "disc": disc_loss,
             "grad_norm": float(grad_norm)}
 
 
@@ -267,7 +292,7 @@ def train_vocoder(config: VocoderConfig, data: WaveDataset, out: Path, device: t
             speed = (state.step - n0) * c.batch_size * length / config.mel.sample_rate / (time.perf_counter() - t0)
             mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
             loss_log.append(step=state.step, loss=f"{mean['loss']:.5f}", mel_l1=f"{mean['mel_l1']:.4f}",
-                            mr_stft=f"{mean['mr_stft']:.4f}", disc=f"{mean['disc']:.4f}",
+                            mr_stft=f"{mean['mr_stft']:.4f}", phase=f"{mean['phase']:.4f}", disc=f"{mean['disc']:.4f}",
                             lr=f"{lr_at(state.step - 1, config):.3g}", grad_norm=f"{mean['grad_norm']:.3f}",
                             audio_s_per_s=f"{speed:.1f}")
             bar.set_postfix(mel_l1=f"{mean['mel_l1']:.3f}", mr_stft=f"{mean['mr_stft']:.3f}")

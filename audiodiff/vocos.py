@@ -55,14 +55,18 @@ class VocosNet(nn.Module):
         self.head = nn.Linear(c.dim, n_fft + 2)  # log-magnitude and phase of K = n_fft / 2 + 1 bins
 
     def forward(self, logmel: Tensor) -> Tensor:
+        return torch.polar(*self.magnitude_phase(logmel))
+
+    def magnitude_phase(self, logmel: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalized log-mel [B, 1, F, N] -> (|S|, phase in radians, unwrapped), each float32 [B, K, N]."""
         x = self.embed(logmel.squeeze(1))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
         out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2).float()
         log_mag, phase = out.chunk(2, dim=1)
-        # phase as a free angle: cos/sin keep its gradient smooth across the +-pi wrap
-        return torch.polar(log_mag.clamp(max=MAX_LOG_MAGNITUDE).exp(), phase)
+        # phase as a free angle: polar's cos/sin keep its gradient smooth across the +-pi wrap
+        return log_mag.clamp(max=MAX_LOG_MAGNITUDE).exp(), phase
 
 
 class NeuralVocoder(Vocoder):

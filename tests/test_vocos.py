@@ -15,7 +15,7 @@ from audiodiff.data import load_waves
 from audiodiff.mel import MelSpectrogram
 from audiodiff.metrics import mr_stft_distance
 from audiodiff.vocoder import build_vocoder, describe
-from audiodiff.vocoder_train import lr_at, train_vocoder
+from audiodiff.vocoder_train import lr_at, phase_derivative_loss, train_vocoder
 from audiodiff.vocos import NeuralVocoder, build_net, load_vocoder
 
 from .conftest import SR, tone
@@ -91,14 +91,15 @@ def test_saved_vocoder_round_trip_and_mel_refusal(tmp_path, tones):
 def test_adversarial_option_trains_and_resumes(tmp_path, tones):
     mel = MelSpectrogram(MEL)
     data, _ = load_waves(tones, mel, progress=False)
-    cfg = voc_config(steps=2, adversarial=True)
+    cfg = voc_config(steps=2, adversarial=True, phase_weight=1.0)
     train_vocoder(cfg, data, tmp_path / "g", torch.device("cpu"), progress=False)
     rows = (tmp_path / "g" / "loss.csv").read_text().splitlines()[1:]
-    disc = [float(r.split(",")[4]) for r in rows]
+    assert all(0 < float(r.split(",")[4]) < 2 * np.pi for r in rows)  # the phase loss ran
+    disc = [float(r.split(",")[5]) for r in rows]
     assert len(disc) == 2 and all(np.isfinite(disc)) and abs(disc[0] - 16.0) < 1.0  # 8 hinge terms of ~2 at init
     tensors, meta = checkpoint.read(tmp_path / "g" / "checkpoints" / "step_00000002.safetensors")
     assert any(k.startswith("disc.") for k in tensors) and "disc_optimizer_groups" in meta
-    state = train_vocoder(voc_config(steps=3, adversarial=True), data, tmp_path / "g", torch.device("cpu"),
+    state = train_vocoder(voc_config(steps=3, adversarial=True, phase_weight=1.0), data, tmp_path / "g", torch.device("cpu"),
                           progress=False, log=lambda s: None)
     assert state.step == 3 and state.disc is not None
 
@@ -159,3 +160,17 @@ def test_cli_vocoder_train_generate_evaluate(tmp_path, tones, tiny_config):
     res = runner.invoke(main, ["vocoder", "train", str(tones), "--out", str(voc_dir), "--config", str(bad),
                                "--no-progress"])
     assert res.exit_code == 1 and "mel.n_mels: 16 in the vocoder, 20 asked for" in res.output
+
+
+def test_phase_derivative_loss_closed_form():
+    torch.manual_seed(0)
+    ref = torch.polar(torch.rand(2, 9, 7) + 0.1, torch.rand(2, 9, 7) * 6.28 - 3.14)
+    phase = ref.angle()
+    assert float(phase_derivative_loss(phase, ref)) == pytest.approx(0.0, abs=1e-5)
+    k, n = torch.meshgrid(torch.arange(9.0), torch.arange(7.0), indexing="ij")
+    # a constant offset and whole turns per bin and frame leave both derivatives unchanged
+    assert float(phase_derivative_loss(phase + 1.0 + 2 * torch.pi * (3 * k - 2 * n), ref)) == pytest.approx(0.0, abs=1e-4)
+    # a quarter turn more per bin and per frame: each derivative is off by pi / 2 everywhere
+    assert float(phase_derivative_loss(phase + torch.pi / 2 * (k + n), ref)) == pytest.approx(torch.pi, abs=1e-4)
+    # three quarters of a turn wraps to a quarter
+    assert float(phase_derivative_loss(phase + 1.5 * torch.pi * k, ref)) == pytest.approx(torch.pi / 2, abs=1e-4)
