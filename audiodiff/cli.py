@@ -490,7 +490,7 @@ def vocoder() -> None:
               help="Add multi-period + multi-resolution discriminators (~14x slower per step on CPU; for GPUs "
                    "or long runs). Can be switched on when continuing a spectral-loss run.")
 @click.option("--phase-weight", type=float,
-              help="Weight of the group-delay + instantaneous-frequency phase losses [default 0: none].")
+              help="Weight of the group-delay + instantaneous-frequency phase losses [default 1; 0 turns them off].")
 @click.option("--seed", type=int, help="Seed for init and segment sampling.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints [default 1000].")

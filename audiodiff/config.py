@@ -188,7 +188,7 @@ class VocoderTrainConfig:
     warmup_steps: int = 200
     ema_decay: float = 0.999
     mel_weight: float = 1.0  # weight of the log-mel L1 next to the multi-resolution STFT loss
-    phase_weight: float = 0.0  # weight of the phase-derivative losses (group delay + instantaneous frequency)
+    phase_weight: float = 1.0  # weight of the phase-derivative losses (group delay + instantaneous frequency); 0: off
     adversarial: bool = False  # add multi-period + multi-resolution discriminators (hinge + feature matching)
     adversarial_start: int = 0  # generator-only steps before the discriminators join
     gain_db: float = 12.0  # random gain in [-gain_db, 0] dB per segment, so any level vocodes alike
