@@ -51,17 +51,12 @@ class PeriodDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> tuple[Tensor, list[Tensor]]:
         x = F.pad(wav, (0, -wav.shape[-1] % self.period), mode="reflect")
-        x = x.view(x.shape[0], 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        return x, feats + [x]
+        return _conv_stack(self.convs, self.out, x.view(x.shape[0], 1, -1, self.period))
 
 
 class ResolutionDiscriminator(nn.Module):
-    """A 2D conv net on the log-magnitude STFT [B, 1, K, N] at one resolution (UnivNet / Vocos)."""
+    """A 2D conv net on the compressed magnitude STFT log(1 + |S|), as [B, 1, N frames, K bins], at one
+    resolution (UnivNet / Vocos); it strides along frequency."""
 
     def __init__(self, n_fft: int, hop_length: int, channels: int = 32) -> None:
         super().__init__()
@@ -73,13 +68,17 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> tuple[Tensor, list[Tensor]]:
         spec = torch.stft(wav.float(), self.n_fft, self.hop_length, window=self.window, return_complex=True).abs()
-        x = torch.log1p(spec).unsqueeze(1).transpose(-2, -1)  # [B, 1, N, K]: strides along frequency
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        return x, feats + [x]
+        return _conv_stack(self.convs, self.out, torch.log1p(spec).unsqueeze(1).transpose(-2, -1))
+
+
+def _conv_stack(convs: nn.ModuleList, out: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU conv layers then the output conv: (logits, every layer's output for feature matching)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = out(x)
+    return x, feats + [x]
 
 
 class Discriminators(nn.Module):
