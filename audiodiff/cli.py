@@ -680,8 +680,11 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 @_friendly
 def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], run_dir: Path | None, speech: bool,
                          as_json: bool, device: str) -> None:
-    """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF."""
+    """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF;
+    for a trained vocoder also how long it trained, on what hardware."""
     import json
+
+    import torch
 
     from .device import resolve_device
     from .evaluate import evaluate_vocoder, vocoder_files
@@ -693,6 +696,9 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], 
     files = vocoder_files(data_dir, clips)
     built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work
     rows = {describe(v): evaluate_vocoder(files, mel, v, speech=speech) for v in built}
+    for v in built:
+        if getattr(v, "training", None):
+            rows[describe(v)]["training"] = v.training  # how long it trained, on what
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -705,3 +711,10 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], 
         r = next(iter(rows.values()))
         click.echo(f"PESQ-wb defined on {r['pesq_wb_clips']}, STOI on {r['stoi_clips']} of {r['clips']} clips "
                    "(STOI needs about 30 frames, ~0.4 s, of speech)")
+    for name, r in rows.items():
+        if "training" in r:
+            t = r["training"]
+            click.echo(f"{name}: trained {t.get('step', '?')} steps in {t.get('seconds', 0) / 60:.1f} min "
+                       f"on {t.get('hardware', 'unknown hardware')}")
+    click.echo(f"RTF: seconds of computing per second of audio on {mel.filterbank.device} (this machine, "
+               f"{torch.get_num_threads()} threads; other load on the machine inflates it)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 
 import torch
 
@@ -41,3 +43,14 @@ def peak_memory(device: torch.device) -> str:
     import resource  # Unix; ru_maxrss is in KiB on Linux
 
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak RSS"
+
+
+def describe_hardware(device: torch.device) -> str:
+    """What trained or ran something, for logs and checkpoints, e.g. "cpu: 2 x86_64 CPUs, torch 2.13.0+cpu"."""
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    elif device.type == "mps":
+        what = f"Apple MPS ({platform.machine()})"
+    else:
+        what = f"{os.cpu_count()} {platform.processor() or platform.machine()} CPUs"
+    return f"{device.type}: {what}, torch {torch.__version__}"

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .config import VocoderConfig
 from .data import WaveDataset
-from .device import autocast
+from .device import autocast, describe_hardware
 from .mel import MelSpectrogram
 from .metrics import log_mel_distance, mr_stft_distance
 from .train import LossLog, checkpoint_path, ema_update, flatten_optimizer, latest_checkpoint, load_optimizer, prune
@@ -103,6 +103,7 @@ class VocoderState:
     disc_optimizer: torch.optim.Optimizer | None = None
     step: int = 0
     bad_steps: int = 0
+    seconds: float = 0.0  # training wall time so far, over all resumed sessions
 
 
 def loss_resolutions(config: VocoderConfig) -> tuple[tuple[int, int], ...]:
@@ -137,7 +138,8 @@ def save_state(state: VocoderState, config: VocoderConfig, out: Path) -> Path:
                "rng.data": state.generator.get_state(), "rng.torch": torch.get_rng_state()}
     opt_tensors, groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
-    meta = {"config": config.to_dict(), "step": state.step, "bad_steps": state.bad_steps, "optimizer_groups": groups}
+    meta = {"config": config.to_dict(), "step": state.step, "bad_steps": state.bad_steps, "seconds": state.seconds,
+            "optimizer_groups": groups}
     if state.disc is not None:
         tensors.update(checkpoint.join("disc", state.disc.state_dict()))
         disc_tensors, meta["disc_optimizer_groups"] = flatten_optimizer(state.disc_optimizer, "optim_d")
@@ -163,6 +165,7 @@ def load_state(path: Path, config: VocoderConfig, device: torch.device) -> Vocod
     state.generator.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
+    state.seconds = float(meta.get("seconds", 0.0))
     return state
 
 
@@ -277,6 +280,7 @@ def train_vocoder(config: VocoderConfig, data: WaveDataset, out: Path, device: t
     bar = tqdm(total=c.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True)
     length = c.segment_frames * config.mel.hop_length
     rows, t0, n0 = [], time.perf_counter(), state.step
+    started, before = time.perf_counter(), state.seconds
     while state.step < c.steps:
         wav = random_gain(data.segments(c.batch_size, length, state.generator), c.gain_db, state.generator)
         row = vocoder_step(state, config, mel, wav.to(device))
@@ -297,8 +301,10 @@ def train_vocoder(config: VocoderConfig, data: WaveDataset, out: Path, device: t
             bar.set_postfix(mel_l1=f"{mean['mel_l1']:.3f}", mr_stft=f"{mean['mr_stft']:.3f}")
             rows, t0, n0 = [], time.perf_counter(), state.step
         if state.step % c.checkpoint_every == 0 or state.step == c.steps:
+            state.seconds = before + time.perf_counter() - started
             save_state(state, config, out)
-            save_vocoder(out / WEIGHTS_FILE, state.ema, config, state.step)
+            save_vocoder(out / WEIGHTS_FILE, state.ema, config,
+                         {"step": state.step, "seconds": round(state.seconds, 1), "hardware": describe_hardware(device)})
             prune(out, c.keep_checkpoints)
             t0 = time.perf_counter()
     bar.close()

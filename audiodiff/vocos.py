@@ -78,6 +78,7 @@ class NeuralVocoder(Vocoder):
         super().__init__(mel)
         self.net = net
         self.source = source  # the folder it was loaded from: the spec that rebuilds it
+        self.training: dict = {}  # step, seconds, hardware, when loaded from a trained vocoder
 
     def forward(self, logmel: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """logmel float [B, 1, F, N] normalized -> wav float [B, (N - 1) * hop_length]."""
@@ -88,9 +89,10 @@ def build_net(config: VocoderConfig) -> VocosNet:
     return VocosNet(config.mel.n_mels, config.mel.n_fft, config.model)
 
 
-def save_vocoder(path: Path, net: nn.Module, config: VocoderConfig, step: int) -> None:
-    """The shippable file: network weights (the EMA) and the config that builds them."""
-    checkpoint.write(path, checkpoint.join("net", net.state_dict()), {"config": config.to_dict(), "step": step})
+def save_vocoder(path: Path, net: nn.Module, config: VocoderConfig, training: dict) -> None:
+    """The shippable file: network weights (the EMA), the config that builds them, and `training`
+    (step, seconds, hardware: how long it trained on what)."""
+    checkpoint.write(path, checkpoint.join("net", net.state_dict()), {"config": config.to_dict(), "training": training})
 
 
 def load_vocoder(path: str | Path) -> NeuralVocoder:
@@ -107,4 +109,6 @@ def load_vocoder(path: str | Path) -> NeuralVocoder:
         raise checkpoint.CheckpointError(f"{file}: not a vocoder checkpoint ({e})") from None
     net = build_net(config)
     checkpoint.load_weights(net, checkpoint.split(tensors, "net"), file)
-    return NeuralVocoder(MelSpectrogram(config.mel), net.eval(), str(path))
+    vocoder = NeuralVocoder(MelSpectrogram(config.mel), net.eval(), str(path))
+    vocoder.training = meta.get("training", {})
+    return vocoder
