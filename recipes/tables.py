@@ -55,7 +55,7 @@ def generated_table(out: Path) -> tuple[list[str], list[str]]:
         voc = voc if voc in ("griffinlim", "pghi") else "trained"
         lines.append(f"| {sampler} | {steps} | {voc} | {m['generated']['clips']} | {ci(m['generated'], 'fd', 1)} | "
                      f"{ci(m['generated'], 'kid', 3)} | {ci(e['generated'], 'fd', 1)} | {g.get('is', float('nan')):.2f} | {acc} |")
-        floor = floor or r
+        floor = floor or (r if "floor" in r["melstats"] else None)
         if "per_label" in g:
             per_label.append((f"{sampler}-{steps}, {voc}", g["per_label"]))
     if floor:
