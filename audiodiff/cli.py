@@ -697,8 +697,8 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], 
     built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work
     rows = {describe(v): evaluate_vocoder(files, mel, v, speech=speech) for v in built}
     for v in built:
-        if getattr(v, "training", None):
-            rows[describe(v)]["training"] = v.training  # how long it trained, on what
+        if getattr(v, "record", None):
+            rows[describe(v)]["training"] = v.record  # how long it trained, on what
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -78,7 +78,7 @@ class NeuralVocoder(Vocoder):
         super().__init__(mel)
         self.net = net
         self.source = source  # the folder it was loaded from: the spec that rebuilds it
-        self.training: dict = {}  # step, seconds, hardware, when loaded from a trained vocoder
+        self.record: dict = {}  # how it was trained (step, seconds, hardware), when loaded from a folder
 
     def forward(self, logmel: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """logmel float [B, 1, F, N] normalized -> wav float [B, (N - 1) * hop_length]."""
@@ -109,6 +109,6 @@ def load_vocoder(path: str | Path) -> NeuralVocoder:
         raise checkpoint.CheckpointError(f"{file}: not a vocoder checkpoint ({e})") from None
     net = build_net(config)
     checkpoint.load_weights(net, checkpoint.split(tensors, "net"), file)
-    vocoder = NeuralVocoder(MelSpectrogram(config.mel), net.eval(), str(path))
-    vocoder.training = meta.get("training", {})
+    vocoder = NeuralVocoder(MelSpectrogram(config.mel), net, str(path)).eval()
+    vocoder.record = meta.get("training", {})
     return vocoder

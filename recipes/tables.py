@@ -23,6 +23,15 @@ def seconds_from_log(path: Path) -> str:
     return f"{found[-1][1]} s for {found[-1][0]} steps" if found else "-"
 
 
+def vocoder_training(out: Path) -> str:
+    """How long the trained vocoder trained, on what: from its own record (evaluate vocoder --json)."""
+    rows = json.loads((out / "vocoders.json").read_text()) if (out / "vocoders.json").exists() else {}
+    t = next((r["training"] for r in rows.values() if "training" in r), None)
+    if t is None:
+        return seconds_from_log(out / "logs" / "vocoder.log")
+    return f"{t['seconds']:.0f} s for {t['step']} steps on {t['hardware']}"
+
+
 def ci(s: dict, key: str, digits: int) -> str:
     lo, hi = s[f"{key}_ci"]
     return f"{s[key]:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
@@ -75,7 +84,7 @@ def main(out: Path) -> None:
     print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"torch {torch.__version__}.")
     print(f"Diffusion model training: {seconds_from_log(out / 'logs' / 'train.log')}; "
-          f"vocoder training: {seconds_from_log(out / 'logs' / 'vocoder.log')}.\n")
+          f"vocoder training: {vocoder_training(out)}.\n")
     if (out / "vocoders.json").exists():
         print("\n".join(vocoder_table(out)) + "\n")
     lines, label_lines = generated_table(out)

@@ -75,6 +75,7 @@ def test_saved_vocoder_round_trip_and_mel_refusal(tmp_path, tones):
     state = train_vocoder(voc_config(), data, tmp_path / "v", torch.device("cpu"), progress=False)
     voc = build_vocoder(str(tmp_path / "v"), mel)
     assert isinstance(voc, NeuralVocoder) and describe(voc) == str(tmp_path / "v")
+    assert voc.training is False and voc.record["step"] == 4  # eval mode; the training record apart from it
     logmel = mel(torch.from_numpy(tone(300, 0.3))[None])
     with torch.no_grad():
         expected = mel.istft(state.ema(logmel), mel.num_samples(logmel.shape[-1]))
@@ -141,6 +142,7 @@ def test_cli_vocoder_train_generate_evaluate(tmp_path, tones, tiny_config):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert set(rows) == {str(voc_dir), "griffinlim-4/nnls"} and rows[str(voc_dir)]["clips"] == 5
+    assert "training" not in rows["griffinlim-4/nnls"]
     training = rows[str(voc_dir)]["training"]
     assert training["step"] == 3 and training["seconds"] > 0 and training["hardware"].startswith("cpu: ")
     res = runner.invoke(main, ["evaluate", "vocoder", "--data", str(tones), "--vocoder", str(voc_dir), "--clips", "2"])
