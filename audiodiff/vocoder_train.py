@@ -304,7 +304,7 @@ def train_vocoder(config: VocoderConfig, data: WaveDataset, out: Path, device: t
             state.seconds = before + time.perf_counter() - started
             save_state(state, config, out)
             save_vocoder(out / WEIGHTS_FILE, state.ema, config,
-                         {"step": state.step, "seconds": round(state.seconds, 1), "hardware": describe_hardware(device)})
+                         {"step": state.step, "seconds": round(state.seconds, 3), "hardware": describe_hardware(device)})
             prune(out, c.keep_checkpoints)
             t0 = time.perf_counter()
     bar.close()
