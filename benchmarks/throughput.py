@@ -44,13 +44,17 @@ class Wrapped(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is not None:
+            raise ValueError("this diffusers model is unconditional")
         return self.net(x, t).sample
 
 
+OURS = UNetConfig(channels=64, channel_mult=(1, 2, 2, 4), num_res_blocks=2, attention_levels=(2,), head_channels=64)
+
+
 def ours() -> torch.nn.Module:
-    return UNet(UNetConfig(channels=64, channel_mult=(1, 2, 2, 4), num_res_blocks=2, attention_levels=(2,),
-                           head_channels=64))
+    return UNet(OURS)
 
 
 def train_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], None]:
