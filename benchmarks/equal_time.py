@@ -82,7 +82,7 @@ def main() -> None:
                 x0 = data.crops(files, state.generator).to(device)
                 losses[name].append(train_step(state, config, schedule, x0)[0])
             used[name] += time.perf_counter() - start
-        print(f"# trained: " + ", ".join(f"{n} {s.step} steps in {used[n]:.0f} s" for n, s in states.items()),
+        print("# trained: " + ", ".join(f"{n} {s.step} steps in {used[n]:.0f} s" for n, s in states.items()),
               file=sys.stderr, flush=True)
     ref, _ = folder_features(args.heldout_dir, mel)
     train, _ = folder_features(args.train_dir, mel)
@@ -99,15 +99,16 @@ def main() -> None:
         scores = evaluate_generated(feats, ref, train)
         tail = losses[name][-100:]
         rows.append((name, state, scores, sum(tail) / len(tail)))
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {device}, {args.precision}, batch {args.batch_size}, {config.mel.n_mels}x{config.data.crop_frames} "
+    cpu = platform.processor() or platform.machine()
+    print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}, {args.precision}, batch {args.batch_size}, {config.mel.n_mels}x{config.data.crop_frames} "
           f"crops, {args.minutes:g} min each, DDIM-{args.sample_steps}, vocoder {args.vocoder}, {args.clips} clips")
     print("| network | params | steps | samples/s | loss (last 100) | melstats FD [95%] | KID [95%] |")
     print("|---|---|---|---|---|---|---|")
     for name, state, s, loss in rows:
         g = s["generated"]
         params = sum(p.numel() for p in state.model.parameters()) / 1e6
-        print(f"| {name} | {params:.2f} M | {state.step} | {state.step * args.batch_size / used[name]:.2f} | {loss:.4f} | "
+        speed = state.step * args.batch_size / used[name]
+        print(f"| {name} | {params:.2f} M | {state.step} | {speed:.2f} | {loss:.4f} | "
               f"{g['fd']:.1f} [{g['fd_ci'][0]:.1f}, {g['fd_ci'][1]:.1f}] | "
               f"{g['kid']:.3f} [{g['kid_ci'][0]:.3f}, {g['kid_ci'][1]:.3f}] |")
     f = rows[0][2]["floor"]
