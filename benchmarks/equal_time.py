@@ -100,7 +100,8 @@ def main() -> None:
         tail = losses[name][-100:]
         rows.append((name, state, scores, sum(tail) / len(tail)))
     cpu = platform.processor() or platform.machine()
-    print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}, {args.precision}, batch {args.batch_size}, {config.mel.n_mels}x{config.data.crop_frames} "
+    print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}, "
+          f"{args.precision}, batch {args.batch_size}, {config.mel.n_mels}x{config.data.crop_frames} "
           f"crops, {args.minutes:g} min each, DDIM-{args.sample_steps}, vocoder {args.vocoder}, {args.clips} clips")
     print("| network | params | steps | samples/s | loss (last 100) | melstats FD [95%] | KID [95%] |")
     print("|---|---|---|---|---|---|---|")
