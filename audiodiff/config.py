@@ -55,6 +55,9 @@ class UNetConfig:
     attention_levels: tuple[int, ...] = (2, 3)
     head_channels: int = 64
     dropout: float = 0.0
+    # True: each upsampling conv outputs the finer level's channel count instead of keeping its own, so
+    # the most expensive conv (the one at full resolution) shrinks by channel_mult[1] / channel_mult[0].
+    narrow_upsample: bool = False
     num_classes: int = 0  # > 0: class-conditional, with one extra learned "no label" class for guidance
 
     def __post_init__(self) -> None:

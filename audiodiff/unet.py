@@ -127,7 +127,8 @@ class UNet(nn.Module):
                 prev = c
             self.up.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg))
             if i > 0:
-                self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
+                prev = ch[i - 1] if cfg.narrow_upsample else c
+                self.upsample.append(nn.Conv2d(c, prev, 3, padding=1))
         self.norm_out = _norm(prev)
         self.conv_out = _zero(nn.Conv2d(prev, cfg.in_channels, 3, padding=1))
 

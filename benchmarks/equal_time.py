@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import platform
 import sys
 import time
@@ -33,7 +34,8 @@ from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import SpectrogramDiffusion
 from audiodiff.schedule import GaussianSchedule
 from audiodiff.train import TrainState, train_step
-from throughput import OURS, Wrapped, diffusers_unet, ours
+from audiodiff.unet import UNet
+from throughput import OURS, Wrapped, diffusers_unet
 
 
 def new_state(net: torch.nn.Module, config: Config, device: torch.device) -> TrainState:
@@ -47,6 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("train_dir")
     ap.add_argument("heldout_dir")
+    ap.add_argument("--nets", nargs="+", choices=[*OURS, "diffusers"], default=["audiodiff-lean", "diffusers"],
+                    help="networks to train, in turn (shapes: see throughput.py)")
     ap.add_argument("--minutes", type=float, default=15.0, help="training time per network")
     ap.add_argument("--turn", type=float, default=60.0, help="seconds each network trains before the other's turn")
     ap.add_argument("--clips", type=int, default=64)
@@ -62,15 +66,17 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    config = Config(unet=OURS, train=TrainConfig(lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema,
+    config = Config(unet=OURS["audiodiff-wide"], train=TrainConfig(lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema,
                                                  batch_size=args.batch_size, precision=args.precision, seed=args.seed))
     mel = MelSpectrogram(config.mel)
     schedule = GaussianSchedule.from_config(config.diffusion)
     data, _ = load_mels(args.train_dir, mel, config.data.crop_frames, progress=False)
     states = {}
-    for name, build in (("audiodiff", ours), ("diffusers", lambda: Wrapped(diffusers_unet()))):
+    configs = {name: dataclasses.replace(config, unet=OURS.get(name, config.unet)) for name in args.nets}
+    for name in args.nets:
         torch.manual_seed(args.seed)
-        states[name] = new_state(build(), config, device)
+        net = UNet(OURS[name]) if name in OURS else Wrapped(diffusers_unet())
+        states[name] = new_state(net, configs[name], device)
     used = dict.fromkeys(states, 0.0)
     losses: dict[str, list[float]] = {n: [] for n in states}
     budget = args.minutes * 60
@@ -88,7 +94,7 @@ def main() -> None:
     train, _ = folder_features(args.train_dir, mel)
     rows = []
     for name, state in states.items():
-        pipe = SpectrogramDiffusion(state.ema, config, device=device)
+        pipe = SpectrogramDiffusion(state.ema, configs[name], device=device)
         pipe.use_vocoder(args.vocoder)
         out = Path(args.out) / name
         out.mkdir(parents=True, exist_ok=True)

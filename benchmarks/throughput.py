@@ -50,11 +50,16 @@ class Wrapped(torch.nn.Module):
         return self.net(x, t).sample
 
 
-OURS = UNetConfig(channels=64, channel_mult=(1, 2, 2, 4), num_res_blocks=2, attention_levels=(2,), head_channels=64)
-
-
-def ours() -> torch.nn.Module:
-    return UNet(OURS)
+# Our UNet in two shapes, each at about diffusers' parameter count (17.2 M). "wide" has diffusers' channel
+# plan (64, 128, 128, 256). "lean" moves the work off the full-resolution level: 32 channels there,
+# 128-256 below, attention at the two coarsest levels, and upsampling convs that output the finer
+# level's width (UNetConfig.narrow_upsample), so the 64x64 level costs a fraction of what it did.
+OURS = {
+    "audiodiff-wide": UNetConfig(channels=64, channel_mult=(1, 2, 2, 4), num_res_blocks=2, attention_levels=(2,),
+                                 head_channels=64),
+    "audiodiff-lean": UNetConfig(channels=32, channel_mult=(1, 4, 4, 8), num_res_blocks=2, attention_levels=(2, 3),
+                                 head_channels=64, narrow_upsample=True),
+}
 
 
 def train_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], None]:
@@ -110,14 +115,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=2, help="timed calls per round and variant")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--ours", nargs="+", choices=list(OURS), default=list(OURS), help="which of our shapes to run")
     ap.add_argument("--compile", action="store_true",
-                    help="add our UNet under torch.compile (what `audiodiff train --compile` runs); compiling takes minutes")
+                    help="add our UNets under torch.compile (what `audiodiff train --compile` runs); compiling takes minutes")
     args = ap.parse_args()
     device = resolve_device(args.device)
     x = torch.rand(args.batch_size, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
-    nets = {"audiodiff": ours().to(device), "diffusers": Wrapped(diffusers_unet()).to(device)}
+    nets = {name: UNet(OURS[name]).to(device) for name in args.ours}
+    nets["diffusers"] = Wrapped(diffusers_unet()).to(device)
     if args.compile:
-        nets["audiodiff+compile"] = ours().to(device)
+        nets.update({f"{name}+compile": UNet(OURS[name]).to(device) for name in args.ours})
     variants = {}
     for name, net in nets.items():
         for prec in ("fp32", "bf16"):
@@ -142,7 +149,7 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {device}, batch {args.batch_size}, input 1x64x64, min of {args.rounds} rounds x {args.steps} calls")
     print(f"# matmul peak (2048^3 GEMM): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
-    print(f"{'network':18} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
+    print(f"{'network':22} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
           f"{'train vs diffusers':>18} {'evals vs diffusers':>18}")
     for name in nets:
         for prec in ("fp32", "bf16"):
@@ -150,7 +157,7 @@ def main() -> None:
             ev = variants[(name, prec, "eval")][2]
             d_tr, d_ev = min(variants[("diffusers", prec, "train")][2]), min(variants[("diffusers", prec, "eval")][2])
             frac = tr_flops / min(tr) / peak[prec]
-            print(f"{name:18} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
+            print(f"{name:22} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
                   f"{args.batch_size / min(ev):8.1f} {d_tr / min(tr):17.2f}x {d_ev / min(ev):17.2f}x")
     print("command: python " + " ".join(sys.argv))
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,3 +63,25 @@ def test_widths_not_divisible_by_32_groups_build():
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert {(m.num_groups, m.num_channels) for m in norms} >= {(12, 48), (24, 144)}
     assert model(torch.randn(2, 1, 8, 8), torch.tensor([1, 2])).shape == (2, 1, 8, 8)
+
+
+def test_narrow_upsample_outputs_finer_width():
+    """With narrow_upsample each upsampling conv outputs the next finer level's width; the default keeps its own."""
+    cfg = UNetConfig(channels=8, channel_mult=(1, 4, 8), num_res_blocks=1, attention_levels=(2,), head_channels=8)
+    wide, narrow = UNet(cfg), UNet(dataclasses.replace(cfg, narrow_upsample=True))
+    assert [(c.in_channels, c.out_channels) for c in wide.upsample] == [(64, 64), (32, 32)]
+    assert [(c.in_channels, c.out_channels) for c in narrow.upsample] == [(64, 32), (32, 8)]
+    # the first block after each upsampling takes that width plus the skip connection's
+    assert narrow.up[1].blocks[0].conv1.in_channels == 32 + 32 and wide.up[1].blocks[0].conv1.in_channels == 64 + 32
+    assert narrow.up[2].blocks[0].conv1.in_channels == 8 + 8 and wide.up[2].blocks[0].conv1.in_channels == 32 + 8
+    nn_init_output(narrow)
+    x = torch.randn(2, 1, 13, 37)
+    out = narrow(x, torch.tensor([3, 700]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_default_layout_unchanged_for_old_checkpoints():
+    """Runs saved before narrow_upsample existed have no such key; their state dicts must still load."""
+    keys = {k: tuple(v.shape) for k, v in UNet(CFG).state_dict().items()}
+    assert keys["upsample.0.weight"] == (16, 16, 3, 3) and keys["upsample.1.weight"] == (16, 16, 3, 3)
+    assert UNetConfig().narrow_upsample is False
