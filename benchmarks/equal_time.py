@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Quality at equal training time: our UNet against diffusers' UNet2DModel (the network of
-teticio/audio-diffusion), the size-matched pair of throughput.py, each trained for the same wall-clock
-seconds on the same data, then scored the same way.
+"""Quality at equal training time: our UNet shapes against diffusers' UNet2DModel (the network of
+teticio/audio-diffusion), the size-matched networks of throughput.py (--nets picks them), each trained
+for the same wall-clock seconds on the same data, then scored the same way.
 
-Both networks run in one process through audiodiff's own training step (same loss, optimizer, learning
+All networks run in one process through audiodiff's own training step (same loss, optimizer, learning
 rate, EMA, bf16 autocast, and the same seed, so they draw the same batches, timesteps and noise in the
 same order). They take turns of --turn seconds until each has used --minutes of training time, so a
-change in the machine's load hits both. Then each EMA model samples --clips clips (DDIM, same seeds),
+change in the machine's load hits all of them. Then each EMA model samples --clips clips (DDIM, same seeds),
 the same vocoder turns them into audio, and melstats FD/KID against the held-out folder are printed
 with 95% bootstrap intervals, beside the real-vs-real floor (training clips vs held-out).
 
@@ -66,8 +66,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    config = Config(unet=OURS["audiodiff-wide"], train=TrainConfig(lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema,
-                                                 batch_size=args.batch_size, precision=args.precision, seed=args.seed))
+    train_cfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema, batch_size=args.batch_size,
+                            precision=args.precision, seed=args.seed)
+    config = Config(unet=OURS["audiodiff-wide"], train=train_cfg)  # diffusers' runs keep this (same 8x downsampling)
     mel = MelSpectrogram(config.mel)
     schedule = GaussianSchedule.from_config(config.diffusion)
     data, _ = load_mels(args.train_dir, mel, config.data.crop_frames, progress=False)

@@ -117,7 +117,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ours", nargs="+", choices=list(OURS), default=list(OURS), help="which of our shapes to run")
     ap.add_argument("--compile", action="store_true",
-                    help="add our UNets under torch.compile (what `audiodiff train --compile` runs); compiling takes minutes")
+                    help="add our UNets under torch.compile (what `audiodiff train --compile` runs); "
+                         "compiling takes minutes")
     args = ap.parse_args()
     device = resolve_device(args.device)
     x = torch.rand(args.batch_size, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
