@@ -27,7 +27,7 @@ from . import checkpoint
 from .audio import save
 from .config import Config
 from .data import MelDataset
-from .device import autocast
+from .device import adamw, autocast
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .files import atomic_path
 from .mel import MelSpectrogram
@@ -64,7 +64,7 @@ def new_state(config: Config, device: torch.device) -> TrainState:
     torch.manual_seed(config.train.seed)
     model = UNet(config.unet).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    opt = adamw(model.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
     return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed))
 
 

@@ -28,7 +28,7 @@ import torch
 from audiodiff.audio import save
 from audiodiff.config import Config, TrainConfig
 from audiodiff.data import load_mels
-from audiodiff.device import resolve_device
+from audiodiff.device import adamw, resolve_device
 from audiodiff.evaluate import evaluate_generated, folder_features
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import SpectrogramDiffusion
@@ -41,7 +41,7 @@ from throughput import OURS, Wrapped, diffusers_unet
 def new_state(net: torch.nn.Module, config: Config, device: torch.device) -> TrainState:
     net = net.to(device)
     ema = copy.deepcopy(net).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(net.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    opt = adamw(net.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
     return TrainState(net, ema, opt, torch.Generator().manual_seed(config.train.seed))
 
 

@@ -2,7 +2,8 @@
 """Our UNet against diffusers' UNet2DModel (the network of teticio/audio-diffusion) at about the same
 parameter count and the same input (1 x 64 x 64, batch 16), fp32 and bf16 autocast, on this machine:
 
-- train samples/s: forward, MSE backward and AdamW step (the bare step, same for both networks);
+- train samples/s: forward, MSE backward and AdamW step (the bare step, same for both networks, with
+  the fused AdamW that `audiodiff train` uses);
 - sampler evaluations/s: one forward pass at batch 16 under inference_mode;
 - this CPU's matmul peak (a large square GEMM in fp32 and bf16), and the fraction of it each train
   step achieves, from the step's FLOPs as counted by torch.utils.flop_counter.
@@ -25,7 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from audiodiff.config import UNetConfig
-from audiodiff.device import autocast, resolve_device
+from audiodiff.device import adamw, autocast, resolve_device
 from audiodiff.unet import UNet
 
 
@@ -63,7 +64,7 @@ OURS = {
 
 
 def train_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], None]:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = adamw(model.parameters(), x.device, lr=1e-4)
     t = torch.randint(0, 1000, (x.shape[0],), generator=torch.Generator().manual_seed(0)).to(x.device)
 
     def step() -> None:

@@ -39,6 +39,20 @@ def test_resume_continues_exactly(tmp_path, data, tiny_config):
     assert losses[0] == losses[1] and len(losses[0]) == 5  # header + steps 1..4, no duplicates
 
 
+def test_runs_keep_their_optimizer_kernel_when_continued(tmp_path, data, tiny_config, monkeypatch):
+    """New runs use fused AdamW; a run saved with the per-tensor AdamW (older runs) continues with it."""
+    cpu = torch.device("cpu")
+    assert train(with_steps(tiny_config, 1), data, tmp_path / "new", cpu, progress=False).optimizer.defaults["fused"]
+    with monkeypatch.context() as m:
+        m.setattr("audiodiff.train.adamw", lambda params, device, **kw: torch.optim.AdamW(params, **kw))
+        straight = train(tiny_config, data, tmp_path / "a", cpu, progress=False)
+        train(with_steps(tiny_config, 2), data, tmp_path / "b", cpu, progress=False)
+    resumed = train(tiny_config, data, tmp_path / "b", cpu, progress=False)
+    assert not resumed.optimizer.param_groups[0]["fused"]
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_checkpoints_pruned_and_previews_written(tmp_path, data, tiny_config):
     config = with_steps(tiny_config, 6, keep_checkpoints=2)
     train(config, data, tmp_path, torch.device("cpu"), progress=False)

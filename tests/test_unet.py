@@ -2,9 +2,10 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from audiodiff.config import UNetConfig
-from audiodiff.unet import UNet, timestep_embedding
+from audiodiff.unet import Attention, UNet, attention, timestep_embedding
 
 CFG = UNetConfig(channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(1, 2), head_channels=8)
 
@@ -85,3 +86,24 @@ def test_default_layout_unchanged_for_old_checkpoints():
     keys = {k: tuple(v.shape) for k, v in UNet(CFG).state_dict().items()}
     assert keys["upsample.0.weight"] == (16, 16, 3, 3) and keys["upsample.1.weight"] == (16, 16, 3, 3)
     assert UNetConfig().narrow_upsample is False
+
+
+def test_attention_matches_torch_sdpa_and_closed_form():
+    q, k, v = torch.randn(3, 2, 4, 16, 37, dtype=torch.float64).unbind(0)  # [B, heads, d, T]
+    ref = F.scaled_dot_product_attention(q.mT, k.mT, v.mT).mT  # torch's kernel, tokens in rows
+    torch.testing.assert_close(attention(q, k, v), ref)
+    # identical keys -> uniform weights -> every query gets the mean of the values
+    same_keys = k[..., :1].expand_as(k)
+    torch.testing.assert_close(attention(q, same_keys, v), v.mean(-1, keepdim=True).expand_as(v))
+
+
+def test_attention_heads_keep_the_checkpoint_layout():
+    """qkv channels are [q | k | v], each split into heads of head_channels, as saved runs expect."""
+    torch.manual_seed(0)
+    block = Attention(channels=16, head_channels=8).double()
+    torch.nn.init.normal_(block.proj.weight)
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64)
+    qkv = block.qkv(block.norm(x)).reshape(2, 3, 2, 8, 15)  # [B, q/k/v, heads, d, T]
+    q, k, v = qkv.mT.unbind(1)
+    out = F.scaled_dot_product_attention(q, k, v).mT.reshape(2, 16, 5, 3)
+    torch.testing.assert_close(block(x), x + block.proj(out))
