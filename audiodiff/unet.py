@@ -60,9 +60,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Scaled dot-product attention laid out channels first, as the convolutions leave it:
     q, k, v [B, heads, d, T] -> v weighted by softmax over keys of q.k / sqrt(d), [B, heads, d, T].
 
-    CUDA and MPS get torch's fused scaled_dot_product_attention. On CPU, torch 2.13's SDPA ran 2.7x
-    (16 x 16 positions) to 3.3x (8 x 8) slower in bf16, forward and backward, than these two matmuls
-    and a softmax, and no faster in fp32 (benchmarks/README.md, "Attention on CPU").
+    CUDA and MPS get torch's fused scaled_dot_product_attention. On CPU, torch 2.13's SDPA ran 2.5-2.9x
+    slower in bf16, forward and backward, than these two matmuls and a softmax at 16 x 16 and 8 x 8
+    positions, and 4-13% slower in fp32 (benchmarks/README.md, "CPU step parts").
     """
     if q.device.type != "cpu":
         out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
