@@ -1,7 +1,10 @@
 """Checkpoint files: tensors in safetensors plus JSON metadata; written atomically, never unpickled.
 
 Files are written through `files.atomic_path`: a crash or a full disk leaves the old file or the
-new one, never a torn one.
+new one, never a torn one. The SHA-256 stored in the metadata covers the tensors (names, dtypes,
+shapes, bytes) and every other metadata entry (the config included), so accidental damage anywhere
+is detected; being stored in the file itself, it does not stop deliberate tampering. Files written
+before the metadata was covered (no "checksum_covers" entry) are checked on their tensors alone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from torch import Tensor
 from .files import atomic_path
 
 
+COVERS = "tensors+metadata"
+
+
 class CheckpointError(ValueError):
     """A missing, truncated, tampered or incompatible checkpoint; the message names the path."""
 
@@ -27,7 +33,8 @@ class CheckpointError(ValueError):
 def write(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Atomically write `tensors` and `meta` (each value JSON-encoded) to `path`."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    meta = {**meta, "sha256": _digest(tensors)}
+    meta = {**meta, "checksum_covers": COVERS}
+    meta["sha256"] = _digest(tensors, meta)
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
@@ -48,18 +55,21 @@ def read(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str
         raise CheckpointError(f"{path}: unreadable or damaged checkpoint ({_short(e)})") from None
     if not isinstance(meta, dict) or "sha256" not in meta:
         raise CheckpointError(f"{path}: not an audiodiff checkpoint, or damaged (no checksum in its metadata)")
-    if meta["sha256"] != _digest(tensors):
+    if meta["sha256"] != _digest(tensors, meta if meta.get("checksum_covers") == COVERS else None):
         raise CheckpointError(f"{path}: damaged or tampered checkpoint (contents do not match the checksum)")
     return tensors, meta
 
 
-def _digest(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
+def _digest(tensors: dict[str, Tensor], meta: dict[str, Any] | None) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order, then over the metadata
+    (all entries but the checksum, as canonical JSON) unless meta is None (files of the older format)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    if meta is not None:
+        h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
     return h.hexdigest()
 
 

@@ -189,20 +189,20 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for sample_NNN.wav and sample_NNN.png.")
-@click.option("-n", "n", default=4, show_default=True, help="Number of clips.")
-@click.option("--steps", default=50, show_default=True, help="Network evaluations (1..T).")
+@click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of clips.")
+@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Network evaluations (1..T).")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True,
               help="ddim: deterministic (eta 0); ddpm: ancestral Markov chain (use many steps); "
                    "dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps; "
                    "heun: Heun on Karras sigmas, 2 network calls per step.")
-@click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
+@click.option("--eta", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
-@click.option("--seconds", type=float,
+@click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True),
               help="Clip length; default the training crop. Longer clips are sampled window by window.")
 @click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
-@click.option("--batch-size", default=8, show_default=True, help="Clips sampled at once.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Clips sampled at once.")
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
-@click.option("--guidance", default=0.0, show_default=True,
+@click.option("--guidance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
@@ -237,7 +237,7 @@ def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
                      help="Folder for the output WAVs and their spectrogram PNGs."),
-        click.option("--steps", default=50, show_default=True, help="Network evaluations of a full chain (1..T)."),
+        click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Network evaluations of a full chain (1..T)."),
         click.option("--seed", default=0, show_default=True, help="Output i uses seed + i."),
         click.option("--force", is_flag=True, help="Overwrite existing output files in --out."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
@@ -255,9 +255,9 @@ def _run_and_input(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--guidance", default=0.0, show_default=True, help="Classifier-free guidance weight w with --label.")(fn)
+    fn = click.option("--guidance", type=click.FloatRange(min=0.0), default=0.0, show_default=True, help="Classifier-free guidance weight w with --label.")(fn)
     fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
-    return click.option("-n", "n", default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
+    return click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
 
 def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str | None, device: str):
@@ -312,9 +312,9 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 @click.option("--start", type=float, required=True, help="Start of the span to regenerate, seconds.")
 @click.option("--end", type=float, required=True, help="End of the span to regenerate, seconds.")
 @click.option("--band", type=(float, float), help="Only regenerate mel bins between these frequencies (Hz, Hz).")
-@click.option("--resample", default=1, show_default=True,
+@click.option("--resample", type=click.IntRange(min=1), default=1, show_default=True,
               help="RePaint resampling: redo each step this many times, going back up the chain in between.")
-@click.option("--fade", default=3, show_default=True, help="Frames (hops) of crossfade at each edge of the span.")
+@click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade at each edge of the span.")
 @_conditioning
 @_edit_options
 @_friendly
@@ -343,7 +343,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @click.option("--seconds", type=float, required=True, help="How many seconds to add after the input.")
 @click.option("--overlap", default=0.5, show_default=True,
               help="Fraction of each window taken from what came before (the context the model sees).")
-@click.option("--fade", default=3, show_default=True, help="Frames (hops) of crossfade into the continuation.")
+@click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade into the continuation.")
 @_conditioning
 @_edit_options
 @_friendly
@@ -367,7 +367,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("audio_a", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("audio_b", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--frames", default=5, show_default=True, help="Clips from A to B, both ends included.")
+@click.option("--frames", type=click.IntRange(min=2), default=5, show_default=True, help="Clips from A to B, both ends included.")
 @_edit_options
 @_friendly
 def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int, seed: int,
@@ -668,7 +668,7 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 @evaluate.command("vocoder")
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Folder of real audio (e.g. held-out clips).")
-@click.option("--clips", default=50, show_default=True, help="Use the first N files (sorted by path).")
+@click.option("--clips", type=click.IntRange(min=1), default=50, show_default=True, help="Use the first N files (sorted by path).")
 @click.option("--vocoder", "vocoders", multiple=True, default=("griffinlim-32/pinv", "griffinlim", "pghi"),
               show_default=True, help="A trained vocoder's folder, or a spec NAME[-ITERS][/nnls|pinv]; repeat for "
                                       "several rows.")

@@ -7,12 +7,33 @@ everything from it, so nobody retypes flags to sample from a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+# Allowed ranges of numeric fields: rule -> (test, words for the error message).
+_RULES: dict[str, tuple[Any, str]] = {
+    ">=1": (lambda v: v >= 1, "at least 1"),
+    ">=0": (lambda v: v >= 0, "0 or more"),
+    ">0": (lambda v: v > 0, "above 0"),
+    "[0,1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+}
+
+
+def check_ranges(section: str, obj: Any, rules: dict[str, str]) -> None:
+    """Raise ValueError naming the first field of `obj` (a number or a tuple of numbers) outside its rule."""
+    for name, rule in rules.items():
+        value = getattr(obj, name)
+        values = value if isinstance(value, tuple) else (value,)
+        test, allowed = _RULES[rule]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not values or not numbers or not all(test(v) for v in values):
+            raise ValueError(f"{section}.{name} = {value!r} is out of range: must be {allowed}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,7 @@ class MelConfig:
     max_db: float = 30.0
 
     def __post_init__(self) -> None:
+        check_ranges("mel", self, {"sample_rate": ">=1", "n_fft": ">=1", "hop_length": ">=1", "n_mels": ">=1"})
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError(
                 f"mel: need 0 <= f_min < f_max <= sample_rate/2, got f_min={self.f_min}, "
@@ -61,6 +83,9 @@ class UNetConfig:
     num_classes: int = 0  # > 0: class-conditional, with one extra learned "no label" class for guidance
 
     def __post_init__(self) -> None:
+        check_ranges("unet", self, {"in_channels": ">=1", "channels": ">=1", "channel_mult": ">=1",
+                                    "num_res_blocks": ">=1", "head_channels": ">=1", "dropout": "[0,1)",
+                                    "num_classes": ">=0"})
         bad = [i for i in self.attention_levels if not 0 <= i < len(self.channel_mult)]
         if bad:
             raise ValueError(f"unet: attention_levels {bad} outside 0..{len(self.channel_mult) - 1}")
@@ -84,6 +109,7 @@ class DiffusionConfig:
     prediction: str = "v"
 
     def __post_init__(self) -> None:
+        check_ranges("diffusion", self, {"num_steps": ">=1", "beta_start": "(0,1)", "beta_end": "(0,1)"})
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"diffusion: unknown schedule {self.schedule!r} (cosine, linear)")
         if self.prediction not in ("eps", "v", "x0"):
@@ -96,6 +122,9 @@ class DataConfig:
 
     crop_frames: int = 64
     labels: tuple[str, ...] = ()  # class names of a conditional run (index = class id), set from the data
+
+    def __post_init__(self) -> None:
+        check_ranges("data", self, {"crop_frames": ">=1"})
 
     def crop_seconds(self, mel: MelConfig) -> float:
         return self.crop_frames * mel.hop_length / mel.sample_rate
@@ -125,8 +154,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"train: unknown precision {self.precision!r} (bf16, fp32)")
-        if self.grad_accum < 1:
-            raise ValueError(f"train: grad_accum must be at least 1, got {self.grad_accum}")
+        check_ranges("train", self, {
+            "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0",
+            "weight_decay": ">=0", "grad_clip": ">0", "label_dropout": "[0,1)", "min_snr_gamma": ">=0",
+            "ema_decay": "[0,1)", "log_every": ">=1", "checkpoint_every": ">=1", "keep_checkpoints": ">=1",
+            "preview_count": ">=0", "preview_steps": ">=1"})
 
 
 @dataclass(frozen=True)
@@ -140,6 +172,10 @@ class EmbedderConfig:
     lr: float = 1e-3
     seed: int = 0
     temperature: float = 0.1  # NT-Xent temperature of the self-supervised objective
+
+    def __post_init__(self) -> None:
+        check_ranges("embedder", self, {"channels": ">=1", "crop_frames": ">=1", "steps": ">=1",
+                                        "batch_size": ">=1", "lr": ">0", "temperature": ">0"})
 
 
 @dataclass(frozen=True)
@@ -181,6 +217,9 @@ class VocosConfig:
     layers: int = 8
     kernel_size: int = 7
 
+    def __post_init__(self) -> None:
+        check_ranges("model", self, {"dim": ">=1", "intermediate": ">=1", "layers": ">=1", "kernel_size": ">=1"})
+
 
 @dataclass(frozen=True)
 class VocoderTrainConfig:
@@ -206,6 +245,10 @@ class VocoderTrainConfig:
             raise ValueError(f"vocoder train: unknown precision {self.precision!r} (bf16, fp32)")
         if self.segment_frames < 2:
             raise ValueError(f"vocoder train: segment_frames must be at least 2, got {self.segment_frames}")
+        check_ranges("train", self, {
+            "steps": ">=1", "batch_size": ">=1", "lr": ">0", "warmup_steps": ">=0", "ema_decay": "[0,1)",
+            "mel_weight": ">=0", "phase_weight": ">=0", "adversarial_start": ">=0", "gain_db": ">=0",
+            "log_every": ">=1", "checkpoint_every": ">=1", "keep_checkpoints": ">=1"})
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from .audio import AudioError, audio_extensions, load
 from .config import MelConfig
 from .mel import MelSpectrogram
 
+# Bump when the audio -> mel preprocessing changes (1: DC removal added), so older caches are rebuilt.
+PREPROCESS_VERSION = 1
 SILENCE_PEAK = 1e-4  # a file whose |peak| stays below this (-80 dBFS) is treated as silent
 
 
@@ -168,7 +170,7 @@ def _unusable(wav: np.ndarray, mel: MelSpectrogram, skip_silent: bool) -> str | 
 
 
 def _cache_key(data_dir: Path, files: list[Path], config: MelConfig) -> str:
-    h = hashlib.sha256(json.dumps(config.__dict__, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({**config.__dict__, "preprocess": PREPROCESS_VERSION}, sort_keys=True).encode())
     for p in files:
         st = p.stat()
         h.update(f"{p.relative_to(data_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())

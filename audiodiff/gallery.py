@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import html
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -18,7 +17,7 @@ import torch
 
 from .audio import load
 from .config import Config, MelConfig
-from .files import write_text
+from .files import copy_file, write_text
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 
@@ -62,10 +61,10 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
     for clip in clips:
         target = out / "clips" / clip.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip.source, target)
+        copy_file(clip.source, target)
         png = clip.source.with_suffix(".png")
         if png.is_file():
-            shutil.copyfile(png, target.with_suffix(".png"))
+            copy_file(png, target.with_suffix(".png"))
         else:
             _draw(clip.source, target.with_suffix(".png"), mel_config)
     page = out / "index.html"

@@ -25,6 +25,7 @@ from .editing import circular, ddim_invert, noised, slerp, soft_keep, strength_s
 from .editing import inpaint as editing_inpaint
 from .sampling import Model, NoiseFn, ddim, get_sampler, guided, item_noise
 from .schedule import GaussianSchedule
+from .trainkit import latest_checkpoint
 from .unet import UNet
 from .vocoder import Vocoder, build_vocoder
 
@@ -42,10 +43,10 @@ def find_checkpoint(run: str | Path) -> Path:
         return run
     if not run.is_dir():
         raise checkpoint.CheckpointError(f"{run}: no such run directory or checkpoint file")
-    found = sorted((run / "checkpoints").glob("step_*.safetensors"))
-    if not found:
+    found = latest_checkpoint(run)
+    if found is None:
         raise checkpoint.CheckpointError(f"{run}: no checkpoint in {run / 'checkpoints'} (train first)")
-    return found[-1]
+    return found
 
 
 class SpectrogramDiffusion:

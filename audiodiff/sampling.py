@@ -109,6 +109,8 @@ def ddpm(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise:
 def ddim(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
          clip_x0: bool = True, progress: bool = False, start: int | None = None, eta: float = 0.0) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12): deterministic at eta = 0, DDPM-like at eta = 1."""
+    if not 0 <= eta <= 1:  # above 1 the remaining noise variance 1 - a_s - sigma^2 can go negative
+        raise ValueError(f"eta = {eta!r} is out of range: must be in [0, 1]")
     for t, s in _pairs(schedule, steps, progress, "ddim", start):
         x0, eps = denoise(model, schedule, x, t, clip_x0)
         x = ddim_step(schedule, x0, eps, t, s, eta, noise)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +29,16 @@ from .config import Config
 from .data import MelDataset
 from .device import adamw, autocast
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
-from .files import atomic_path
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .sampling import guided, sample
 from .schedule import GaussianSchedule
+from .trainkit import (MAX_BAD_STEPS, LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update,  # noqa: F401
+                       flatten_optimizer, latest_checkpoint, load_optimizer, prune)
 from .unet import UNet
 from .vocoder import build_vocoder
 
 CHECKPOINT_FORMAT = 1
-MAX_BAD_STEPS = 20  # consecutive non-finite losses before training stops
 PREVIEW_SEED = 1234
 
 
@@ -51,7 +51,8 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # CPU generator for data crops, timesteps and noise
     step: int = 0
-    bad_steps: int = 0  # non-finite losses skipped so far
+    bad_steps: int = 0  # steps skipped so far (non-finite loss or gradients)
+    bad_run: int = 0  # of those, how many in a row up to now (training stops at MAX_BAD_STEPS)
 
 
 def lr_at(step: int, config: Config) -> float:
@@ -68,15 +69,6 @@ def new_state(config: Config, device: torch.device) -> TrainState:
     return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed))
 
 
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:08d}.safetensors"
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
-    return found[-1] if found else None
-
-
 def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     tensors = {
         **checkpoint.join("model", state.model.state_dict()),
@@ -89,7 +81,7 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     opt_tensors, opt_groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
     meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": state.step,
-            "bad_steps": state.bad_steps, "optimizer_groups": opt_groups}
+            "bad_steps": state.bad_steps, "bad_run": state.bad_run, "optimizer_groups": opt_groups}
     path = checkpoint_path(run_dir, state.step)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.write(path, tensors, meta)
@@ -110,6 +102,7 @@ def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
+    state.bad_run = int(meta.get("bad_run", 0))
     return state
 
 
@@ -123,42 +116,14 @@ def check_same_model(stored: Config, wanted: Config, what: str) -> None:
         raise checkpoint.CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")
 
 
-def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str = "optim") -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """An optimizer's state as checkpoint tensors under `prefix.` and its param groups (JSON metadata)."""
-    sd = opt.state_dict()
-    tensors = {f"{prefix}.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
-    return tensors, sd["param_groups"]
-
-
-def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list, path: Path,
-                   prefix: str = "optim") -> None:
-    """The inverse of `flatten_optimizer`; CheckpointError naming `path` if the state does not fit."""
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, value in checkpoint.split(tensors, prefix).items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = value
-    try:
-        opt.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError) as e:
-        raise checkpoint.CheckpointError(f"{path}: optimizer state does not fit ({e})") from None
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-
 def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,
                y: Tensor | None = None, net: nn.Module | None = None, dist: Dist = Dist()) -> tuple[float, float]:
     """One optimizer step on clean log-mels x0 [B, 1, F, N] (class ids y [B] if conditional). Returns (loss, grad_norm).
 
     net: the module to call (DistributedDataParallel around state.model when distributed). x0 is the
     global batch; timesteps and noise are drawn for all of it, each rank trains on its share, in
-    config.train.grad_accum micro-batches. A non-finite loss on any rank skips the update on all
-    (counted in state.bad_steps), returning (nan, nan).
+    config.train.grad_accum micro-batches. A non-finite loss or gradient norm on any rank skips the update
+    on all (counted in state.bad_steps and state.bad_run), returning (nan, nan).
     """
     c, device = config.train, x0.device
     g = state.generator
@@ -176,19 +141,26 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
         with contextlib.nullcontext() if sync else net.no_sync():
             loss = _loss(net, schedule, config, *micro) / k
             if not all_true(bool(torch.isfinite(loss)), dist):
-                state.optimizer.zero_grad(set_to_none=True)
-                state.bad_steps += 1
-                return float("nan"), float("nan")
+                return _skip(state)
             loss.backward()
         total += float(loss.detach())
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip))
+    if not all_true(math.isfinite(grad_norm), dist):  # a finite loss can still give inf/nan gradients
+        return _skip(state)
+    state.bad_run = 0
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
     state.optimizer.step()
     state.step += 1
-    # EMA warm-up (as in many DDPM codebases): early averages do not drag in the random init.
-    ema_update(state.ema, state.model, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
-    return total, float(grad_norm)
+    ema_update(state.ema, state.model, ema_decay_at(state.step, c.ema_decay))
+    return total, grad_norm
+
+
+def _skip(state: TrainState) -> tuple[float, float]:
+    state.optimizer.zero_grad(set_to_none=True)
+    state.bad_steps += 1
+    state.bad_run += 1
+    return float("nan"), float("nan")
 
 
 def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, x0: Tensor, t: Tensor, noise: Tensor,
@@ -226,39 +198,6 @@ def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpe
                          + (f", label {names[i % len(names)]}" if names else ""))
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints of run_dir."""
-    found = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
-    for old in found[: max(0, len(found) - keep)]:
-        old.unlink(missing_ok=True)
-
-
-class LossLog:
-    """loss.csv, truncated to the resumed step so a resumed curve continues without duplicates."""
-
-    header = ["step", "loss", "lr", "grad_norm", "samples_per_s", "bad_steps"]
-
-    def __init__(self, path: Path, resume_step: int, header: list[str] | None = None) -> None:
-        self.path = path
-        self.header = header or self.header
-        rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if self._complete(r) and int(r["step"]) <= resume_step]
-        # A kill -9 can leave a half-written last line; rewriting keeps only complete rows, atomically.
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, self.header)
-            w.writeheader()
-            w.writerows(rows)
-
-    def _complete(self, row: dict) -> bool:
-        return None not in row and all(row.get(k) not in (None, "") for k in self.header) and row["step"].isdigit()
-
-    def append(self, **row: float) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.header).writerow(row)
-
-
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
           log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist()) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
@@ -292,7 +231,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         y = None if labels is None else _drop_labels(labels[files], config, state.generator).to(device)
         loss, grad_norm = train_step(state, config, schedule, x0, y, net, dist)
         if loss != loss:  # NaN: step skipped
-            _check_bad_steps(state, run_dir)
+            check_bad_run(state.bad_run, state.bad_steps, run_dir, state.step,
+                          "Try a lower learning rate or --precision fp32.")
             continue
         losses.append(loss)
         if loss_log and (state.step % c.log_every == 0 or state.step == c.steps):
@@ -328,11 +268,3 @@ def _drop_labels(y: Tensor, config: Config, generator: torch.Generator) -> Tenso
     """Replace a label_dropout share of class ids by the "no label" id, so the model also learns p(x)."""
     drop = torch.rand(y.shape, generator=generator) < config.train.label_dropout
     return y.masked_fill(drop, config.unet.num_classes)
-
-
-def _check_bad_steps(state: TrainState, run_dir: Path) -> None:
-    if state.bad_steps >= MAX_BAD_STEPS:
-        raise FloatingPointError(
-            f"{run_dir}: loss was NaN/inf {state.bad_steps} times (steps skipped); stopping at step {state.step}. "
-            "Try a lower learning rate or --precision fp32; the last checkpoint is intact."
-        )

@@ -30,12 +30,12 @@ from .data import WaveDataset
 from .device import autocast, describe_hardware
 from .mel import MelSpectrogram
 from .metrics import log_mel_distance, mr_stft_distance
-from .train import LossLog, checkpoint_path, ema_update, flatten_optimizer, latest_checkpoint, load_optimizer, prune
+from .trainkit import (LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update, flatten_optimizer,
+                       latest_checkpoint, load_optimizer, prune)
 from .vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 
 LOSS_SCALES = (0.5, 1.0, 2.0)  # loss STFT resolutions: the mel's n_fft and hop times these (512/128 .. 2048/512)
 ADV_RECON_WEIGHT = 45.0  # weight of the reconstruction loss next to the adversarial terms (HiFi-GAN's mel weight)
-MAX_BAD_STEPS = 20
 LOG_HEADER = ["step", "loss", "mel_l1", "mr_stft", "phase", "disc", "lr", "grad_norm", "audio_s_per_s"]
 
 
@@ -102,7 +102,8 @@ class VocoderState:
     disc: Discriminators | None = None
     disc_optimizer: torch.optim.Optimizer | None = None
     step: int = 0
-    bad_steps: int = 0
+    bad_steps: int = 0  # steps skipped so far (non-finite loss or gradients)
+    bad_run: int = 0  # of those, how many in a row up to now
     seconds: float = 0.0  # training wall time so far, over all resumed sessions
 
 
@@ -138,7 +139,8 @@ def save_state(state: VocoderState, config: VocoderConfig, out: Path) -> Path:
                "rng.data": state.generator.get_state(), "rng.torch": torch.get_rng_state()}
     opt_tensors, groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
-    meta = {"config": config.to_dict(), "step": state.step, "bad_steps": state.bad_steps, "seconds": state.seconds,
+    meta = {"config": config.to_dict(), "step": state.step, "bad_steps": state.bad_steps, "bad_run": state.bad_run,
+            "seconds": state.seconds,
             "optimizer_groups": groups}
     if state.disc is not None:
         tensors.update(checkpoint.join("disc", state.disc.state_dict()))
@@ -165,6 +167,7 @@ def load_state(path: Path, config: VocoderConfig, device: torch.device) -> Vocod
     state.generator.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
+    state.bad_run = int(meta.get("bad_run", 0))
     state.seconds = float(meta.get("seconds", 0.0))
     return state
 
@@ -213,7 +216,8 @@ def phase_derivative_loss(phase: Tensor, ref: Tensor) -> Tensor:
 
 def vocoder_step(state: VocoderState, config: VocoderConfig, mel: MelSpectrogram, wav: Tensor) -> dict[str, float]:
     """One optimizer step on real audio segments wav float [B, T] (T a multiple of hop_length). Returns the
-    logged figures; a non-finite loss skips the step (counted in state.bad_steps) and returns loss = nan."""
+    logged figures; a non-finite loss or gradient norm skips the step (counted in state.bad_steps and
+    state.bad_run) and returns loss = nan."""
     c, device = config.train, wav.device
     with torch.no_grad():
         logmel = mel(wav)
@@ -231,20 +235,29 @@ def vocoder_step(state: VocoderState, config: VocoderConfig, mel: MelSpectrogram
         with autocast(device, c.precision):
             real, fake = state.disc(wav), state.disc(est)
         loss = ADV_RECON_WEIGHT * loss + _generator_adv(real, fake)
-    if not torch.isfinite(loss):
-        state.bad_steps += 1
-        return {"loss": float("nan")}
     state.optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return _skip(state)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.net.parameters(), 10.0)
+    if not torch.isfinite(grad_norm):
+        return _skip(state)
+    state.bad_run = 0
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
     state.optimizer.step()
     state.step += 1
-    ema_update(state.ema, state.net, min(c.ema_decay, (1 + state.step) / (10 + state.step)))
+    ema_update(state.ema, state.net, ema_decay_at(state.step, c.ema_decay))
     return {"loss": float(loss.detach()), "mel_l1": float(mel_l1.detach()), "mr_stft": float(stft.detach()),
             "phase": float(phase_l.detach()), "disc": disc_loss,
             "grad_norm": float(grad_norm)}
+
+
+def _skip(state: VocoderState) -> dict[str, float]:
+    state.optimizer.zero_grad(set_to_none=True)
+    state.bad_steps += 1
+    state.bad_run += 1
+    return {"loss": float("nan")}
 
 
 def _discriminator_step(state: VocoderState, real: Tensor, fake: Tensor, config: VocoderConfig) -> float:
@@ -285,9 +298,7 @@ def train_vocoder(config: VocoderConfig, data: WaveDataset, out: Path, device: t
         wav = random_gain(data.segments(c.batch_size, length, state.generator), c.gain_db, state.generator)
         row = vocoder_step(state, config, mel, wav.to(device))
         if row["loss"] != row["loss"]:
-            if state.bad_steps >= MAX_BAD_STEPS:
-                raise FloatingPointError(f"{out}: vocoder loss was NaN/inf {state.bad_steps} times; stopping at "
-                                         f"step {state.step}. Try a lower --lr; the last checkpoint is intact.")
+            check_bad_run(state.bad_run, state.bad_steps, out, state.step, "Try a lower --lr.")
             continue
         rows.append(row)
         bar.update(1)

@@ -167,3 +167,15 @@ def test_a_run_names_its_default_vocoder(tmp_path, run, audio_dir):
     res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "-n", "1", "--steps", "2", "--no-progress",
                  "--vocoder", "griffinlim-1")
     assert res.exit_code == 0, res.output
+
+
+def test_out_of_range_flags_are_one_line_errors(tmp_path, audio_dir, run):
+    res = invoke("train", str(audio_dir), "--out", str(tmp_path / "r"), "--preset", "tiny", "--checkpoint-every", "0",
+                 "--device", "cpu", "--no-progress")
+    assert res.exit_code != 0
+    assert "Error: train.checkpoint_every = 0 is out of range: must be at least 1" in res.output
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "--eta", "1.5", "--no-progress")
+    assert res.exit_code == 2 and "--eta" in res.output and "1.5" in res.output
+    res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "-n", "0", "--no-progress")
+    assert res.exit_code == 2 and "-n" in res.output

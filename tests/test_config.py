@@ -34,3 +34,26 @@ def test_bad_toml_errors_name_file_and_key(tmp_path, text, match):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         preset("huge")
+
+
+@pytest.mark.parametrize("section,field,value,allowed", [
+    ("train", "keep_checkpoints", 0, "at least 1"), ("train", "checkpoint_every", 0, "at least 1"),
+    ("train", "log_every", 0, "at least 1"), ("train", "lr", -1e-3, "above 0"), ("train", "ema_decay", 1.0, "in [0, 1)"),
+    ("train", "label_dropout", 1.5, "in [0, 1)"), ("train", "steps", 0, "at least 1"), ("train", "grad_clip", 0.0, "above 0"),
+    ("train", "lr", float("nan"), "above 0"), ("mel", "hop_length", 0, "at least 1"), ("unet", "channel_mult", [1, 0], "at least 1"),
+    ("unet", "dropout", -0.1, "in [0, 1)"), ("diffusion", "num_steps", 0, "at least 1"), ("data", "crop_frames", 0, "at least 1"),
+])
+def test_numeric_fields_are_range_checked(section, field, value, allowed):
+    with pytest.raises(ValueError) as e:
+        Config.from_dict({section: {field: value}})
+    message = str(e.value)
+    assert message.startswith(f"{section}.{field} = ") and f"must be {allowed}" in message and "\n" not in message
+
+
+def test_vocoder_and_embedder_fields_are_range_checked():
+    from audiodiff.config import EmbedderConfig, VocoderConfig
+
+    with pytest.raises(ValueError, match=r"train.keep_checkpoints = 0 is out of range: must be at least 1"):
+        VocoderConfig.from_dict({"train": {"keep_checkpoints": 0}})
+    with pytest.raises(ValueError, match=r"embedder.temperature = 0 is out of range: must be above 0"):
+        EmbedderConfig(temperature=0)

@@ -66,3 +66,13 @@ def test_folder_errors(tmp_path, tiny_config):
     sf.write(bad / "b.wav", np.zeros(1000, dtype=np.float32), SR)
     with pytest.raises(ValueError, match=r"bad: none of the 2 audio files is usable \(.*a.wav: cannot read"):
         load_mels(bad, mel, 16, progress=False)
+
+
+def test_cache_is_rebuilt_when_the_preprocessing_changes(tmp_path, audio_dir, tiny_config, monkeypatch):
+    from audiodiff import data as data_module
+
+    mel = MelSpectrogram(tiny_config.mel)
+    load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)
+    assert load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)[1].from_cache
+    monkeypatch.setattr(data_module, "PREPROCESS_VERSION", data_module.PREPROCESS_VERSION + 1)
+    assert not load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)[1].from_cache

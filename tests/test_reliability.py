@@ -1,6 +1,7 @@
 """Issue 8: no lost work under crashes, bad data and bad checkpoints."""
 
 import errno
+import json
 import os
 import random
 import signal
@@ -114,7 +115,8 @@ def test_fuzz_checkpoint_loader(tmp_path, tiny_config, audio_dir):
     header_len = int.from_bytes(blob[:8], "little")
     rng = random.Random(0)
     target = tmp_path / "mutant.safetensors"
-    outcomes = {"loaded": 0, "refused": 0}
+    original = checkpoint.read(path)
+    outcomes = {"refused": 0, "same content": 0}
     for i in range(300):
         b = bytearray(blob)
         kind = i % 4
@@ -131,12 +133,60 @@ def test_fuzz_checkpoint_loader(tmp_path, tiny_config, audio_dir):
         target.write_bytes(bytes(b))
         try:
             SpectrogramDiffusion.load(target, device="cpu")
-            outcomes["loaded"] += 1
         except checkpoint.CheckpointError as e:
             assert str(e).startswith(str(target)), e
             outcomes["refused"] += 1
+            continue
+        # loaded: only a change that left every tensor and metadata entry as it was (e.g. a flip of the
+        # header's space padding to another space, or a "flip" to the same byte) may load
+        tensors, meta = checkpoint.read(target)
+        assert meta == original[1] and tensors.keys() == original[0].keys(), f"mutant {i} loaded changed content"
+        assert all(torch.equal(tensors[k], original[0][k]) for k in tensors), f"mutant {i} loaded changed tensors"
+        outcomes["same content"] += 1
     print(f"checkpoint fuzz: {outcomes}")
-    assert outcomes["refused"] >= 295  # a checksum over the tensors catches flips in the data too
+    assert outcomes["refused"] >= 290  # most mutations change the content; none that did was loaded
+
+
+def _rewrite_metadata(path: Path, target: Path, change) -> None:
+    """Copy a checkpoint with its metadata changed by change(meta), keeping the stored checksum."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    change(meta)
+    save_file(tensors, target, metadata=meta)
+
+
+def test_checksum_covers_the_metadata(tmp_path, tiny_config, audio_dir):
+    path = _small_checkpoint(tmp_path, tiny_config, audio_dir)
+    target = tmp_path / "changed.safetensors"
+
+    def other_rate(meta):
+        config = json.loads(meta["config"])
+        config["mel"]["sample_rate"] = 16000
+        meta["config"] = json.dumps(config)
+
+    _rewrite_metadata(path, target, other_rate)
+    with pytest.raises(checkpoint.CheckpointError, match="do not match the checksum"):
+        checkpoint.read(target)
+    _rewrite_metadata(path, target, lambda meta: meta.update(step="7"))
+    with pytest.raises(checkpoint.CheckpointError, match="do not match the checksum"):
+        checkpoint.read(target)
+
+
+def test_checkpoints_of_the_older_format_still_load(tmp_path, tiny_config, audio_dir):
+    """Files written before the checksum covered the metadata carry a digest of the tensors alone."""
+    path = _small_checkpoint(tmp_path, tiny_config, audio_dir)
+    tensors, _ = checkpoint.read(path)
+    old = tmp_path / "old.safetensors"
+
+    def legacy(meta):
+        del meta["checksum_covers"]
+        meta["sha256"] = json.dumps(checkpoint._digest(tensors, None))
+
+    _rewrite_metadata(path, old, legacy)
+    SpectrogramDiffusion.load(old, device="cpu")
 
 
 def test_disk_full_keeps_previous_checkpoint(tmp_path, tiny_config, audio_dir, monkeypatch):

@@ -150,3 +150,10 @@ def test_heun_karras():
     errors = [float((sample(smooth, sched, "heun", (1, 3, 4), [0], n, cpu) - ref).abs().max()) for n in (10, 50)]
     assert errors[1] < 0.05 and errors[1] < errors[0]
     assert get_sampler("heun") is heun
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.01])
+def test_ddim_refuses_eta_outside_0_1(eta):
+    sched = GaussianSchedule(torch.linspace(1e-4, 0.02, 50, dtype=torch.float64), "eps")
+    with pytest.raises(ValueError, match=r"eta = .* must be in \[0, 1\]"):
+        sample(lambda x, t: torch.zeros_like(x), sched, "ddim", (1, 2, 2), [0], 5, torch.device("cpu"), eta=eta)

@@ -165,3 +165,71 @@ def test_compiled_training_matches_eager(tmp_path, data, tiny_config):
     # the run's model config is untouched: a compiled run resumes without compiling, and vice versa
     assert latest_checkpoint(tmp_path / "b") is not None
     load_state(latest_checkpoint(tmp_path / "b"), cfg, torch.device("cpu"))
+
+
+def test_prune_never_deletes_the_newest_checkpoint(tmp_path):
+    from audiodiff.trainkit import checkpoint_path, checkpoints, prune
+
+    for step in (2, 4, 6):
+        checkpoint_path(tmp_path, step).parent.mkdir(exist_ok=True)
+        checkpoint_path(tmp_path, step).write_bytes(b"x")
+    prune(tmp_path, 0)
+    assert checkpoints(tmp_path) == [checkpoint_path(tmp_path, 6)]
+
+
+def test_loss_log_keeps_the_rows_a_resume_replaces(tmp_path):
+    from audiodiff.trainkit import LossLog
+
+    path = tmp_path / "loss.csv"
+    log = LossLog(path, 0)
+    for step in (1, 2, 3):
+        log.append(step=step, loss=0.5, lr=1e-3, grad_norm=1.0, samples_per_s=10, bad_steps=0)
+    with open(path, "a") as f:
+        f.write("4,0.4")  # torn by a crash
+    LossLog(path, 1)  # resumed from the step-1 checkpoint
+    assert [r.split(",")[0] for r in path.read_text().splitlines()] == ["step", "1"]
+    assert [r.split(",")[0] for r in (tmp_path / "loss.replaced.csv").read_text().splitlines()] == ["step", "2", "3"]
+
+
+def test_bad_steps_stop_training_only_when_consecutive(tmp_path, data, tiny_config, monkeypatch):
+    """19 non-finite batches, one good one, 19 more: training goes on; the rule is MAX_BAD_STEPS in a row."""
+    real_crops, calls = data.crops, []
+    bad = set(range(MAX_BAD_STEPS - 1)) | set(range(MAX_BAD_STEPS, 2 * MAX_BAD_STEPS - 1))
+
+    def crops(files, generator):
+        batch = real_crops(files, generator)
+        calls.append(1)
+        return torch.full_like(batch, float("nan")) if len(calls) - 1 in bad else batch
+
+    monkeypatch.setattr(data, "crops", crops)
+    state = train(tiny_config.replace("train", preview_count=0), data, tmp_path, torch.device("cpu"), progress=False)
+    assert state.step == 4 and state.bad_steps == 2 * (MAX_BAD_STEPS - 1) and state.bad_run == 0
+
+
+def test_non_finite_gradients_skip_the_step(tmp_path, data, tiny_config, monkeypatch):
+    """A finite loss whose gradients overflow must not reach the optimizer."""
+    from audiodiff import train as train_module
+
+    class InfGrad(torch.autograd.Function):  # identity forward, infinite gradient backward
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.full_like(grad, float("inf"))
+
+    real_loss, calls = train_module._loss, []
+
+    def loss_with_inf_grad(net, *args, **kw):
+        loss = real_loss(net, *args, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            loss = loss + InfGrad.apply(next(net.parameters())).sum() * 0  # finite value, infinite gradient
+            assert torch.isfinite(loss)
+        return loss
+
+    monkeypatch.setattr(train_module, "_loss", loss_with_inf_grad)
+    state = train(tiny_config.replace("train", preview_count=0), data, tmp_path, torch.device("cpu"), progress=False)
+    assert state.step == 4 and state.bad_steps == 1
+    assert all(torch.isfinite(p).all() for p in state.model.parameters())
