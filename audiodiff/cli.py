@@ -562,7 +562,7 @@ def _fmt_score(s: dict) -> str:
 @click.option("--reference", "ref_dir", required=True, type=click.Path(path_type=Path),
               help="Folder of real audio to compare with (e.g. held-out clips).")
 @click.option("--train", "train_dir", type=click.Path(path_type=Path),
-              help="The training folder: adds the real-vs-real floor (train vs reference) and a memorization check.")
+              help="The training folder: adds a memorization check (generated clips near training clips).")
 @click.option("--bootstrap", default=200, show_default=True, help="Bootstrap rounds for the 95% intervals.")
 @click.option("--seed", default=0, show_default=True, help="Seed for bootstrap and floor subsampling.")
 @click.option("--sample-rate", default=16000, show_default=True, help="Audio is resampled to this rate first.")
@@ -575,18 +575,22 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
     """Frechet and kernel distances of GEN_DIR's clips to real audio, in a weight-free embedding.
 
     The embedding is per-clip mean and std of each log-mel band and of 20 MFCCs (default mel
-    front end at --sample-rate). Lower is better; compare with the real-vs-real floor (--train).
+    front end at --sample-rate). Lower is better. The real-vs-real floor holds back a seeded share of
+    the reference clips (as many as GEN_DIR has, at most half) and scores them like the generated
+    ones against the rest: give --reference at least twice as many clips as GEN_DIR. Generated files
+    that cannot be scored (unreadable, shorter than one FFT window) are counted as failures.
     """
     import json
 
-    from .evaluate import evaluate_generated, folder_features
+    from .evaluate import evaluate_generated, folder_features, scored_features
     from .mel import MelSpectrogram
 
     mel = MelSpectrogram(MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2)))
-    gen, _ = folder_features(gen_dir, mel)
+    gen, _, failed = scored_features(gen_dir, mel)
     ref, _ = folder_features(ref_dir, mel)
     train_feats = folder_features(train_dir, mel)[0] if train_dir else None
     results = {"melstats": evaluate_generated(gen, ref, train_feats, rounds=bootstrap, seed=seed)}
+    results["melstats"]["failed_clips"] = [f"{path}: {reason}" for path, reason in failed]
     if embedder_dir:
         from .embedder import Embedder
         from .evaluate import evaluate_with_embedder
@@ -596,11 +600,17 @@ def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None,
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
+    if failed:
+        click.echo(f"FAILED: {len(failed)} of {len(failed) + len(gen)} generated files could not be scored "
+                   f"(first: {failed[0][0]}: {failed[0][1]})")
     for space, result in results.items():
-        click.echo(f"{space} embedding, reference {ref_dir} ({len(ref)} clips), 95% bootstrap intervals")
+        click.echo(f"{space} embedding, reference: {result['reference_clips']} of the {len(ref)} clips in {ref_dir}, "
+                   "95% bootstrap intervals")
         click.echo(_fmt_score(result["generated"]))
-        if "floor" in result:
-            click.echo(_fmt_score(result["floor"]) + "   <- real-vs-real floor")
+        click.echo(_fmt_score(result["floor"]) + "   <- real-vs-real floor (held-out clips not in the reference)")
+        for warning in result["warnings"]:
+            click.echo(f"warning: {warning}")
+        if "memorization" in result:
             m = result["memorization"]
             click.echo(f"memorization: median distance to nearest training clip {m['median_gen_to_train']:.2f} "
                        f"(reference clips: {m['median_ref_to_train']:.2f}); {100 * m['too_close']:.0f}% of generated "
@@ -668,7 +678,11 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 @evaluate.command("vocoder")
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Folder of real audio (e.g. held-out clips).")
-@click.option("--clips", type=click.IntRange(min=1), default=50, show_default=True, help="Use the first N files (sorted by path).")
+@click.option("--clips", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Score N files drawn at random (seeded), stratified by label when the folder has labels.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the file sample and of the vocoders' randomness.")
+@click.option("--label-column", help="Stratify the sample by this column of DATA's (or its parent's) metadata.csv "
+                                     "(default: first-level subfolders, if any).")
 @click.option("--vocoder", "vocoders", multiple=True, default=("griffinlim-32/pinv", "griffinlim", "pghi"),
               show_default=True, help="A trained vocoder's folder, or a spec NAME[-ITERS][/nnls|pinv]; repeat for "
                                       "several rows.")
@@ -678,8 +692,8 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DEVICE
 @_friendly
-def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], run_dir: Path | None, speech: bool,
-                         as_json: bool, device: str) -> None:
+def evaluate_vocoder_cmd(data_dir: Path, clips: int, seed: int, label_column: str | None, vocoders: tuple[str, ...],
+                         run_dir: Path | None, speech: bool, as_json: bool, device: str) -> None:
     """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF;
     for a trained vocoder also how long it trained, on what hardware."""
     import json
@@ -693,20 +707,22 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], 
 
     mel_config = _mel_config(run_dir, vocoders)
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
-    files = vocoder_files(data_dir, clips)
+    files, how = vocoder_files(data_dir, clips, seed, label_column)
     built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work
-    rows = {describe(v): evaluate_vocoder(files, mel, v, speech=speech) for v in built}
+    rows = {describe(v): {**evaluate_vocoder(files, mel, v, seed=seed, speech=speech), "sample": how} for v in built}
     for v in built:
         if getattr(v, "record", None):
             rows[describe(v)]["training"] = v.record  # how long it trained, on what
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'vocoder':20} {'clips':>5} {'LSD dB':>7} {'mel L1':>7} {'MR-STFT':>8} {'SNR dB':>7} {'RTF':>7}"
-               + (f" {'PESQ-wb':>7} {'STOI':>6}" if speech else ""))
+    click.echo(f"clips: {how}")
+    click.echo(f"{'vocoder':20} {'clips':>5} {'LSD dB':>7} {'logmel L1':>9} {'MR-STFT':>8} {'STFT-u':>7} {'SNR dB':>7} "
+               f"{'RTF':>7}" + (f" {'PESQ-wb':>7} {'STOI':>6}" if speech else ""))
     for name, r in rows.items():
-        click.echo(f"{name:20} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:7.3f} {r['mr_stft']:8.3f} "
-                   f"{r['snr_db']:7.1f} {r['rtf']:7.4f}" + (f" {r['pesq_wb']:7.2f} {r['stoi']:6.3f}" if speech else ""))
+        click.echo(f"{name:20} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:9.3f} {r['mr_stft']:8.3f} "
+                   f"{r['stft_unseen']:7.3f} {r['snr_db']:7.1f} {r['rtf']:7.4f}"
+                   + (f" {r['pesq_wb']:7.2f} {r['stoi']:6.3f}" if speech else ""))
     if speech:
         r = next(iter(rows.values()))
         click.echo(f"PESQ-wb defined on {r['pesq_wb_clips']}, STOI on {r['stoi_clips']} of {r['clips']} clips "
@@ -716,5 +732,8 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, vocoders: tuple[str, ...], 
             t = r["training"]
             click.echo(f"{name}: trained {t.get('step', '?')} steps in {t.get('seconds', 0) / 60:.1f} min "
                        f"on {t.get('hardware', 'unknown hardware')}")
+    click.echo("logmel L1: L1 of ln sqrt(power mel) (not HiFi-GAN's magnitude-mel L1); MR-STFT at 512/128, 2048/512 "
+               "and 256/64 (the first two are also the trained vocoder's loss resolutions); STFT-u: the same distance "
+               "at 1536/384, a resolution no vocoder trained on")
     click.echo(f"RTF: seconds of computing per second of audio on {mel.filterbank.device} (this machine, "
                f"{torch.get_num_threads()} threads; other load on the machine inflates it)")

@@ -8,9 +8,10 @@ reference set's per-dimension mean and std, so every dimension counts on the sam
 Generator figures (generated set G vs reference set R of real audio):
     FD   Frechet distance between Gaussians fitted to the two sets (Heusel et al. 2017)
     KID  unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3 (Binkowski et al. 2018)
-with bootstrap 95% intervals (+- 1.96 bootstrap sd), and the real-vs-real floor (training clips vs R, same
-count as G) when a training folder is given, plus a memorization check (nearest-training-clip
-distances of G compared with those of R).
+with bootstrap 95% intervals (+- 1.96 bootstrap sd), and the real-vs-real floor: a seeded share of R,
+as many clips as G, held back and scored like G against the rest of R (no part of the evaluation was
+fitted on it). With a training folder, a memorization check too (nearest-training-clip distances of
+G compared with those of R).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .audio import load
 from .data import file_labels, find_audio_files, load_mels
 from .embedder import Embedder, inception_score, modified_inception_score
 from .mel import MelSpectrogram
-from .metrics import log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
+from .metrics import UNSEEN_STFT_RESOLUTION, log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
 from .pipeline import reconstruct
 from .vocoder import Vocoder
 
@@ -45,9 +46,17 @@ def clip_features(logmel: np.ndarray) -> np.ndarray:
 
 def folder_features(folder: str | Path, mel: MelSpectrogram, progress: bool = False) -> tuple[np.ndarray, list[str]]:
     """melstats of every readable audio file under folder (silent files included): ([N, D], names)."""
-    data, _ = load_mels(folder, mel, crop_frames=1, progress=progress, skip_silent=False)
+    feats, names, _ = scored_features(folder, mel, progress)
+    return feats, names
+
+
+def scored_features(folder: str | Path, mel: MelSpectrogram, progress: bool = False
+                    ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """`folder_features` plus the audio files that could not be scored, as (path, reason): unreadable,
+    corrupt, NaN samples or shorter than one FFT window. For a generated set these are failures."""
+    data, report = load_mels(folder, mel, crop_frames=1, progress=progress, skip_silent=False)
     feats = [clip_features(data.file_mel(i).numpy()) for i in range(len(data))]
-    return np.stack(feats), data.files
+    return np.stack(feats), data.files, [(str(p), r) for p, r in report.skipped]
 
 
 def standardize(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -114,18 +123,41 @@ def score_sets(name: str, gen: np.ndarray, ref: np.ndarray, rounds: int, seed: i
                     kernel_distance(gen, ref), bootstrap_interval(kernel_distance, gen, ref, rounds, seed))
 
 
+def split_reference(n_ref: int, n_gen: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint split of n_ref reference clips: (indices that stay the reference, indices of the floor set).
+
+    The floor set gets min(n_gen, n_ref // 2) clips, so the real-vs-real floor is measured at the
+    generated set's count when the reference folder holds at least twice as many clips.
+    """
+    order = np.random.default_rng(seed).permutation(n_ref)
+    k = min(n_gen, n_ref // 2)
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
 def evaluate_generated(gen: np.ndarray, ref: np.ndarray, train: np.ndarray | None = None, rounds: int = 200,
                        seed: int = 0) -> dict:
-    """FD/KID of generated vs reference features (raw melstats), the real-vs-real floor, memorization."""
-    if len(gen) < 2 or len(ref) < 2:
-        raise ValueError(f"need at least 2 clips per set, got {len(gen)} generated and {len(ref)} reference")
-    ref_s, gen_s, *rest = standardize(ref, gen, *([train] if train is not None else []))
-    result: dict = {"generated": score_sets("generated", gen_s, ref_s, rounds, seed).__dict__}
+    """FD/KID of generated vs reference features, the real-vs-real floor, and (with train) memorization.
+
+    The floor is fair: a seeded share of the reference clips (as many as there are generated clips, at
+    most half) is held back and scored exactly like the generated set against the rest, which is then
+    the reference for both. No clip of the floor set was used to fit anything: not the embedder (trained
+    on training clips) and not the standardization (fitted on the remaining reference clips). When the
+    floor set is smaller than the generated set, result["warnings"] says so (FD is biased upward at
+    smaller counts, so such a floor flatters the generator).
+    """
+    if len(gen) < 2 or len(ref) < 4:
+        raise ValueError(f"need at least 2 generated and 4 reference clips, got {len(gen)} and {len(ref)}")
+    keep, held = split_reference(len(ref), len(gen), seed)
+    ref_s, gen_s, floor_s, *rest = standardize(ref[keep], gen, ref[held], *([train] if train is not None else []))
+    result: dict = {"generated": score_sets("generated", gen_s, ref_s, rounds, seed).__dict__,
+                    "floor": score_sets("held-out (real)", floor_s, ref_s, rounds, seed).__dict__,
+                    "reference_clips": len(keep), "warnings": []}
+    if len(held) < len(gen):
+        result["warnings"].append(
+            f"the floor uses {len(held)} real clips against {len(gen)} generated: give the reference folder at "
+            f"least {2 * len(gen)} clips for a floor at the same count")
     if rest:
-        train_s = rest[0]
-        pick = np.random.default_rng(seed).choice(len(train_s), size=min(len(gen_s), len(train_s)), replace=False)
-        result["floor"] = score_sets("train (real)", train_s[pick], ref_s, rounds, seed).__dict__
-        result["memorization"] = memorization(gen_s, ref_s, train_s)
+        result["memorization"] = memorization(gen_s, ref_s, rest[0])
     return result
 
 
@@ -155,11 +187,13 @@ def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, s
         est, _ = reconstruct(wav, mel, vocoder, seed=seed + i)
         elapsed += time.perf_counter() - t0
         seconds += len(wav) / mel.config.sample_rate
-        rows.append((log_spectral_distance(wav, est), mel_l1(wav, est, mel_cpu), mr_stft(wav, est), snr_db(wav, est)))
+        rows.append((log_spectral_distance(wav, est), mel_l1(wav, est, mel_cpu), mr_stft(wav, est),
+                     mr_stft(wav, est, UNSEEN_STFT_RESOLUTION), snr_db(wav, est)))
         if speech:
             extra.append(speech_scores(wav, est, mel.config.sample_rate))
-    lsd, l1, mr, snr = (float(np.mean(c)) for c in zip(*rows))
-    result = {"clips": len(files), "lsd_db": lsd, "mel_l1": l1, "mr_stft": mr, "snr_db": snr, "rtf": elapsed / seconds}
+    lsd, l1, mr, unseen, snr = (float(np.mean(c)) for c in zip(*rows))
+    result = {"clips": len(files), "lsd_db": lsd, "mel_l1": l1, "mr_stft": mr, "stft_unseen": unseen, "snr_db": snr,
+              "rtf": elapsed / seconds}
     for key in ("pesq_wb", "stoi") if speech else ():
         defined = [e[key] for e in extra if e[key] == e[key]]
         result[key] = float(np.mean(defined)) if defined else float("nan")
@@ -167,11 +201,31 @@ def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, s
     return result
 
 
-def vocoder_files(data: str | Path, clips: int) -> list[Path]:
-    files = find_audio_files(Path(data))[:clips]
+def vocoder_files(data: str | Path, clips: int, seed: int = 0, label_column: str | None = None
+                  ) -> tuple[list[Path], str]:
+    """A seeded random sample of `clips` audio files under `data`, and a line saying how it was drawn.
+
+    Stratified when the folder has labels (first-level subfolders, or `label_column` of its metadata.csv):
+    each label's files are shuffled and labels take turns, so every label is represented as evenly as
+    the count allows (not the first files by name, which on a sorted folder are one label's).
+    """
+    data = Path(data)
+    files = find_audio_files(data)
     if not files:
         raise ValueError(f"{data}: no audio files found")
-    return files
+    rng = np.random.default_rng(seed)
+    labelled = file_labels(data, [str(f.relative_to(data)) for f in files], label_column)
+    groups = [[files[i] for i in rng.permutation(len(files))]]
+    if labelled is not None:
+        names, idx = labelled
+        groups = [[files[i] for i in rng.permutation(np.flatnonzero(idx.numpy() == k))] for k in range(len(names))]
+    turns = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+    picked = sorted(turns[:clips])
+    how = f"{len(picked)} of {len(files)} files in {data}, drawn at random with seed {seed}"
+    if labelled is not None:
+        counts = {name: sum(f in set(picked) for f in g) for name, g in zip(labelled[0], groups)}
+        how += ", stratified by label: " + ", ".join(f"{k} {n}" for k, n in counts.items())
+    return picked, how
 
 
 def embedder_features(folder: str | Path, embedder: Embedder, progress: bool = False

@@ -13,8 +13,11 @@ from torch import Tensor
 
 from .mel import MelSpectrogram
 
-# (n_fft, hop_length): resolutions away from the 1024/256 training mel, as in Yamamoto et al. 2020.
+# (n_fft, hop_length) of the MR-STFT score, as in Yamamoto et al. 2020. For the default 1024/256 mel, the
+# first two are also resolutions of the trained vocoder's own loss (vocoder_train.LOSS_SCALES), so that
+# vocoder is scored partly on what it was fitted to; UNSEEN_STFT_RESOLUTION is none of its loss resolutions.
 MR_STFT_RESOLUTIONS = ((512, 128), (2048, 512), (256, 64))
+UNSEEN_STFT_RESOLUTION = ((1536, 384),)
 _EPS = 1e-5
 
 
@@ -25,8 +28,10 @@ def _pair(ref: Tensor, est: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def log_mel_distance(ref: Tensor, est: Tensor, mel: MelSpectrogram) -> Tensor:
-    """Mean |ln M_ref - ln M_est| of the magnitude mel (clamped at 1e-5), as in HiFi-GAN / Vocos; float
-    waveforms [B, T] -> scalar tensor (differentiable: the trained vocoder's loss)."""
+    """Mean |ln sqrt(P_ref) - ln sqrt(P_est)| where P is the power mel (mel filterbank on |STFT|^2), sqrt(P)
+    clamped at 1e-5: half the L1 distance of natural-log power mels. Not HiFi-GAN's / Vocos' mel L1, which
+    applies the filterbank to |STFT| (a magnitude mel); the two differ, so the figures are not comparable
+    with theirs. float waveforms [B, T] -> scalar tensor (differentiable: the trained vocoder's loss)."""
     a = mel.power_mel(ref).clamp_min(_EPS**2).sqrt().log()
     b = mel.power_mel(est).clamp_min(_EPS**2).sqrt().log()
     return (a - b).abs().mean()
@@ -48,12 +53,13 @@ def mr_stft_distance(ref: Tensor, est: Tensor, resolutions: tuple[tuple[int, int
 
 
 def mel_l1(ref: Tensor, est: Tensor, mel: MelSpectrogram) -> float:
-    """Mean |ln M_ref - ln M_est| of the magnitude mel (clamped at 1e-5), as in HiFi-GAN / Vocos."""
+    """`log_mel_distance` as a float: L1 of ln sqrt(power mel), half the L1 of natural-log power mels."""
     return float(log_mel_distance(*_pair(ref, est), mel))
 
 
 def mr_stft(ref: Tensor, est: Tensor, resolutions: tuple[tuple[int, int], ...] = MR_STFT_RESOLUTIONS) -> float:
-    """Multi-resolution STFT distance: mean over resolutions of spectral convergence + mean |ln S_ref - ln S_est|."""
+    """Multi-resolution STFT distance: mean over resolutions of spectral convergence + mean |ln S_ref - ln S_est|.
+    With UNSEEN_STFT_RESOLUTION it is the same distance at one resolution no trained vocoder's loss uses."""
     return float(mr_stft_distance(*_pair(ref, est), resolutions))
 
 
@@ -90,8 +96,10 @@ def speech_scores(ref: Tensor, est: Tensor, sample_rate: int) -> dict[str, float
         value = float(stoi(a, b, sample_rate, extended=False))
     out = {"stoi": value if value > 1e-5 else float("nan"), "pesq_wb": float("nan")}
     if sample_rate == 16000:
+        from pesq import BufferTooShortError, NoUtterancesError
+
         try:
             out["pesq_wb"] = float(pesq(16000, a, b, "wb"))
-        except Exception:  # pesq raises its own error types for clips without speech
-            pass
+        except (NoUtterancesError, BufferTooShortError):  # undefined for this clip: no speech, or too short
+            pass  # any other error (bad input, out of memory) propagates
     return out

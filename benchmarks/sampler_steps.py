@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from audiodiff.evaluate import clip_features, folder_features, score_sets, standardize
+from audiodiff.evaluate import clip_features, folder_features, score_sets, split_reference, standardize
 from audiodiff.pipeline import SpectrogramDiffusion
 from audiodiff.sampling import sample
 
@@ -29,18 +29,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--reference", required=True)
-    ap.add_argument("--train", required=True)
     ap.add_argument("-n", type=int, default=48)
     ap.add_argument("--plan", nargs="+", default=["ddpm:50,200,1000", "ddim:5,10,20,50", "dpmpp-2m:5,10,20,50"])
     ap.add_argument("--bootstrap", type=int, default=200)
     args = ap.parse_args()
     pipe = SpectrogramDiffusion.load(args.run, device="cpu")
-    ref, _ = folder_features(args.reference, pipe.mel.cpu())
-    train, _ = folder_features(args.train, pipe.mel.cpu())
-    pick = np.random.default_rng(0).choice(len(train), size=min(args.n, len(train)), replace=False)
-    ref_s, train_s = standardize(ref, train[pick])
-    floor = score_sets("floor", train_s, ref_s, args.bootstrap, 0)
-    print(f"# run {args.run} (step {pipe.step}), {args.n} clips per row, reference {args.reference} ({len(ref)} clips)")
+    everything, _ = folder_features(args.reference, pipe.mel.cpu())
+    keep, held = split_reference(len(everything), args.n)  # the fair floor: held-out clips not in the reference
+    ref = everything[keep]
+    ref_s, floor_s = standardize(ref, everything[held])
+    floor = score_sets("floor", floor_s, ref_s, args.bootstrap, 0)
+    print(f"# run {args.run} (step {pipe.step}), {args.n} clips per row, reference {len(ref)} of the "
+          f"{len(everything)} clips in {args.reference}; floor: the other {len(held)}")
     print(f"{'sampler':9} {'steps':>5} {'FD':>7} {'FD 95%':>17} {'KID':>7} {'KID 95%':>17} {'s/audio s':>9}")
     print(f"{'real':9} {'-':>5} {floor.fd:7.2f} [{floor.fd_ci[0]:7.2f}, {floor.fd_ci[1]:7.2f}] {floor.kid:7.3f} "
           f"[{floor.kid_ci[0]:7.3f}, {floor.kid_ci[1]:7.3f}] {'-':>9}")

@@ -44,7 +44,8 @@ step "embedder (classifier on $LABELS) for the evaluation"
   --label-column "$LABELS" --heldout "$DATA/heldout" --no-progress 2>&1 | tee "$OUT/logs/embedder.log"
 
 # DPM-Solver++(2M) at 10 steps (issue 4's answer) with each vocoder; DDIM-50 with the trained vocoder.
-# The first row also computes the real-vs-real floor and the memorization check (--train).
+# Every row carries the real-vs-real floor (held-out clips held back from the reference, as many as the
+# generated set); the first row also runs the memorization check (--train).
 FLOOR=(--train "$DATA/train")
 for row in "dpmpp-2m 10 griffinlim" "dpmpp-2m 10 pghi" "dpmpp-2m 10 $VOC" "ddim 50 $VOC"; do
   set -- $row

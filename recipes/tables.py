@@ -40,14 +40,17 @@ def ci(s: dict, key: str, digits: int) -> str:
 def vocoder_table(out: Path) -> list[str]:
     rows = json.loads((out / "vocoders.json").read_text())
     speech = "pesq_wb" in next(iter(rows.values()))
-    lines = ["| vocoder | LSD dB | mel L1 | MR-STFT | SNR dB | CPU RTF |" + (" PESQ-wb | STOI |" if speech else ""),
-             "|---|---|---|---|---|---|" + ("---|---|" if speech else "")]
+    lines = ["| vocoder | LSD dB | logmel L1 | MR-STFT | STFT-u | SNR dB | CPU RTF |" + (" PESQ-wb | STOI |" if speech else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|" if speech else "")]
     for name, r in rows.items():
         label = "trained (Vocos-style)" if "/" in name and not name.startswith(("griffinlim", "pghi")) else name
-        lines.append(f"| {label} | {r['lsd_db']:.2f} | {r['mel_l1']:.3f} | {r['mr_stft']:.3f} | {r['snr_db']:.1f} | "
+        lines.append(f"| {label} | {r['lsd_db']:.2f} | {r['mel_l1']:.3f} | {r['mr_stft']:.3f} | "
+                     f"{r.get('stft_unseen', float('nan')):.3f} | {r['snr_db']:.1f} | "
                      f"{r['rtf']:.4f} |" + (f" {r['pesq_wb']:.2f} | {r['stoi']:.3f} |" if speech else ""))
-    clips = next(iter(rows.values()))["clips"]
-    return [f"Round trips of {clips} held-out clips (mel -> vocoder -> audio vs the original):", ""] + lines
+    first = next(iter(rows.values()))
+    how = first.get("sample", f"{first['clips']} held-out clips")
+    return [f"Round trips of {how} (mel -> vocoder -> audio vs the original). logmel L1: L1 of ln sqrt(power mel); "
+            "MR-STFT includes two of the trained vocoder's loss resolutions, STFT-u (1536/384) none:", ""] + lines
 
 
 def generated_table(out: Path) -> tuple[list[str], list[str]]:
@@ -64,13 +67,13 @@ def generated_table(out: Path) -> tuple[list[str], list[str]]:
         voc = voc if voc in ("griffinlim", "pghi") else "trained"
         lines.append(f"| {sampler} | {steps} | {voc} | {m['generated']['clips']} | {ci(m['generated'], 'fd', 1)} | "
                      f"{ci(m['generated'], 'kid', 3)} | {ci(e['generated'], 'fd', 1)} | {g.get('is', float('nan')):.2f} | {acc} |")
-        floor = floor or (r if "floor" in r["melstats"] else None)
+        floor = floor or r
         if "per_label" in g:
             per_label.append((f"{sampler}-{steps}, {voc}", g["per_label"]))
     if floor:
         m, e = floor["melstats"], floor["embedder"]
         ref_is = e.get("reference_classes", {}).get("is", float("nan"))
-        lines.append(f"| real training clips (floor) | - | - | {m['floor']['clips']} | {ci(m['floor'], 'fd', 1)} | "
+        lines.append(f"| held-out clips not in the reference (floor) | - | - | {m['floor']['clips']} | {ci(m['floor'], 'fd', 1)} | "
                      f"{ci(m['floor'], 'kid', 3)} | {ci(e['floor'], 'fd', 1)} | {ref_is:.2f} (held-out) | - |")
     label_lines = []
     if per_label:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from audiodiff.cli import main
 from audiodiff.config import MelConfig
 from audiodiff.evaluate import (bootstrap_interval, clip_features, evaluate_generated, folder_features,
-                                frechet_distance, kernel_distance, memorization)
+                                frechet_distance, kernel_distance, memorization, split_reference, vocoder_files)
 from audiodiff.mel import MelSpectrogram
 from audiodiff.metrics import log_spectral_distance
 
@@ -43,10 +43,52 @@ def test_kernel_distance_unbiased_and_growing_with_shift():
     assert same < shifted[0] < shifted[1] < shifted[2]
 
 
-def test_bootstrap_interval_brackets_the_estimate():
-    a, b = gaussian(100, 4, seed=8), gaussian(100, 4, shift=1.0, seed=9)
-    lo, hi = bootstrap_interval(frechet_distance, a, b, rounds=100)
-    assert lo < frechet_distance(a, b) < hi
+def test_bootstrap_interval_covers_the_true_value():
+    """Known answer: two 2-D unit Gaussians whose means differ by 1 along one axis have FD = 1. Over 60
+    independent draws of both sets, the 95% interval must contain 1 about 95% of the time, and its
+    half-width must match the estimator's actual spread (1.96 sd over the draws)."""
+    hits, halves, estimates = 0, [], []
+    for trial in range(60):
+        a, b = gaussian(150, 2, seed=1000 + trial), gaussian(150, 2, shift=1.0 / 2**0.5, seed=2000 + trial)
+        lo, hi = bootstrap_interval(frechet_distance, a, b, rounds=60, seed=trial)
+        hits += lo <= 1.0 <= hi
+        halves.append((hi - lo) / 2)
+        estimates.append(frechet_distance(a, b))
+    assert 0.85 <= hits / 60 <= 1.0
+    assert 0.7 < np.mean(halves) / (1.96 * np.std(estimates)) < 1.4
+
+
+def test_kernel_distance_closed_form():
+    """k(x, y) = (x y + 1)^3 in 1-D on a = {0, 1}, b = {2, 3}: within-a 1, within-b 343, across mean 93/4."""
+    a, b = np.array([[0.0], [1.0]]), np.array([[2.0], [3.0]])
+    assert kernel_distance(a, b) == pytest.approx(1 + 343 - 2 * 93 / 4)
+
+
+def test_floor_is_held_out_and_at_the_generated_count():
+    ref, gen = gaussian(100, 3, seed=20), gaussian(30, 3, seed=21)
+    out = evaluate_generated(gen, ref, rounds=5)
+    assert out["floor"]["clips"] == 30 and out["reference_clips"] == 70 and not out["warnings"]
+    keep, held = split_reference(100, 30)
+    assert not set(keep) & set(held) and len(set(keep) | set(held)) == 100
+    small = evaluate_generated(gaussian(60, 3, seed=22), ref, rounds=5)
+    assert small["floor"]["clips"] == 50 and "give the reference folder at least 120 clips" in small["warnings"][0]
+
+
+def test_floor_of_a_real_set_is_near_the_generated_score_of_more_real_clips():
+    """The held-back floor and another real set from the same distribution score alike (neither is fitted on)."""
+    ref, real = gaussian(400, 3, seed=30), gaussian(200, 3, seed=31)
+    out = evaluate_generated(real, ref, rounds=5)
+    assert abs(out["generated"]["fd"] - out["floor"]["fd"]) < 0.1
+
+
+def test_vocoder_files_are_a_seeded_stratified_sample(tmp_path):
+    for label, n in (("a", 10), ("b", 10), ("c", 4)):
+        _tone_folder(tmp_path / "set" / label, ord(label), n=n)
+    files, how = vocoder_files(tmp_path / "set", 9, seed=1)
+    assert [f.parent.name for f in files].count("c") == 3 and len(files) == 9
+    assert "stratified by label: a 3, b 3, c 3" in how and "seed 1" in how
+    assert vocoder_files(tmp_path / "set", 9, seed=1)[0] == files
+    assert vocoder_files(tmp_path / "set", 9, seed=2)[0] != files
 
 
 def test_memorization_flags_copies():
@@ -109,10 +151,17 @@ def test_cli_evaluate_generated_and_vocoder(tmp_path):
                                     "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)["melstats"]
-    assert out["generated"]["clips"] == 12 and out["floor"]["clips"] == 12 and "too_close" in out["memorization"]
+    assert out["generated"]["clips"] == 12 and out["floor"]["clips"] == 6 and "too_close" in out["memorization"]
+    assert out["reference_clips"] == 6 and "at least 24 clips" in out["warnings"][0] and out["failed_clips"] == []
+    (tmp_path / "gen" / "broken.wav").write_bytes(b"RIFF not really")
+    sf.write(tmp_path / "gen" / "short.wav", np.zeros(10, dtype=np.float32), SR)
+    res = CliRunner().invoke(main, ["evaluate", "generated", str(tmp_path / "gen"), "--reference", str(tmp_path / "ref"),
+                                    "--bootstrap", "10", "--sample-rate", str(SR)])
+    assert res.exit_code == 0 and "FAILED: 2 of 14 generated files could not be scored" in res.output
     res = CliRunner().invoke(main, ["evaluate", "vocoder", "--data", str(tmp_path / "ref"), "--clips", "3",
                                     "--vocoder", "griffinlim-0/pinv", "--vocoder", "pghi-8"])
     assert res.exit_code == 0, res.output
+    assert "clips: 3 of 12 files" in res.output and "drawn at random with seed 0" in res.output
     assert "griffinlim-0/pinv" in res.output and "pghi-8/nnls" in res.output
     res = CliRunner().invoke(main, ["evaluate", "vocoder", "--data", str(tmp_path / "ref"), "--vocoder", "vocos"])
     assert res.exit_code == 1 and "unknown vocoder 'vocos'" in res.output
