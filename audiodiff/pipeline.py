@@ -107,7 +107,10 @@ class SpectrogramDiffusion:
                  seconds: float | None = None, batch_size: int = 8, progress: bool = False,
                  label: str | None = None, guidance: float = 0.0, loop: bool = False,
                  **sampler_options: float | bool) -> Generated:
-        """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on batch_size.
+        """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on n or batch_size,
+        up to float rounding: the same clip computed in a batch of another size can differ in its last bits
+        (convolution kernels block the work differently per batch size); with the same n and batch_size
+        it is bit-identical.
 
         label: a class name of a conditional run (None: unconditional); guidance: classifier-free
         guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional).

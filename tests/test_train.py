@@ -97,6 +97,9 @@ def test_pipeline_rebuilds_from_checkpoint_alone(tmp_path, data, tiny_config):
     torch.testing.assert_close(again.logmel, out.logmel, atol=1e-4, rtol=0)
     same_batch = pipe.generate(3, steps=4, seed=7, seconds=0.3, batch_size=2)
     assert torch.equal(same_batch.audio, out.audio)
+    more = pipe.generate(5, steps=4, seed=7, seconds=0.3, batch_size=8)  # -n 5: clips 0-2 in a batch of 5, not 2 + 1
+    torch.testing.assert_close(more.logmel[:3], out.logmel, atol=1e-4, rtol=0)
+    assert not torch.allclose(more.logmel[3], more.logmel[4])
 
 
 def test_loss_decreases(tmp_path, data, tiny_config):
