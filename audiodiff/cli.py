@@ -99,7 +99,8 @@ def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str 
 @click.option("--grad-accum", type=int, help="Split each batch into this many micro-batches (less memory, same result).")
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, help="Seed for init, data order, timesteps and noise.")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
+@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32"]),
+              help="bf16 autocast (default; fp16 on GPUs without bf16), fp16 autocast with loss scaling, or fp32.")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the training step: the first steps take a minute or more to compile; "
                    "see benchmarks/README.md for what it gains.")

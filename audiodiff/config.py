@@ -142,7 +142,7 @@ class TrainConfig:
     label_dropout: float = 0.1  # conditional runs: share of examples trained as "no label" (for CFG)
     min_snr_gamma: float = 0.0  # > 0: min-SNR-gamma loss weighting (Hang et al. 2023; 5 is typical); 0: plain MSE
     ema_decay: float = 0.999
-    precision: str = "bf16"  # "bf16" autocast (fp32 master weights) or "fp32"
+    precision: str = "bf16"  # "bf16" or "fp16" autocast (fp32 master weights; fp16 with loss scaling) or "fp32"
     compile: bool = False  # torch.compile the training forward/backward (slow first steps; not part of the model)
     seed: int = 0
     log_every: int = 10
@@ -152,8 +152,8 @@ class TrainConfig:
     preview_steps: int = 25  # DDIM steps for those clips
 
     def __post_init__(self) -> None:
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"train: unknown precision {self.precision!r} (bf16, fp32)")
+        if self.precision not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"train: unknown precision {self.precision!r} (bf16, fp16, fp32)")
         check_ranges("train", self, {
             "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0",
             "weight_decay": ">=0", "grad_clip": ">0", "label_dropout": "[0,1)", "min_snr_gamma": ">=0",

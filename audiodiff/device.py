@@ -29,10 +29,33 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast (weights stay fp32) when precision == "bf16", else a no-op."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """bf16 or fp16 autocast (weights stay fp32) for precision "bf16" / "fp16", a no-op for "fp32"."""
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """The precision training runs in: the asked one, except bf16 on a CUDA GPU without bf16 support (before
+    Ampere), which runs fp16 with loss scaling instead. A run-time choice, not part of the model."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp16"
+    return precision
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Dynamic loss scaling for fp16, whose 5-bit exponent flushes small gradients to zero; for bf16 and fp32
+    a disabled scaler, whose scale/unscale_/step/update calls are plain pass-throughs."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def configure_for_training(device: torch.device) -> None:
+    """Process-wide CUDA settings for training (set by `train`, not at import): TF32 for float32 matmuls on
+    Ampere and newer (cuDNN convolutions allow TF32 by default already), and cuDNN autotuning, since every
+    training batch has the same shape. No effect on CPU or MPS."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.benchmark = True
 
 
 def adamw(params: Iterable[torch.nn.Parameter], device: torch.device, **kwargs: Any) -> torch.optim.AdamW:

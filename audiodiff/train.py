@@ -27,7 +27,7 @@ from . import checkpoint
 from .audio import save
 from .config import Config
 from .data import MelDataset
-from .device import adamw, autocast
+from .device import adamw, autocast, configure_for_training, grad_scaler, resolve_precision
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
@@ -50,6 +50,8 @@ class TrainState:
     ema: UNet
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # CPU generator for data crops, timesteps and noise
+    precision: str  # what the step runs in: config.train.precision, or fp16 where a GPU lacks bf16
+    scaler: torch.amp.GradScaler  # loss scaling for fp16; disabled otherwise
     step: int = 0
     bad_steps: int = 0  # steps skipped so far (non-finite loss or gradients)
     bad_run: int = 0  # of those, how many in a row up to now (training stops at MAX_BAD_STEPS)
@@ -66,7 +68,9 @@ def new_state(config: Config, device: torch.device) -> TrainState:
     model = UNet(config.unet).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = adamw(model.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
-    return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed))
+    precision = resolve_precision(device, config.train.precision)
+    return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed), precision,
+                      grad_scaler(device, precision))
 
 
 def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
@@ -81,7 +85,8 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     opt_tensors, opt_groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
     meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": state.step,
-            "bad_steps": state.bad_steps, "bad_run": state.bad_run, "optimizer_groups": opt_groups}
+            "bad_steps": state.bad_steps, "bad_run": state.bad_run, "optimizer_groups": opt_groups,
+            "grad_scaler": state.scaler.state_dict()}
     path = checkpoint_path(run_dir, state.step)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.write(path, tensors, meta)
@@ -103,6 +108,8 @@ def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
     state.bad_run = int(meta.get("bad_run", 0))
+    if state.scaler.is_enabled() and meta.get("grad_scaler"):  # the loss scale of an fp16 run continues
+        state.scaler.load_state_dict(meta["grad_scaler"])
     return state
 
 
@@ -139,18 +146,21 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
         # DDP averages gradients over ranks once, in the backward of the last micro-batch
         sync = i == k - 1 or not hasattr(net, "no_sync")
         with contextlib.nullcontext() if sync else net.no_sync():
-            loss = _loss(net, schedule, config, *micro) / k
+            loss = _loss(net, schedule, config, state.precision, *micro) / k
             if not all_true(bool(torch.isfinite(loss)), dist):
                 return _skip(state)
-            loss.backward()
+            state.scaler.scale(loss).backward()
         total += float(loss.detach())
+    state.scaler.unscale_(state.optimizer)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), c.grad_clip))
     if not all_true(math.isfinite(grad_norm), dist):  # a finite loss can still give inf/nan gradients
+        state.scaler.update()  # fp16: an overflow lowers the loss scale
         return _skip(state)
     state.bad_run = 0
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
-    state.optimizer.step()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
     state.step += 1
     ema_update(state.ema, state.model, ema_decay_at(state.step, c.ema_decay))
     return total, grad_norm
@@ -163,11 +173,11 @@ def _skip(state: TrainState) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
-def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, x0: Tensor, t: Tensor, noise: Tensor,
-          y: Tensor | None = None) -> Tensor:
+def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision: str, x0: Tensor, t: Tensor,
+          noise: Tensor, y: Tensor | None = None) -> Tensor:
     """The (min-SNR weighted) MSE on the schedule's prediction target for clean x0 [b, 1, F, N] at timesteps t."""
     x_t = schedule.q_sample(x0, t, noise)
-    with autocast(x0.device, config.train.precision):
+    with autocast(x0.device, precision):
         out = net(x_t, t, y)
     per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
     return (schedule.loss_weight(t, config.train.min_snr_gamma) * per_sample).mean()
@@ -212,12 +222,15 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     if c.batch_size % dist.world:
         raise ValueError(f"batch size {c.batch_size} does not divide among {dist.world} processes")
     run_dir.mkdir(parents=True, exist_ok=True)
+    configure_for_training(device)
     mel = MelSpectrogram(config.mel)
     schedule = GaussianSchedule.from_config(config.diffusion)
     latest = latest_checkpoint(run_dir)
     state = load_state(latest, config, device) if latest else new_state(config, device)
     if latest:
         log(f"resuming from {latest} (step {state.step})")
+    if state.precision != c.precision:
+        log(f"{device}: no bf16 support, training in fp16 with loss scaling instead")
     state.model.train()
     net = wrap(state.model, dist, device)
     if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference

@@ -28,7 +28,7 @@ import torch
 from audiodiff.audio import save
 from audiodiff.config import Config, TrainConfig
 from audiodiff.data import load_mels
-from audiodiff.device import adamw, resolve_device
+from audiodiff.device import adamw, grad_scaler, resolve_device, resolve_precision
 from audiodiff.evaluate import evaluate_generated, folder_features
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import SpectrogramDiffusion
@@ -42,7 +42,9 @@ def new_state(net: torch.nn.Module, config: Config, device: torch.device) -> Tra
     net = net.to(device)
     ema = copy.deepcopy(net).requires_grad_(False).eval()
     opt = adamw(net.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
-    return TrainState(net, ema, opt, torch.Generator().manual_seed(config.train.seed))
+    precision = resolve_precision(device, config.train.precision)
+    return TrainState(net, ema, opt, torch.Generator().manual_seed(config.train.seed), precision,
+                      grad_scaler(device, precision))
 
 
 def main() -> None:

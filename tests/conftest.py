@@ -7,10 +7,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from audiodiff.config import Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig
 
 SR = 8000
+
+
+def _device_params() -> list:
+    """CPU always; CUDA and MPS when present, else reported as skipped with the reason."""
+    cuda = torch.cuda.is_available()
+    mps = torch.backends.mps.is_available()
+    return [pytest.param("cpu", id="cpu"),
+            pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not cuda, reason="no CUDA device on this machine")),
+            pytest.param("mps", id="mps", marks=pytest.mark.skipif(not mps, reason="no Apple MPS device on this machine"))]
+
+
+@pytest.fixture(params=_device_params())
+def device(request) -> torch.device:
+    """Each test that takes `device` runs once per device: `pytest -m device -k cuda` runs the CUDA cases alone."""
+    return torch.device(request.param)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+def tolerance(device: torch.device, cpu: float, gpu: float) -> float:
+    """Absolute tolerance for a comparison on `device`. GPUs differ from CPU references by more: TF32 matmuls
+    and convolutions (10-bit mantissa, allowed by default on Ampere and newer), and cuDNN and MPS kernels
+    that sum in another order."""
+    return cpu if device.type == "cpu" else gpu
 
 
 def tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.5, decay: float = 3.0) -> np.ndarray:

@@ -11,7 +11,7 @@ from audiodiff.sampling import ddim, item_noise
 from audiodiff.schedule import GaussianSchedule, cosine_betas
 from audiodiff.unet import UNet
 
-from .conftest import SR, tone
+from .conftest import SR, tolerance, tone
 from .test_cli import invoke, run  # noqa: F401  (the `run` fixture: a trained 4-step run)
 
 
@@ -31,13 +31,17 @@ def schedule():
     return GaussianSchedule(cosine_betas(1000), "eps")
 
 
-@pytest.fixture
-def pipe(tiny_config):
+def random_output_pipe(tiny_config, device="cpu") -> SpectrogramDiffusion:
     """An untrained pipeline whose output layer is random, so the network's output depends on its input."""
     torch.manual_seed(0)
     model = UNet(tiny_config.unet)
     torch.nn.init.normal_(model.conv_out.weight, std=0.05)
-    return SpectrogramDiffusion(model, tiny_config, device="cpu")
+    return SpectrogramDiffusion(model, tiny_config, device=device)
+
+
+@pytest.fixture
+def pipe(tiny_config):
+    return random_output_pipe(tiny_config)
 
 
 def test_strength_start(schedule):
@@ -72,10 +76,10 @@ def test_slerp_ends_norm_and_parallel_case():
     assert torch.allclose(slerp(a, 3 * a, 0.5), 2 * a)  # parallel: linear
 
 
-def test_ddim_inversion_then_sampling_reconstructs(schedule):
+def test_ddim_inversion_then_sampling_reconstructs(schedule, device):
     """On Gaussian data the exact model is known; invert then decode must come back, better with more steps."""
     model = gaussian_model(schedule, mu=0.3, s=0.5)
-    x0 = 0.3 + 0.5 * torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x0 = 0.3 + 0.5 * torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)).to(device)
     errors = []
     for refine, steps in ((0, 50), (2, 10), (2, 50)):
         z = ddim_invert(model, schedule, x0, steps, refine=refine)
@@ -86,11 +90,11 @@ def test_ddim_inversion_then_sampling_reconstructs(schedule):
     assert 0.8 < z.std().item() < 1.25  # inverted to (approximately) unit noise, data scale 0.5
 
 
-def test_inpaint_keeps_known_region_and_fills_the_rest(schedule):
+def test_inpaint_keeps_known_region_and_fills_the_rest(schedule, device):
     model = gaussian_model(schedule, mu=0.0, s=0.5)
-    known = torch.full((1, 1, 4, 16), 0.7)
-    keep = time_keep((1, 1, 4, 16), 6, 10)
-    noise = item_noise([torch.Generator().manual_seed(i) for i in range(2)], (1, 4, 16), torch.device("cpu"))
+    known = torch.full((1, 1, 4, 16), 0.7, device=device)
+    keep = time_keep((1, 1, 4, 16), 6, 10).to(device)
+    noise = item_noise([torch.Generator().manual_seed(i) for i in range(2)], (1, 4, 16), device)
     for resample in (1, 3):
         out = inpaint(model, schedule, noise(), 20, noise, known=known, keep=keep, resample=resample)
         assert torch.equal(out[..., :6], known[..., :6].expand(2, -1, -1, -1)) and torch.equal(out[..., 10:], known[..., 10:].expand(2, -1, -1, -1))
@@ -242,3 +246,20 @@ def test_editing_commands(tmp_path, run):  # noqa: F811
     assert res.exit_code == 0, res.output
     res = invoke("vary", str(run), str(src), "--out", str(tmp_path / "v3"), "--strength", "2", *common)
     assert res.exit_code == 2 and "strength" in res.output
+
+
+def test_vary_and_windowed_generation_on_each_device(tiny_config, device):
+    """The pipeline's editing and long-clip paths on `device`; the same seed gives the same clip as on CPU,
+    up to kernel rounding (noise is drawn from per-clip CPU generators)."""
+    pipe = random_output_pipe(tiny_config, device)
+    wav = tone(440, 0.3)
+    same = pipe.vary(wav, 0.0, n=1)
+    assert torch.equal(same.audio[0], torch.from_numpy(wav))
+    half = pipe.vary(wav, 0.5, steps=4, seed=3)
+    long = pipe.generate(1, steps=3, seconds=0.6, seed=1)
+    assert half.audio.shape == (1, len(wav)) and long.audio.shape == (1, round(0.6 * SR))
+    assert half.logmel.device.type == "cpu" or half.logmel.device == device
+    cpu = random_output_pipe(tiny_config)
+    tol = tolerance(device, 0.0, 1e-3)
+    torch.testing.assert_close(half.logmel.cpu(), cpu.vary(wav, 0.5, steps=4, seed=3).logmel, atol=tol, rtol=0)
+    torch.testing.assert_close(long.logmel.cpu(), cpu.generate(1, steps=3, seconds=0.6, seed=1).logmel, atol=tol, rtol=0)

@@ -253,3 +253,18 @@ def test_label_accuracy_per_label_closed_form(tmp_path):
     assert per == {"a": (pytest.approx(2 / 3), 3), "b": (0.5, 2)}
     assert class_accuracy(emb, probs, tmp_path, files) == pytest.approx(3 / 5)
     assert label_accuracy(emb, probs, tmp_path, [f.split("/")[1] for f in files]) is None  # no labels
+
+
+def test_vocoder_scores_on_each_device(tmp_path, device):
+    """Round-trip scores with the vocoder on `device` (the scores themselves are computed on CPU)."""
+    from audiodiff.evaluate import evaluate_vocoder
+    from audiodiff.vocoder import build_vocoder
+
+    files, _ = vocoder_files(_tone_folder(tmp_path / "set", 1, n=3), 3)
+    config = MEL.config
+    on_device = MelSpectrogram(config).to(device)
+    got = evaluate_vocoder(files, on_device, build_vocoder("griffinlim-8", on_device))
+    want = evaluate_vocoder(files, MelSpectrogram(config), build_vocoder("griffinlim-8", MelSpectrogram(config)))
+    assert got["clips"] == 3 and all(np.isfinite(got[k]) for k in ("lsd_db", "mel_l1", "mr_stft", "stft_unseen"))
+    for key in ("mel_l1", "mr_stft", "lsd_db"):
+        assert got[key] == pytest.approx(want[key], rel=0 if device.type == "cpu" else 0.05), key

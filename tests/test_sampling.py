@@ -30,28 +30,28 @@ def _reference_loop(scheduler, steps, x, g, **step_kw):
 
 @pytest.mark.parametrize("steps", [1000, 50])
 @pytest.mark.parametrize("clip", [False, True])
-def test_ddpm_matches_diffusers(steps, clip):
+def test_ddpm_matches_diffusers(steps, clip, device):
     ref = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=clip,
                                   variance_type="fixed_small", timestep_spacing="trailing")
     x = torch.randn(2, 1, 4, 6, generator=torch.Generator().manual_seed(0))
     want = _reference_loop(ref, steps, x.clone(), torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(1)
-    got = ddpm(fake_model, GaussianSchedule(cosine_betas(1000)), x.clone(), steps,
-               lambda: torch.randn(x.shape, generator=g), clip_x0=clip)
+    got = ddpm(fake_model, GaussianSchedule(cosine_betas(1000)), x.clone().to(device), steps,
+               lambda: torch.randn(x.shape, generator=g).to(device), clip_x0=clip).cpu()
     # unclipped, this fake model drives x to ~1e4: float64 vs float32 coefficients differ there by ~3e-4
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("clip", [False, True])
-def test_ddim_matches_diffusers(eta, clip):
+def test_ddim_matches_diffusers(eta, clip, device):
     ref = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
                                   clip_sample=clip, set_alpha_to_one=True, timestep_spacing="trailing")
     x = torch.randn(2, 1, 4, 6, generator=torch.Generator().manual_seed(0))
     want = _reference_loop(ref, 20, x.clone(), torch.Generator().manual_seed(1), eta=eta, use_clipped_model_output=True)
     g = torch.Generator().manual_seed(1)
-    got = ddim(fake_model, GaussianSchedule(linear_betas(1000, 1e-4, 0.02)), x.clone(), 20,
-               lambda: torch.randn(x.shape, generator=g), clip_x0=clip, eta=eta)
+    got = ddim(fake_model, GaussianSchedule(linear_betas(1000, 1e-4, 0.02)), x.clone().to(device), 20,
+               lambda: torch.randn(x.shape, generator=g).to(device), clip_x0=clip, eta=eta).cpu()
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
 
 
@@ -69,9 +69,10 @@ def test_oracle_denoiser_recovers_the_data_point(name):
     torch.testing.assert_close(out, target.expand(2, -1, -1, -1), atol=1e-4, rtol=0)
 
 
-def test_seeds_make_clips_independent_of_batch():
+def test_seeds_make_clips_independent_of_batch(device):
+    """Noise comes from per-clip CPU generators, so the same seed gives the same clip on every device."""
     sched = GaussianSchedule(cosine_betas(100))
-    cpu = torch.device("cpu")
+    cpu = device
     both = sample(fake_model, sched, "ddpm", (1, 2, 3), seeds=[5, 6], steps=10, device=cpu)
     alone = sample(fake_model, sched, "ddpm", (1, 2, 3), seeds=[6], steps=10, device=cpu)
     torch.testing.assert_close(both[1:], alone)
@@ -90,7 +91,7 @@ def test_item_noise_shape_and_unknown_sampler():
 @pytest.mark.parametrize("steps", [10, 25])
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("clip", [False, True])
-def test_dpmpp_2m_matches_diffusers(steps, prediction, clip):
+def test_dpmpp_2m_matches_diffusers(steps, prediction, clip, device):
     # diffusers' dynamic thresholding with sample_max_value = 1 clamps the threshold s to exactly 1, which is
     # plain clipping of x0_hat to [-1, 1]: the reference for clip_x0=True
     ref = diffusers.DPMSolverMultistepScheduler(
@@ -99,8 +100,8 @@ def test_dpmpp_2m_matches_diffusers(steps, prediction, clip):
         final_sigmas_type="zero", lower_order_final=True, thresholding=clip, sample_max_value=1.0)
     x = torch.randn(2, 1, 4, 6, generator=torch.Generator().manual_seed(0))
     want = _reference_loop(ref, steps, x.clone(), None)
-    got = dpmpp_2m(fake_model, GaussianSchedule(cosine_betas(1000), prediction), x.clone(), steps,
-                   lambda: pytest.fail("DPM-Solver++(2M) is deterministic"), clip_x0=clip)
+    got = dpmpp_2m(fake_model, GaussianSchedule(cosine_betas(1000), prediction), x.clone().to(device), steps,
+                   lambda: pytest.fail("DPM-Solver++(2M) is deterministic"), clip_x0=clip).cpu()
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-3)
     if clip:  # the clipping is active for this model: without it the result differs
         unclipped = dpmpp_2m(fake_model, GaussianSchedule(cosine_betas(1000), prediction), x.clone(), steps,
@@ -167,7 +168,7 @@ def test_ddim_refuses_eta_outside_0_1(eta):
         sample(lambda x, t: torch.zeros_like(x), sched, "ddim", (1, 2, 2), [0], 5, torch.device("cpu"), eta=eta)
 
 
-def test_heun_is_second_order_on_gaussian_data():
+def test_heun_is_second_order_on_gaussian_data(device):
     """Data x0 ~ N(0, s^2): the ideal denoiser in the variance-exploding form is D(x; sigma) = s^2 / (s^2 + sigma^2) x,
     and the probability-flow ODE dx/dsigma = (x - D) / sigma has the exact solution
     x(0) = x(sigma_max) s / sqrt(s^2 + sigma_max^2). Unlike a constant predictor (for which Euler is exact too),
@@ -182,10 +183,11 @@ def test_heun_is_second_order_on_gaussian_data():
         x_ve = x_t * (1 + sigma**2) ** 0.5
         return s**2 / (s**2 + sigma**2) * x_ve
 
-    x_T = torch.randn(4, 1, 3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    x_T = torch.randn(4, 1, 3, 4, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
     sigma_max = 80.0
     exact = x_T * (1 + sigma_max**2) ** 0.5 * s / (s**2 + sigma_max**2) ** 0.5
-    errors = [float((heun(oracle, sched, x_T.clone(), n, lambda: None, clip_x0=False) - exact).abs().max())
+    errors = [float((heun(oracle, sched, x_T.clone(), n, lambda: None, clip_x0=False) - exact).abs().max().cpu())
               for n in (16, 32, 64)]
     assert errors[2] < 5e-3  # measured: 0.074, 0.016, 0.0037
     assert errors[0] / errors[1] > 3.0 and errors[1] / errors[2] > 3.0

@@ -27,22 +27,23 @@ def test_linear_schedule_and_t_minus_one():
     assert float(sched.alpha_bar(torch.tensor([-1]))) == 1.0
 
 
-def test_q_sample_moments():
+def test_q_sample_moments(device):
     sched = GaussianSchedule(cosine_betas(1000))
-    x0 = torch.full((20000, 1), 0.7)
-    t = torch.full((20000,), 400)
-    xt = sched.q_sample(x0, t, torch.randn(20000, 1, generator=torch.Generator().manual_seed(0)))
+    x0 = torch.full((20000, 1), 0.7, device=device)
+    t = torch.full((20000,), 400, device=device)
+    xt = sched.q_sample(x0, t, torch.randn(20000, 1, generator=torch.Generator().manual_seed(0)).to(device))
+    assert xt.device.type == device.type
     a = float(sched.alphas_cumprod[400])
     assert float(xt.mean()) == pytest.approx(math.sqrt(a) * 0.7, abs=0.02)
     assert float(xt.var()) == pytest.approx(1 - a, rel=0.03)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
-def test_conversions_round_trip(prediction):
+def test_conversions_round_trip(prediction, device):
     sched = GaussianSchedule(cosine_betas(1000), prediction)
     g = torch.Generator().manual_seed(1)
-    x0, eps = torch.randn(8, 1, 4, 4, generator=g), torch.randn(8, 1, 4, 4, generator=g)
-    t = torch.randint(0, 990, (8,), generator=g)
+    x0, eps = torch.randn(8, 1, 4, 4, generator=g).to(device), torch.randn(8, 1, 4, 4, generator=g).to(device)
+    t = torch.randint(0, 990, (8,), generator=g).to(device)
     xt = sched.q_sample(x0, t, eps)
     x0_hat, eps_hat = sched.split_output(sched.training_target(x0, t, eps), xt, t)
     torch.testing.assert_close(x0_hat, x0, atol=1e-3, rtol=1e-3)

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from audiodiff.config import UNetConfig
 from audiodiff.unet import Attention, UNet, attention, timestep_embedding
 
+from .conftest import tolerance
+
 CFG = UNetConfig(channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(1, 2), head_channels=8)
 
 
@@ -19,11 +21,12 @@ def test_timestep_embedding_closed_form():
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 16, 16), (1, 1, 80, 64), (3, 1, 13, 37)])
-def test_shapes_any_size(shape):
+def test_shapes_any_size(shape, device):
     model = UNet(CFG)
     nn_init_output(model)
-    out = model(torch.randn(shape), torch.randint(0, 1000, (shape[0],)))
-    assert out.shape == shape and torch.isfinite(out).all()
+    model.to(device)
+    out = model(torch.randn(shape, device=device), torch.randint(0, 1000, (shape[0],), device=device))
+    assert out.shape == shape and out.device.type == device.type and torch.isfinite(out).all()
 
 
 def nn_init_output(model):
@@ -34,23 +37,25 @@ def nn_init_output(model):
             torch.nn.init.normal_(m.weight, std=0.05)
 
 
-def test_zero_initialized_output_and_gradients():
-    model = UNet(CFG)
-    x, t = torch.randn(2, 1, 16, 16), torch.tensor([1, 500])
+def test_zero_initialized_output_and_gradients(device):
+    model = UNet(CFG).to(device)
+    x, t = torch.randn(2, 1, 16, 16, device=device), torch.tensor([1, 500], device=device)
     out = model(x, t)
     assert torch.count_nonzero(out) == 0  # every residual branch and the output conv start at zero
     (out - torch.randn_like(out)).square().mean().backward()  # a training loss: gradients reach the output layer
     assert model.conv_out.weight.grad.abs().sum() > 0
 
 
-def test_timestep_and_batch_items_are_independent():
+def test_timestep_and_batch_items_are_independent(device):
     model = UNet(CFG)
     nn_init_output(model)
-    model.eval()
-    x = torch.randn(2, 1, 16, 24)
-    both = model(x, torch.tensor([10, 900]))
-    assert not torch.allclose(both[0], model(x[:1], torch.tensor([900]))[0])  # t matters
-    torch.testing.assert_close(both[1:], model(x[1:], torch.tensor([900])), atol=1e-5, rtol=1e-4)
+    model.to(device).eval()
+    x = torch.randn(2, 1, 16, 24, device=device)
+    t900 = torch.tensor([900], device=device)
+    both = model(x, torch.tensor([10, 900], device=device))
+    assert not torch.allclose(both[0], model(x[:1], t900)[0])  # t matters
+    tol = tolerance(device, 1e-5, 1e-3)
+    torch.testing.assert_close(both[1:], model(x[1:], t900), atol=tol, rtol=tol * 10)
 
 
 def test_bad_attention_level():

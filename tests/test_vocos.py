@@ -18,7 +18,7 @@ from audiodiff.vocoder import build_vocoder, describe
 from audiodiff.vocoder_train import lr_at, phase_derivative_loss, train_vocoder
 from audiodiff.vocos import NeuralVocoder, build_net, load_vocoder
 
-from .conftest import SR, tone
+from .conftest import SR, tolerance, tone
 
 MEL = MelConfig(sample_rate=SR, n_fft=256, hop_length=64, n_mels=16, f_min=0.0, f_max=4000.0)
 
@@ -67,6 +67,21 @@ def test_training_learns_and_resume_is_exact(tmp_path, tones):
         assert torch.equal(a, b)
     logged = [[r.rsplit(",", 1)[0] for r in (tmp_path / d / "loss.csv").read_text().splitlines()] for d in "ab"]
     assert logged[0] == logged[1] and len(logged[0]) == 5  # header + 4 steps, all but the timing column
+
+
+def test_trained_vocoder_steps_and_resumes_on_each_device(tmp_path, tones, device):
+    mel = MelSpectrogram(MEL)
+    data, _ = load_waves(tones, mel, progress=False)
+    straight = train_vocoder(voc_config(steps=4), data, tmp_path / "a", device, progress=False)
+    train_vocoder(voc_config(steps=2), data, tmp_path / "b", device, progress=False)
+    resumed = train_vocoder(voc_config(steps=4), data, tmp_path / "b", device, progress=False, log=lambda s: None)
+    assert straight.step == resumed.step == 4
+    for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values()):
+        assert a.device.type == device.type and torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=tolerance(device, 0.0, 1e-4), rtol=0)
+    voc = build_vocoder(str(tmp_path / "a"), MelSpectrogram(MEL).to(device))
+    wav = voc(torch.rand(1, 1, MEL.n_mels, 9, device=device) * 2 - 1)
+    assert wav.shape == (1, 8 * MEL.hop_length) and torch.isfinite(wav).all()
 
 
 def test_saved_vocoder_round_trip_and_mel_refusal(tmp_path, tones):
