@@ -89,6 +89,8 @@ def eval_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable
 
 
 def timed(fn: Callable[[], None], n: int, device: torch.device) -> float:
+    if device.type == "cuda":  # work queued before must not count
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(n):
         fn()
@@ -117,16 +119,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="timed calls per round and variant")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ours", nargs="+", choices=list(OURS), default=list(OURS), help="which of our shapes to run")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="networks and input in channels_last memory format (what cuDNN prefers for bf16 on GPUs)")
+    ap.add_argument("--peak-size", type=int, default=2048,
+                    help="side of the square GEMM that measures the matmul peak (a GPU needs 8192 to approach its own)")
     ap.add_argument("--compile", action="store_true",
                     help="add our UNets under torch.compile (what `audiodiff train --compile` runs); "
                          "compiling takes minutes")
     args = ap.parse_args()
     device = resolve_device(args.device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     x = torch.rand(args.batch_size, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
-    nets = {name: UNet(OURS[name]).to(device) for name in args.ours}
-    nets["diffusers"] = Wrapped(diffusers_unet()).to(device)
+    x = x.contiguous(memory_format=fmt)
+    nets = {name: UNet(OURS[name]) for name in args.ours}
+    nets["diffusers"] = Wrapped(diffusers_unet())
     if args.compile:
-        nets.update({f"{name}+compile": UNet(OURS[name]).to(device) for name in args.ours})
+        nets.update({f"{name}+compile": UNet(OURS[name]) for name in args.ours})
+    nets = {name: net.to(device, memory_format=fmt) for name, net in nets.items()}
     variants = {}
     for name, net in nets.items():
         for prec in ("fp32", "bf16"):
@@ -145,12 +154,14 @@ def main() -> None:
         for fn, _, times in variants.values():
             times.append(timed(fn, args.steps, device))
         for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            peaks[prec].append(matmul_peak(dtype, device, 1))
+            peaks[prec].append(matmul_peak(dtype, device, 1, args.peak_size))
     peak = {p: max(v) for p, v in peaks.items()}
     params = {n: sum(p.numel() for p in net.parameters()) / 1e6 for n, net in nets.items()}
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {device}, batch {args.batch_size}, input 1x64x64, min of {args.rounds} rounds x {args.steps} calls")
-    print(f"# matmul peak (2048^3 GEMM): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"# {where}, memory format {'channels_last' if args.channels_last else 'contiguous'}")
+    print(f"# matmul peak ({args.peak_size}^3 GEMM): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
     print(f"{'network':22} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
           f"{'train vs diffusers':>18} {'evals vs diffusers':>18}")
     for name in nets:
