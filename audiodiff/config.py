@@ -40,7 +40,7 @@ def check_ranges(section: str, obj: Any, rules: dict[str, str]) -> None:
 class MelConfig:
     """Log-mel front end (torchaudio-style names). Values in dB are of the power mel spectrogram.
 
-    The normalized log-mel is `2 * (dB - min_db) / (max_db - min_db) - 1`, clamped below at -1:
+    The normalized log-mel is `2 * (dB - min_db) / (max_db - min_db) - 1` with dB = 10 log10(P + 10^(min_db / 10)):
     a fixed affine map, so loudness is kept (no per-clip peak normalization).
     """
 
