@@ -203,18 +203,22 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Clips sampled at once.")
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
-@click.option("--guidance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional.")
+@click.option("--guidance", type=click.FloatRange(min=0.0),
+              help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional. "
+                   "Default with --label: the library's DEFAULT_GUIDANCE.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @VOCODER
 @DEVICE
 @_friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
-             seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float, force: bool,
+             seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None, force: bool,
              progress: bool, vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
-    from .pipeline import write_clips
+    from .pipeline import DEFAULT_GUIDANCE, write_clips
+
+    if label is not None and guidance is None:
+        guidance = DEFAULT_GUIDANCE
 
     if n < 1 or batch_size < 1:
         raise ValueError("-n and --batch-size must be at least 1")
@@ -256,7 +260,8 @@ def _run_and_input(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--guidance", type=click.FloatRange(min=0.0), default=0.0, show_default=True, help="Classifier-free guidance weight w with --label.")(fn)
+    fn = click.option("--guidance", type=click.FloatRange(min=0.0),
+                      help="Classifier-free guidance weight w with --label (default: the library's DEFAULT_GUIDANCE).")(fn)
     fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
     return click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
@@ -293,7 +298,7 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @_conditioning
 @_edit_options
 @_friendly
-def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float,
+def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float | None,
          out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
 
@@ -320,7 +325,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 @_edit_options
 @_friendly
 def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
-            resample: int, fade: int, n: int, label: str | None, guidance: float, out: Path, steps: int, seed: int,
+            resample: int, fade: int, n: int, label: str | None, guidance: float | None, out: Path, steps: int, seed: int,
             force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
 
@@ -349,7 +354,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @_edit_options
 @_friendly
 def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
-              guidance: float, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None,
+              guidance: float | None, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None,
               device: str) -> None:
     """Continue IN_AUDIO by --seconds: outpaint window by window, each overlapping the last.
 

@@ -29,6 +29,9 @@ from .trainkit import latest_checkpoint
 from .unet import UNet
 from .vocoder import Vocoder, build_vocoder
 
+# Classifier-free guidance weight used when a label is given and no weight is (benchmarks/guidance.py).
+DEFAULT_GUIDANCE = 0.0
+
 
 class Generated(NamedTuple):
     audio: Tensor  # float32 [N, T] in [-1, 1], on CPU
@@ -105,21 +108,22 @@ class SpectrogramDiffusion:
 
     def generate(self, n: int = 1, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                  seconds: float | None = None, batch_size: int = 8, progress: bool = False,
-                 label: str | None = None, guidance: float = 0.0, loop: bool = False,
-                 **sampler_options: float | bool) -> Generated:
+                 label: str | None = None, guidance: float | None = None, loop: bool = False,
+                 guidance_interval: tuple[float, float] | None = None, **sampler_options: float | bool) -> Generated:
         """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on n or batch_size,
         up to float rounding: the same clip computed in a batch of another size can differ in its last bits
         (convolution kernels block the work differently per batch size); with the same n and batch_size
         it is bit-identical.
 
         label: a class name of a conditional run (None: unconditional); guidance: classifier-free
-        guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional).
+        guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional; None: DEFAULT_GUIDANCE
+        with a label); guidance_interval (t_lo, t_hi): guide only at those timesteps (`sampling.guided`).
         Clips longer than the training crop are sampled window by window (`extend`'s outpainting).
         loop: sample circularly so the clip's end continues into its start; the length is rounded up to
         whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
         """
         get_sampler(sampler)
-        model = self._conditioned(label, guidance)
+        model = self._conditioned(label, guidance, guidance_interval)
         if loop:
             return self._generate_loop(n, steps, sampler, seed, seconds, batch_size, progress, model, sampler_options)
         frames = self.frames_for(seconds)
@@ -203,7 +207,7 @@ class SpectrogramDiffusion:
 
     def vary(self, wav: np.ndarray, strength: float, n: int = 1, steps: int = 50, sampler: str = "ddim",
              seed: int = 0, batch_size: int = 8, progress: bool = False, label: str | None = None,
-             guidance: float = 0.0) -> Generated:
+             guidance: float | None = None) -> Generated:
         """Variations of a clip (SDEdit): noise its mel to timestep strength * T and denoise with the sampler.
 
         strength 0 returns the clip itself (audio and mel unchanged); 1 starts from nearly pure noise, an
@@ -230,7 +234,7 @@ class SpectrogramDiffusion:
 
     def inpaint(self, wav: np.ndarray, start: float, end: float, band: tuple[float, float] | None = None,
                 n: int = 1, steps: int = 50, seed: int = 0, resample: int = 1, fade: int = 3, batch_size: int = 8,
-                progress: bool = False, label: str | None = None, guidance: float = 0.0) -> Generated:
+                progress: bool = False, label: str | None = None, guidance: float | None = None) -> Generated:
         """Regenerate seconds start..end of a clip (only mel bins within band = (lo_hz, hi_hz) if given), keeping
         the rest: the kept mel is re-imposed at every step (RePaint; resample > 1 for its back-and-forth).
 
@@ -263,7 +267,7 @@ class SpectrogramDiffusion:
 
     def extend(self, wav: np.ndarray, seconds: float, n: int = 1, steps: int = 50, seed: int = 0,
                overlap: float = 0.5, fade: int = 3, resample: int = 1, batch_size: int = 8, progress: bool = False,
-               label: str | None = None, guidance: float = 0.0) -> Generated:
+               label: str | None = None, guidance: float | None = None) -> Generated:
         """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself
         from what came before). The input's own samples are kept, crossfaded into the continuation over
         `fade` frames before its end."""
@@ -333,19 +337,20 @@ class SpectrogramDiffusion:
 
         return self._batched(frames, 0, 8, draw, len(wav_a))
 
-    def _conditioned(self, label: str | None, guidance: float) -> Callable[[int], Model]:
-        """batch size -> the model to sample from, for this label and guidance."""
+    def _conditioned(self, label: str | None, guidance: float | None,
+                     interval: tuple[float, float] | None = None) -> Callable[[int], Model]:
+        """batch size -> the model to sample from, for this label and guidance (None: DEFAULT_GUIDANCE)."""
         names = self.config.data.labels
         if label is None:
             if guidance:
-                raise ValueError("--guidance needs --label: guidance pulls samples towards a class")
+                raise ValueError("guidance needs a label: it pulls samples towards a class")
             return lambda b: self.model
         if not names:
             raise ValueError(f"--label {label!r}: this run is unconditional (trained without labels)")
         if label not in names:
             raise ValueError(f"--label {label!r}: not a label of this run (labels: {', '.join(names)})")
-        y = names.index(label)
-        return lambda b: guided(self.model, torch.full((b,), y, device=self.device), guidance)
+        y, w = names.index(label), DEFAULT_GUIDANCE if guidance is None else guidance
+        return lambda b: guided(self.model, torch.full((b,), y, device=self.device), w, interval)
 
     def vocode(self, logmel: Tensor, seeds: list[int]) -> Tensor:
         """Normalized log-mel [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; vocoder randomness from seeds."""

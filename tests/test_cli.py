@@ -141,7 +141,7 @@ def test_class_conditional_run(tmp_path, tiny_config):
     res = invoke(*gen, "--out", str(tmp_path / "g"), "--label", "high", "--guidance", "2")
     assert res.exit_code == 0, res.output
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--guidance", "2")
-    assert res.exit_code == 1 and "--guidance needs --label" in res.output
+    assert res.exit_code == 1 and "guidance needs a label" in res.output
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
     assert res.exit_code == 1 and "--label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")

@@ -191,3 +191,22 @@ def test_heun_is_second_order_on_gaussian_data(device):
               for n in (16, 32, 64)]
     assert errors[2] < 5e-3  # measured: 0.074, 0.016, 0.0037
     assert errors[0] / errors[1] > 3.0 and errors[1] / errors[2] > 3.0
+
+
+def test_guidance_interval_boundaries():
+    """Inside [t_lo, t_hi] (both ends included) the guided output; outside, the plain conditional one."""
+    from audiodiff.config import UNetConfig
+    from audiodiff.sampling import guided
+    from audiodiff.unet import UNet
+
+    model = UNet(UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=2))
+    torch.manual_seed(0)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, y = torch.randn(2, 1, 8, 8), torch.tensor([0, 1])
+    fn = guided(model, y, 2.0, interval=(100, 600))
+    for t, inside in ((99, False), (100, True), (350, True), (600, True), (601, False), (999, False)):
+        tt = torch.full((2,), t)
+        cond, uncond = model(x, tt, y), model(x, tt, torch.tensor([2, 2]))
+        want = 3.0 * cond - 2.0 * uncond if inside else cond
+        torch.testing.assert_close(fn(x, tt), want, atol=1e-5, rtol=1e-4, msg=f"t = {t}")
