@@ -57,7 +57,7 @@ for row in "dpmpp-2m 10 griffinlim" "dpmpp-2m 10 pghi" "dpmpp-2m 10 $VOC" "ddim 
   if [ "$NAME" = digits ]; then  # N / 8 clips per digit (8 for N = 64: 80 clips), in subfolders named by digit
     for d in 0 1 2 3 4 5 6 7 8 9; do
       audiodiff generate "$OUT/run" --out "$gen/$d" -n $(( (N + 7) / 8 )) --sampler "$1" --steps "$2" --label "$d" \
-        --guidance 1 --seed $(( 1000 * d )) --vocoder "$voc" --no-progress > /dev/null
+        --seed $(( 1000 * d )) --vocoder "$voc" --no-progress > /dev/null
     done
   else
     audiodiff generate "$OUT/run" --out "$gen" -n "$N" --sampler "$1" --steps "$2" --vocoder "$voc" --no-progress > /dev/null

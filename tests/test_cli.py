@@ -142,6 +142,10 @@ def test_class_conditional_run(tmp_path, tiny_config):
     assert res.exit_code == 0, res.output
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--guidance", "2")
     assert res.exit_code == 1 and "guidance needs a label" in res.output
+    for name, extra in (("default", []), ("w15", ["--guidance", "1.5"]), ("w0", ["--guidance", "0"])):
+        assert invoke(*gen, "--out", str(tmp_path / name), "--label", "high", *extra).exit_code == 0
+    wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in ("default", "w15", "w0")}
+    assert wav["default"] == wav["w15"] != wav["w0"]  # a label alone samples with DEFAULT_GUIDANCE = 1.5
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
     assert res.exit_code == 1 and "--label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")
