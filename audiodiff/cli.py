@@ -388,7 +388,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
     pipe = _prepare_output(run_dir, out, "interp", frames, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames,
-                              steps=steps, progress=progress)
+                              steps=steps, progress=progress, seed=seed)
     _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {steps}", t0)
 
 

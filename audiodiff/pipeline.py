@@ -316,10 +316,11 @@ class SpectrogramDiffusion:
         return x[..., :frames]
 
     def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, steps: int = 50,
-                    progress: bool = False) -> Generated:
+                    progress: bool = False, seed: int = 0) -> Generated:
         """`frames` clips from a to b: DDIM-invert both mels to noise, slerp, decode with DDIM (unclipped).
 
-        Deterministic. b is cut or padded with silence to a's length. The ends reconstruct a and b up to the
+        The log-mels are deterministic; seed + i seeds the vocoder of clip i (Griffin-Lim's initial phase).
+        b is cut or padded with silence to a's length. The ends reconstruct a and b up to the
         inversion's error, which shrinks as steps grow.
         """
         if frames < 2:
@@ -334,11 +335,11 @@ class SpectrogramDiffusion:
         zs = torch.cat([slerp(z[:1], z[1:], w) for w in ws])
 
         def draw(seeds: list[int]) -> Tensor:
-            x = zs[seeds[0] : seeds[-1] + 1]
+            x = zs[seeds[0] - seed : seeds[-1] - seed + 1]
             return ddim(self.model, self.schedule, x, steps, lambda: torch.zeros_like(x), clip_x0=False,
                         progress=progress)[..., :n]
 
-        return self._batched(frames, 0, 8, draw, len(wav_a))
+        return self._batched(frames, seed, 8, draw, len(wav_a))
 
     def _conditioned(self, label: str | None, guidance: float | None,
                      interval: tuple[float, float] | None = None) -> Callable[[int], Model]:

@@ -12,14 +12,15 @@ from .files import atomic_path
 
 def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title: str = "") -> None:
     """Write normalized log-mel [F, N] (values in about [-1, 1]) as a PNG with time and dB axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure with its own Agg canvas, not pyplot: no global backend switch, no figure registry
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     db = (np.asarray(logmel, dtype=np.float32) + 1.0) / 2.0 * (mel.max_db - mel.min_db) + mel.min_db
     seconds = db.shape[1] * mel.hop_length / mel.sample_rate
-    fig, ax = plt.subplots(figsize=(max(4.0, 2.0 + 3.0 * seconds), 3.0), dpi=100)
+    fig = Figure(figsize=(max(4.0, 2.0 + 3.0 * seconds), 3.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     im = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=mel.min_db, vmax=mel.max_db,
                    extent=(0.0, seconds, 0, mel.n_mels))
     ax.set_xlabel("time (s)")
@@ -30,4 +31,3 @@ def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)

@@ -100,8 +100,8 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """Denoiser eps_theta(x_t, t[, y]): float [B, in_channels, H, W], timesteps [B] (and class ids [B])
-    -> float [B, in_channels, H, W].
+    """Denoiser f_theta(x_t, t[, y]) predicting the schedule's target (v by default, or eps or x0):
+    float [B, in_channels, H, W], timesteps [B] (and class ids [B]) -> float [B, in_channels, H, W].
 
     H and W need not be multiples of `config.downsample_factor`: inputs are zero-padded and the
     output cropped back, so any length along time works (the network is fully convolutional there,

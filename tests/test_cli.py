@@ -183,3 +183,14 @@ def test_out_of_range_flags_are_one_line_errors(tmp_path, audio_dir, run):
     assert res.exit_code == 2 and "--eta" in res.output and "1.5" in res.output
     res = invoke("generate", str(run), "--out", str(tmp_path / "g"), "-n", "0", "--no-progress")
     assert res.exit_code == 2 and "-n" in res.output
+
+
+def test_spectrogram_png_leaves_the_matplotlib_backend_alone(tmp_path):
+    """A notebook user's backend must survive audiodiff drawing a spectrogram (no matplotlib.use)."""
+    code = ("import matplotlib; matplotlib.use('svg'); import numpy as np; from audiodiff.config import MelConfig; "
+            "from audiodiff.plot import save_spectrogram; "
+            f"save_spectrogram(r'{tmp_path / 'x.png'}', np.zeros((80, 10)), MelConfig()); "
+            "print(matplotlib.get_backend())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "svg", proc.stderr
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

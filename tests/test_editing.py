@@ -221,6 +221,8 @@ def test_interpolate_ends_and_determinism(pipe):
     assert (out.logmel[2] - mb).abs().mean() < (out.logmel[2] - ma).abs().mean()
     with pytest.raises(ValueError, match="frames"):
         pipe.interpolate(a, b, frames=1)
+    other = pipe.interpolate(a, b, frames=3, steps=20, seed=5)  # the seed sets the vocoder's phase only
+    assert torch.equal(other.logmel, out.logmel) and not torch.equal(other.audio, out.audio)
 
 
 def test_editing_commands(tmp_path, run):  # noqa: F811
