@@ -73,7 +73,7 @@ def main() -> None:
         for spec in args.vocoders:
             vocoder = build_vocoder(spec, mel)
             r = evaluate_vocoder(files, mel, vocoder)
-            print(f"{name:7} vocoder {describe(vocoder)}: {r['clips']} clips: LSD {r['lsd_db']:.2f} dB, mel L1 {r['mel_l1']:.3f}, "
+            print(f"{name:7} vocoder {describe(vocoder)}: {r['clips']} clips: LSD {r['lsd_db']:.2f} dB, logmel L1 {r['mel_l1']:.3f}, "
                   f"MR-STFT {r['mr_stft']:.3f}, SNR {r['snr_db']:.1f} dB, RTF {r['rtf']:.4f}")
     print("command: python " + " ".join(sys.argv))
 
