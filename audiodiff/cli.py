@@ -205,7 +205,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
               help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional. "
-                   "Default with --label: the library's DEFAULT_GUIDANCE.")
+                   "Default with --label: 1.5 (pipeline.DEFAULT_GUIDANCE).")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @VOCODER
@@ -219,9 +219,6 @@ def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: fl
 
     if label is not None and guidance is None:
         guidance = DEFAULT_GUIDANCE
-
-    if n < 1 or batch_size < 1:
-        raise ValueError("-n and --batch-size must be at least 1")
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device)
     options = {"eta": eta} if sampler == "ddim" else {}
     t0 = time.perf_counter()
@@ -261,7 +258,7 @@ def _run_and_input(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--guidance", type=click.FloatRange(min=0.0),
-                      help="Classifier-free guidance weight w with --label (default: the library's DEFAULT_GUIDANCE).")(fn)
+                      help="Classifier-free guidance weight w with --label. Default: 1.5 (pipeline.DEFAULT_GUIDANCE).")(fn)
     fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
     return click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
@@ -334,8 +331,6 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
     """
     from .audio import load
 
-    if resample < 1 or fade < 0:
-        raise ValueError("--resample must be at least 1 and --fade at least 0")
     pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device)
     t0 = time.perf_counter()
     result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,

@@ -146,6 +146,10 @@ def test_class_conditional_run(tmp_path, tiny_config):
         assert invoke(*gen, "--out", str(tmp_path / name), "--label", "high", *extra).exit_code == 0
     wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in ("default", "w15", "w0")}
     assert wav["default"] == wav["w15"] != wav["w0"]  # a label alone samples with DEFAULT_GUIDANCE = 1.5
+    from audiodiff.pipeline import DEFAULT_GUIDANCE
+
+    for command in ("generate", "vary"):  # --help states the default the library applies
+        assert f"{DEFAULT_GUIDANCE:g} (pipeline.DEFAULT_GUIDANCE)" in " ".join(invoke(command, "--help").output.split())
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
     assert res.exit_code == 1 and "--label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")
