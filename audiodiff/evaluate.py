@@ -223,7 +223,8 @@ def vocoder_files(data: str | Path, clips: int, seed: int = 0, label_column: str
     picked = sorted(turns[:clips])
     how = f"{len(picked)} of {len(files)} files in {data}, drawn at random with seed {seed}"
     if labelled is not None:
-        counts = {name: sum(f in set(picked) for f in g) for name, g in zip(labelled[0], groups)}
+        chosen = set(picked)
+        counts = {name: sum(f in chosen for f in g) for name, g in zip(labelled[0], groups)}
         how += ", stratified by label: " + ", ".join(f"{k} {n}" for k, n in counts.items())
     return picked, how
 

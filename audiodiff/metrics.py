@@ -85,7 +85,7 @@ def speech_scores(ref: Tensor, est: Tensor, sample_rate: int) -> dict[str, float
     and `pystoi` packages are installed (`pip install audiodiff[speech]`). NaN where a score is undefined
     (PESQ finds no utterance; STOI has under 30 frames of speech). Raises ImportError naming the extra if they are missing."""
     try:
-        from pesq import pesq
+        from pesq import BufferTooShortError, NoUtterancesError, pesq
         from pystoi import stoi
     except ImportError:
         raise ImportError("speech scores need the optional packages: pip install pesq pystoi") from None
@@ -96,8 +96,6 @@ def speech_scores(ref: Tensor, est: Tensor, sample_rate: int) -> dict[str, float
         value = float(stoi(a, b, sample_rate, extended=False))
     out = {"stoi": value if value > 1e-5 else float("nan"), "pesq_wb": float("nan")}
     if sample_rate == 16000:
-        from pesq import BufferTooShortError, NoUtterancesError
-
         try:
             out["pesq_wb"] = float(pesq(16000, a, b, "wb"))
         except (NoUtterancesError, BufferTooShortError):  # undefined for this clip: no speech, or too short

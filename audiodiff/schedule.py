@@ -57,7 +57,7 @@ class GaussianSchedule:
 
     def alpha_bar(self, t: Tensor) -> Tensor:
         """alpha_bar_t as float64 [B] on t's device for long t [B] in -1..T-1 (float32 on MPS, which has no float64)."""
-        return self._alpha_bar[t.cpu() + 1].to(t.device, torch.float32 if t.device.type == "mps" else torch.float64)
+        return self._alpha_bar.to(t.device, torch.float32 if t.device.type == "mps" else torch.float64)[t + 1]
 
     def snr(self, t: Tensor) -> Tensor:
         """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t), float64 [B]."""

@@ -34,7 +34,7 @@ from .plot import save_spectrogram
 from .sampling import guided, sample
 from .schedule import GaussianSchedule
 from .trainkit import (MAX_BAD_STEPS, LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update,  # noqa: F401
-                       flatten_optimizer, latest_checkpoint, load_optimizer, prune)
+                       flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
 from .unet import UNet
 from .vocoder import build_vocoder
 
@@ -167,9 +167,7 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
 
 
 def _skip(state: TrainState) -> tuple[float, float]:
-    state.optimizer.zero_grad(set_to_none=True)
-    state.bad_steps += 1
-    state.bad_run += 1
+    skip_step(state)
     return float("nan"), float("nan")
 
 

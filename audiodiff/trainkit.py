@@ -122,6 +122,13 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
+def skip_step(state: Any) -> None:
+    """Count a skipped step on a trainer's state (fields optimizer, bad_steps, bad_run) and drop its gradients."""
+    state.optimizer.zero_grad(set_to_none=True)
+    state.bad_steps += 1
+    state.bad_run += 1
+
+
 def check_bad_run(consecutive: int, total: int, where: Path, step: int, hint: str) -> None:
     """Stop training after MAX_BAD_STEPS skipped steps in a row (a good step resets the count)."""
     if consecutive >= MAX_BAD_STEPS:

@@ -31,7 +31,7 @@ from .device import autocast, describe_hardware
 from .mel import MelSpectrogram
 from .metrics import log_mel_distance, mr_stft_distance
 from .trainkit import (LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update, flatten_optimizer,
-                       latest_checkpoint, load_optimizer, prune)
+                       latest_checkpoint, load_optimizer, prune, skip_step)
 from .vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 
 LOSS_SCALES = (0.5, 1.0, 2.0)  # loss STFT resolutions: the mel's n_fft and hop times these (512/128 .. 2048/512)
@@ -254,9 +254,7 @@ def vocoder_step(state: VocoderState, config: VocoderConfig, mel: MelSpectrogram
 
 
 def _skip(state: VocoderState) -> dict[str, float]:
-    state.optimizer.zero_grad(set_to_none=True)
-    state.bad_steps += 1
-    state.bad_run += 1
+    skip_step(state)
     return {"loss": float("nan")}
 
 
