@@ -6,17 +6,18 @@ from .config import (Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig
                      VocoderTrainConfig, VocosConfig, preset)
 from .editing import ddim_invert, inpaint, slerp
 from .mel import MelSpectrogram
-from .pipeline import Generated, SpectrogramDiffusion, reconstruct
+from .pipeline import Generated, SpectrogramDiffusion
 from .sampling import ddim, ddpm, dpmpp_2m, heun, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
-from .vocoder import PGHI, GriffinLim, Vocoder, build_vocoder
-from .vocos import NeuralVocoder, load_vocoder
+from .vocoder import PGHI, GriffinLim, Vocoder
+from .vocoders import build_vocoder, load_vocoder, reconstruct, register_kind, register_spec
+from .vocos import NeuralVocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
     "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
     "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder", "NeuralVocoder",
-    "load_vocoder", "VocoderConfig", "VocoderTrainConfig", "VocosConfig",
+    "load_vocoder", "register_spec", "register_kind", "VocoderConfig", "VocoderTrainConfig", "VocosConfig",
 ]
 __version__ = "0.1.0"

@@ -132,7 +132,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     from .mel import MelSpectrogram
     from .train import check_same_model
     from .train import train as run_training
-    from .vocoder import build_vocoder
+    from .vocoders import build_vocoder
 
     train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
                                            precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
@@ -408,9 +408,9 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
     from .device import resolve_device
     from .mel import MelSpectrogram
     from .metrics import mel_l1, mr_stft, snr_db
-    from .pipeline import reconstruct as roundtrip
     from .plot import save_spectrogram
-    from .vocoder import build_vocoder, describe
+    from .vocoders import build_vocoder, describe
+    from .vocoders import reconstruct as roundtrip
 
     if out.exists() and not force:
         raise ValueError(f"{out}: exists; pass --force to overwrite")
@@ -432,7 +432,7 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
 
 def _mel_config(run_dir: Path | None, vocoders: tuple[str, ...]) -> MelConfig:
     """The run's mel config if given, else the first trained vocoder's, else the default."""
-    from .vocos import load_vocoder
+    from .vocoders import load_vocoder
 
     if run_dir:
         return _run_mel_config(run_dir)
@@ -704,7 +704,7 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, seed: int, label_column: st
     from .device import resolve_device
     from .evaluate import evaluate_vocoder, vocoder_files
     from .mel import MelSpectrogram
-    from .vocoder import build_vocoder, describe
+    from .vocoders import build_vocoder, describe
 
     mel_config = _mel_config(run_dir, vocoders)
     mel = MelSpectrogram(mel_config).to(resolve_device(device))

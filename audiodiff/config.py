@@ -186,7 +186,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "custom"
-    vocoder: str = "griffinlim"  # the run's default vocoder spec (see vocoder.build_vocoder); commands may override it
+    vocoder: str = "griffinlim"  # the run's default vocoder spec (see vocoders.build_vocoder); commands may override it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

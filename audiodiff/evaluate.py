@@ -30,8 +30,8 @@ from .data import file_labels, find_audio_files, load_mels
 from .embedder import Embedder, inception_score, modified_inception_score
 from .mel import MelSpectrogram
 from .metrics import UNSEEN_STFT_RESOLUTION, log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
-from .pipeline import reconstruct
 from .vocoder import Vocoder
+from .vocoders import reconstruct
 
 N_MFCC = 20
 Metric = Callable[[np.ndarray, np.ndarray], float]

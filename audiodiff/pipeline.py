@@ -27,7 +27,8 @@ from .sampling import Model, NoiseFn, ddim, get_sampler, guided, item_noise
 from .schedule import GaussianSchedule
 from .trainkit import latest_checkpoint
 from .unet import UNet
-from .vocoder import Vocoder, build_vocoder
+from .vocoder import Vocoder
+from .vocoders import build_vocoder
 
 # Classifier-free guidance weight used when a label is given and no weight is. Measured with
 # benchmarks/guidance.py on a digits run (2026-11-30, benchmarks/README.md "Classifier-free guidance"):
@@ -86,7 +87,7 @@ class SpectrogramDiffusion:
         return cls(model, config, vocoder, device, int(meta.get("step", 0)))
 
     def use_vocoder(self, spec: str) -> None:
-        """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoder.build_vocoder`)."""
+        """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoders.build_vocoder`)."""
         self.vocoder = build_vocoder(spec, self.mel).to(self.device)
         self.vocoder.check(self.config.mel)
 
@@ -359,22 +360,6 @@ class SpectrogramDiffusion:
     def vocode(self, logmel: Tensor, seeds: list[int]) -> Tensor:
         """Normalized log-mel [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; vocoder randomness from seeds."""
         return torch.cat([self.vocoder(m[None], torch.Generator().manual_seed(s)) for m, s in zip(logmel, seeds)])
-
-
-def reconstruct(wav: np.ndarray, mel: MelSpectrogram, vocoder: Vocoder, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Round-trip float audio [T] through the mel front end and the vocoder.
-
-    Returns (reconstructed wav float32 [T], normalized log-mel [1, 1, F, N]) on CPU.
-    """
-    vocoder.check(mel.config)
-    device = mel.filterbank.device
-    x = torch.from_numpy(wav).to(device)[None]
-    with torch.inference_mode():
-        logmel = mel(x)
-        out = vocoder(logmel, torch.Generator().manual_seed(seed))[0]
-    n = min(len(wav), out.shape[-1])
-    out = torch.nn.functional.pad(out[:n], (0, len(wav) - n))
-    return out.cpu(), logmel.cpu()
 
 
 def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> Tensor:

@@ -36,7 +36,7 @@ from .schedule import GaussianSchedule
 from .trainkit import (MAX_BAD_STEPS, LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update,  # noqa: F401
                        flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
 from .unet import UNet
-from .vocoder import build_vocoder
+from .vocoders import build_vocoder
 
 CHECKPOINT_FORMAT = 1
 PREVIEW_SEED = 1234

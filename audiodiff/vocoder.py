@@ -1,14 +1,14 @@
 """Vocoder stage: normalized log-mel [B, 1, F, N] -> waveform [B, T], behind one small interface.
 
 A vocoder is made for one MelConfig and refuses any other (`check`): mel mismatches are the most
-common silent failure of vocoders. The trained vocoder (vocos.py) implements the same interface.
+common silent failure of vocoders. This module holds the interface and the phase-retrieval vocoders
+(Griffin-Lim, PGHI); the trained vocoder (vocos.py) implements the same interface, and vocoders.py
+builds any of them by name or from a saved folder.
 """
 
 from __future__ import annotations
 
 import heapq
-from pathlib import Path
-
 import numba
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from .config import MelConfig
 from .mel import MelSpectrogram, check_mel_config
+
+WEIGHTS_FILE = "vocoder.safetensors"  # in a saved vocoder's folder: weights, config and kind (vocoders.py)
 
 
 class Vocoder(nn.Module):
@@ -34,6 +36,10 @@ class Vocoder(nn.Module):
     def forward(self, logmel: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
+    def spec(self) -> str:
+        """The string that rebuilds this vocoder with `vocoders.build_vocoder` (a name, or a folder)."""
+        return self.name
+
 
 class GriffinLim(Vocoder):
     """Fast Griffin-Lim (Perraudin, Balazs & Sondergaard 2013): alternating projections with momentum.
@@ -51,6 +57,9 @@ class GriffinLim(Vocoder):
         self.n_iter = n_iter
         self.momentum = momentum
         self.magnitude = magnitude  # how the STFT magnitude is estimated from the mel (`MelSpectrogram.magnitude`)
+
+    def spec(self) -> str:
+        return f"{self.name}-{self.n_iter}/{self.magnitude}"
 
     def forward(self, logmel: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """logmel float [B, 1, F, N] normalized -> wav float [B, (N - 1) * hop_length]."""
@@ -142,37 +151,3 @@ def _integrate(slog: np.ndarray, tgrad: np.ndarray, fgrad: np.ndarray, todo: np.
                 todo[a, b] = False
                 heapq.heappush(heap, (-slog[a, b], a, b))
     return phase
-
-
-VOCODERS = {"griffinlim": (GriffinLim, 32), "pghi": (PGHI, 16)}
-
-
-def build_vocoder(spec: str, mel: MelSpectrogram) -> Vocoder:
-    """A vocoder from a spec: the folder of a trained vocoder (`audiodiff vocoder train`), or
-    NAME[-ITERS][/MAGNITUDE], e.g. "griffinlim", "griffinlim-64/pinv", "pghi-0": NAME griffinlim or pghi,
-    ITERS fast Griffin-Lim iterations (default 32 and 16), MAGNITUDE nnls (default) or pinv, the estimate
-    of the STFT magnitude from the mel. Raises ValueError if the vocoder was made for another mel config."""
-    if Path(spec).is_dir():
-        from .vocos import load_vocoder  # vocos.py builds on this module's Vocoder
-
-        vocoder = load_vocoder(spec)
-        vocoder.check(mel.config)
-        return vocoder.to(mel.filterbank.device)
-    head, _, magnitude = spec.partition("/")
-    name, _, iters = head.partition("-")
-    if name not in VOCODERS:
-        raise ValueError(f"unknown vocoder {spec!r}: neither {', '.join(VOCODERS)} nor an existing folder "
-                         "of a trained vocoder")
-    if iters and not iters.isdigit():
-        raise ValueError(f"vocoder {spec!r}: iterations must be a whole number, got {iters!r}")
-    if magnitude not in ("", "nnls", "pinv"):
-        raise ValueError(f"vocoder {spec!r}: magnitude must be nnls or pinv, got {magnitude!r}")
-    cls, default_iters = VOCODERS[name]
-    return cls(mel, n_iter=int(iters) if iters else default_iters, magnitude=magnitude or "nnls")
-
-
-def describe(vocoder: Vocoder) -> str:
-    """The spec that rebuilds this vocoder, e.g. "pghi-16/nnls"."""
-    if isinstance(vocoder, GriffinLim):
-        return f"{vocoder.name}-{vocoder.n_iter}/{vocoder.magnitude}"
-    return getattr(vocoder, "source", "") or vocoder.name

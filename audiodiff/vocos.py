@@ -3,8 +3,8 @@ STFT magnitude and phase -> inverse STFT with the mel's own n_fft and hop_length
 
 Every layer runs at the frame rate (62.5 frames/s at 16 kHz, hop 256) and the waveform comes from one
 inverse FFT per frame, so it is fast on a CPU. A trained vocoder is a folder (`audiodiff vocoder train`)
-whose `vocoder.safetensors` holds the EMA weights and the VocoderConfig, mel config included; it
-refuses any other mel config (`Vocoder.check`).
+whose `vocoder.safetensors` holds the EMA weights, the VocoderConfig (mel config included) and its kind,
+"vocos" (`vocoders.load_vocoder` reads it); it refuses any other mel config (`Vocoder.check`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from torch import Tensor, nn
 from . import checkpoint
 from .config import VocoderConfig, VocosConfig
 from .mel import MelSpectrogram
-from .vocoder import Vocoder
+from .vocoder import WEIGHTS_FILE, Vocoder  # noqa: F401 (WEIGHTS_FILE: where vocoder_train saves)
 
 MAX_LOG_MAGNITUDE = 10.0  # |S| <= e^10: an unnormalized full-scale sine peaks near n_fft / 4 = 256 (e^5.5)
-WEIGHTS_FILE = "vocoder.safetensors"
 
 
 class ConvNeXtBlock(nn.Module):
@@ -84,31 +83,29 @@ class NeuralVocoder(Vocoder):
         """logmel float [B, 1, F, N] normalized -> wav float [B, (N - 1) * hop_length]."""
         return self.mel.istft(self.net(logmel.float()), self.mel.num_samples(logmel.shape[-1]))
 
+    def spec(self) -> str:
+        return self.source or self.name
+
 
 def build_net(config: VocoderConfig) -> VocosNet:
     return VocosNet(config.mel.n_mels, config.mel.n_fft, config.model)
 
 
 def save_vocoder(path: Path, net: nn.Module, config: VocoderConfig, training: dict) -> None:
-    """The shippable file: network weights (the EMA), the config that builds them, and `training`
-    (step, seconds, hardware: how long it trained on what)."""
-    checkpoint.write(path, checkpoint.join("net", net.state_dict()), {"config": config.to_dict(), "training": training})
+    """The shippable file: network weights (the EMA), the config that builds them, its kind for
+    `vocoders.load_vocoder`, and `training` (step, seconds, hardware: how long it trained on what)."""
+    meta = {"kind": NeuralVocoder.name, "config": config.to_dict(), "training": training}
+    checkpoint.write(path, checkpoint.join("net", net.state_dict()), meta)
 
 
-def load_vocoder(path: str | Path) -> NeuralVocoder:
-    """A trained vocoder from its folder (or its vocoder.safetensors), on CPU in eval mode."""
-    path = Path(path)
-    file = path / WEIGHTS_FILE if path.is_dir() else path
-    if path.is_dir() and not file.is_file():
-        raise checkpoint.CheckpointError(f"{path}: not a trained vocoder (no {WEIGHTS_FILE}; "
-                                         f"train one with `audiodiff vocoder train DATA_DIR --out {path}`)")
-    tensors, meta = checkpoint.read(file)
+def from_checkpoint(file: Path, tensors: dict[str, Tensor], meta: dict, source: str) -> NeuralVocoder:
+    """The vocoder saved by `save_vocoder` in `file` (already read and checksummed), on CPU in eval mode."""
     try:
         config = VocoderConfig.from_dict(meta["config"])
     except (KeyError, ValueError, TypeError) as e:
         raise checkpoint.CheckpointError(f"{file}: not a vocoder checkpoint ({e})") from None
     net = build_net(config)
     checkpoint.load_weights(net, checkpoint.split(tensors, "net"), file)
-    vocoder = NeuralVocoder(MelSpectrogram(config.mel), net, str(path)).eval()
+    vocoder = NeuralVocoder(MelSpectrogram(config.mel), net, source).eval()
     vocoder.record = meta.get("training", {})
     return vocoder

@@ -28,7 +28,7 @@ from audiodiff.embedder import Embedder
 from audiodiff.evaluate import (SetScore, class_scores, embedder_features, evaluate_vocoder, folder_features,
                                 score_sets, split_reference, standardize, vocoder_files)
 from audiodiff.mel import MelSpectrogram
-from audiodiff.vocoder import build_vocoder, describe
+from audiodiff.vocoders import build_vocoder, describe
 
 
 def fair_floor(heldout: np.ndarray, args: argparse.Namespace) -> SetScore:

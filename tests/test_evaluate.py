@@ -258,7 +258,7 @@ def test_label_accuracy_per_label_closed_form(tmp_path):
 def test_vocoder_scores_on_each_device(tmp_path, device):
     """Round-trip scores with the vocoder on `device` (the scores themselves are computed on CPU)."""
     from audiodiff.evaluate import evaluate_vocoder
-    from audiodiff.vocoder import build_vocoder
+    from audiodiff.vocoders import build_vocoder
 
     files, _ = vocoder_files(_tone_folder(tmp_path / "set", 1, n=3), 3)
     config = MEL.config

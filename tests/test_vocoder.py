@@ -7,7 +7,8 @@ import torch
 from audiodiff.config import MelConfig
 from audiodiff.mel import MelSpectrogram
 from audiodiff.metrics import mel_l1, mr_stft, snr_db
-from audiodiff.vocoder import PGHI, GriffinLim, build_vocoder, describe, pghi_phase
+from audiodiff.vocoder import PGHI, GriffinLim, pghi_phase
+from audiodiff.vocoders import build_vocoder, describe
 
 from .conftest import tone
 

@@ -14,9 +14,10 @@ from audiodiff.config import MelConfig, VocoderConfig, VocoderTrainConfig, Vocos
 from audiodiff.data import load_waves
 from audiodiff.mel import MelSpectrogram
 from audiodiff.metrics import mr_stft_distance
-from audiodiff.vocoder import build_vocoder, describe
+from audiodiff.vocoders import build_vocoder, describe
 from audiodiff.vocoder_train import lr_at, phase_derivative_loss, train_vocoder
-from audiodiff.vocos import NeuralVocoder, build_net, load_vocoder
+from audiodiff.vocoders import load_vocoder
+from audiodiff.vocos import NeuralVocoder, build_net
 
 from .conftest import SR, tolerance, tone
 
