@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -10,8 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .config import PRESETS, Config, MelConfig, preset
-from .files import write_text
+from .config import PRESETS, MelConfig
 from .sampling import SAMPLERS
 
 # AudioError and CheckpointError are ValueErrors.
@@ -50,40 +48,6 @@ def main() -> None:
       audiodiff generate runs/notes --out clips -n 4
       audiodiff reconstruct some.wav --out roundtrip.wav
     """
-
-
-def _writable_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".audiodiff-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"{path}: cannot write here ({e.strerror or e})") from None
-
-
-def _resolve_train_config(out: Path, config_file: Path | None, preset_name: str | None,
-                          overrides: dict[str, dict[str, Any]], resume: bool) -> tuple[Config, Config | None]:
-    """(config to train with, the run's stored config or None): the run's own when continuing, else preset +
-    TOML file + flags. Labels are added later, from the data."""
-    from .train import latest_checkpoint
-
-    stored_path = out / "config.toml"
-    stored = Config.from_toml(stored_path) if stored_path.exists() else None
-    if stored is None:
-        if resume:
-            raise ValueError(f"{out}: --resume given but there is no run here (no config.toml)")
-        if out.exists() and any(out.iterdir()):
-            raise ValueError(f"{out}: folder exists and is not an audiodiff run (no config.toml); choose another --out")
-    config = preset(preset_name) if preset_name else stored or preset("small")
-    if config_file:
-        config = Config.from_toml(config_file, config)
-    for section, changes in overrides.items():
-        if changes:
-            config = config.replace(section, **changes)
-    if resume and latest_checkpoint(out) is None:
-        raise ValueError(f"{out}: --resume given but no checkpoint yet in {out / 'checkpoints'}")
-    return config, stored
 
 
 @main.command()
@@ -126,64 +90,20 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     are resampled and mixed to mono, cut into random crops, and turned into log-mels once (cached
     in OUT/cache). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
     """
-    from .data import file_labels, load_mels
-    from .device import peak_memory
-    from .distributed import barrier, from_env, shutdown
-    from .mel import MelSpectrogram
-    from .train import check_same_model
-    from .train import train as run_training
-    from .vocoders import build_vocoder
+    from .run import train as train_run
 
-    train_changes = {k: v for k, v in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
-                                           precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
-                                           checkpoint_every=checkpoint_every).items()
-                     if v is not None}
-    diffusion_changes = {"prediction": prediction} if prediction else {}
-    config, stored = _resolve_train_config(out, config_file, preset_name,
-                                           {"train": train_changes, "diffusion": diffusion_changes}, resume)
+    train_changes = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
+                         precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
+                         checkpoint_every=checkpoint_every)
+    overrides = {"train": {k: v for k, v in train_changes.items() if v is not None},
+                 "diffusion": {"prediction": prediction} if prediction else {}}
     if unconditional and label_column:
         raise ValueError("--unconditional and --label-column contradict each other")
-    if vocoder:
-        build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
-        # a trained vocoder's folder is stored absolute, so later commands find it from any working directory
-        config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
-    dist, dev = from_env(device)  # started by torchrun: one process per device, rank 0 writes
-    say = click.echo if dist.main else (lambda *a, **k: None)
-    barrier(dist)  # every rank has read the run's state before rank 0 writes anything
-    if dist.main:
-        _writable_dir(out)
-
-    t0 = time.perf_counter()
-    if not dist.main:
-        barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
-    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
-                             progress and dist.main)
-    if dist.main:
-        barrier(dist)
-    for path, reason in report.skipped[:10]:
-        say(f"warning: skipped {path}: {reason}", err=True)
-    if len(report.skipped) > 10:
-        say(f"warning: ... and {len(report.skipped) - 10} more skipped files", err=True)
-    say(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
-    labelled = None if unconditional else file_labels(data_dir, data.files, label_column)
-    names, labels = labelled if labelled else ((), None)
-    config = config.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
-    if stored is not None:
-        check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
-    if dist.main:
-        write_text(out / "config.toml", config.to_toml())
-    if names:
-        say(f"class-conditional on {len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
-    where = f"{dist.world} processes ({dev.type})" if dist.active else str(dev)
-    say(f"training preset={config.preset} on {where} ({config.train.precision}), "
-        f"{config.train.steps} steps of {config.train.batch_size} x "
-        f"{config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
-    try:
-        state = run_training(config, data, out, dev, progress=progress, log=say, labels=labels, dist=dist)
-    finally:
-        shutdown(dist)
-    say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)} (rank 0). "
-        f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
+    if resume and not (out / "config.toml").exists():
+        raise ValueError(f"{out}: --resume given but there is no run here (no config.toml)")
+    train_run(data_dir, out, config_file=config_file, preset_name=preset_name, overrides=overrides,
+              label_column=label_column, unconditional=unconditional, vocoder=vocoder, resume=resume, device=device,
+              progress=progress, log=click.echo, warn=lambda m: click.echo(m, err=True))
 
 
 @main.command()
@@ -266,11 +186,12 @@ def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str | None, device: str):
     """Refuse to overwrite PREFIX_NNN.wav, check --out is writable, load the run with the chosen vocoder."""
     from .pipeline import SpectrogramDiffusion
+    from .run import writable_dir
 
     existing = [out / f"{prefix}_{i:03d}.wav" for i in range(n) if (out / f"{prefix}_{i:03d}.wav").exists()]
     if existing and not force:
         raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
-    _writable_dir(out)
+    writable_dir(out)
     pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
     if vocoder:
         pipe.use_vocoder(vocoder)
@@ -409,43 +330,27 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
     from .mel import MelSpectrogram
     from .metrics import mel_l1, mr_stft, snr_db
     from .plot import save_spectrogram
+    from .run import mel_config as mel_config_of
+    from .run import writable_dir
     from .vocoders import build_vocoder, describe
     from .vocoders import reconstruct as roundtrip
 
     if out.exists() and not force:
         raise ValueError(f"{out}: exists; pass --force to overwrite")
-    mel_config = _mel_config(run_dir, (vocoder,) if vocoder else ())
+    mel_config = mel_config_of(run_dir, (vocoder,) if vocoder else ())
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     wav = load(in_audio, mel_config.sample_rate)
     t0 = time.perf_counter()
     voc = build_vocoder(vocoder or "griffinlim", mel)
     est, logmel = roundtrip(wav, mel, voc, seed)
     elapsed = time.perf_counter() - t0
-    _writable_dir(out.parent)
+    writable_dir(out.parent)
     save(out, est.numpy(), mel_config.sample_rate)
     save_spectrogram(out.with_suffix(".png"), logmel[0, 0].numpy(), mel_config, f"{in_audio.name} (input mel)")
     mel_cpu = MelSpectrogram(mel_config)
     click.echo(f"{out}: mel L1 {mel_l1(wav, est, mel_cpu):.3f}, MR-STFT {mr_stft(wav, est):.3f}, "
                f"SNR {snr_db(wav, est):.1f} dB; vocoder {describe(voc)}, "
                f"real-time factor {elapsed / (len(wav) / mel_config.sample_rate):.3f}")
-
-
-def _mel_config(run_dir: Path | None, vocoders: tuple[str, ...]) -> MelConfig:
-    """The run's mel config if given, else the first trained vocoder's, else the default."""
-    from .vocoders import load_vocoder
-
-    if run_dir:
-        return _run_mel_config(run_dir)
-    trained = [v for v in vocoders if Path(v).is_dir()]
-    return load_vocoder(trained[0]).mel.config if trained else MelConfig()
-
-
-def _run_mel_config(run_dir: Path) -> MelConfig:
-    from .pipeline import find_checkpoint
-    from . import checkpoint
-
-    _, meta = checkpoint.read(find_checkpoint(run_dir))
-    return Config.from_dict(meta.get("config", {})).mel
 
 
 @main.command()
@@ -463,10 +368,11 @@ def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
     drawn). The page needs no server and no network: open OUT/index.html in a browser, or publish OUT.
     """
     from .gallery import build_gallery
+    from .run import writable_dir
 
     if (out / "index.html").exists() and not force:
         raise ValueError(f"{out / 'index.html'}: exists; pass --force to overwrite")
-    _writable_dir(out)
+    writable_dir(out)
     page = build_gallery(source, out, title)
     click.echo(f"{page}: open it in a browser")
 
@@ -510,42 +416,13 @@ def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_fi
     --adversarial). Re-running on an existing VOC_DIR continues it exactly. Train it on the audio the
     diffusion model was trained on, or on more of the same kind.
     """
-    from .config import VocoderConfig
-    from .data import load_waves
-    from .device import peak_memory, resolve_device
-    from .mel import MelSpectrogram
-    from .vocoder_train import check_same_vocoder, train_vocoder
+    from .run import train_vocoder
 
-    stored_path = out / "config.toml"
-    stored = VocoderConfig.from_toml(stored_path) if stored_path.exists() else None
-    if stored is None and out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: folder exists and is not an audiodiff vocoder (no config.toml); choose another --out")
-    config = stored or VocoderConfig()
-    if run_dir:
-        config = dataclasses.replace(config, mel=_run_mel_config(run_dir))
-    if config_file:
-        config = VocoderConfig.from_toml(config_file, config)
     changes = dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, phase_weight=phase_weight,
                    seed=seed, precision=precision, checkpoint_every=checkpoint_every)
-    config = config.replace("train", **{k: v for k, v in changes.items() if v is not None})
-    if stored is not None:
-        check_same_vocoder(stored, config, str(out))
-    dev = resolve_device(device)
-    t0 = time.perf_counter()
-    data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress)
-    for path, reason in report.skipped[:10]:
-        click.echo(f"warning: skipped {path}: {reason}", err=True)
-    seconds = len(data.wav) / config.mel.sample_rate
-    click.echo(f"data: {report.summary()}, {seconds / 60:.1f} min of audio, in {time.perf_counter() - t0:.1f} s")
-    _writable_dir(out)
-    write_text(out / "config.toml", config.to_toml())
-    c = config.train
-    click.echo(f"training vocoder on {dev} ({c.precision}{', adversarial' if c.adversarial else ''}), {c.steps} "
-               f"steps of {c.batch_size} x {c.segment_frames * config.mel.hop_length / config.mel.sample_rate:.2f} s "
-               f"segments -> {out}")
-    state = train_vocoder(config, data, out, dev, progress=progress, log=click.echo)
-    click.echo(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
-               f"Next: audiodiff evaluate vocoder --data HELDOUT_DIR --vocoder {out} --vocoder griffinlim")
+    train_vocoder(data_dir, out, run=run_dir, config_file=config_file,
+                  overrides={k: v for k, v in changes.items() if v is not None}, device=device, progress=progress,
+                  log=click.echo, warn=lambda m: click.echo(m, err=True))
 
 
 @main.group()
@@ -650,6 +527,7 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
     from .embedder import Embedder, train_embedder
     from .evaluate import heldout_accuracy
     from .mel import MelSpectrogram
+    from .run import writable_dir
 
     target = out / "embedder.safetensors"
     if target.exists() and not force:
@@ -671,7 +549,7 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
     if heldout and names:
         meta["heldout_accuracy"], count = heldout_accuracy(model, heldout, label_column)
         line += f", held-out accuracy {meta['heldout_accuracy']:.3f} on {count} clips"
-    _writable_dir(out)
+    writable_dir(out)
     model.save(target, meta)
     click.echo(f"{line} -> {target}")
 
@@ -704,9 +582,10 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, seed: int, label_column: st
     from .device import resolve_device
     from .evaluate import evaluate_vocoder, vocoder_files
     from .mel import MelSpectrogram
+    from .run import mel_config as mel_config_of
     from .vocoders import build_vocoder, describe
 
-    mel_config = _mel_config(run_dir, vocoders)
+    mel_config = mel_config_of(run_dir, vocoders)
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     files, how = vocoder_files(data_dir, clips, seed, label_column)
     built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work

@@ -20,8 +20,7 @@ from .config import Config, MelConfig
 from .files import copy_file, write_text
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
-
-RUN_FOLDERS = ("generated", "samples")  # where a run keeps clips: `generate --out RUN/generated`, training previews
+from .run import CLIP_FOLDERS, run_config
 
 
 @dataclass
@@ -37,8 +36,8 @@ def find_clips(source: Path) -> tuple[list[Clip], Config | None]:
     plus the run's config when `source` is a run."""
     if not source.is_dir():
         raise ValueError(f"{source}: not a folder")
-    config = Config.from_toml(source / "config.toml") if (source / "config.toml").is_file() else None
-    roots = [source / f for f in RUN_FOLDERS if (source / f).is_dir()] if config else [source]
+    config = run_config(source)
+    roots = [source / f for f in CLIP_FOLDERS if (source / f).is_dir()] if config else [source]
     clips = []
     for root in roots:
         for path in sorted(root.rglob("*.wav")):
@@ -47,7 +46,7 @@ def find_clips(source: Path) -> tuple[list[Clip], Config | None]:
             info = sf.info(str(path))
             clips.append(Clip(path, path.relative_to(source).as_posix(), info.duration, info.samplerate))
     if not clips:
-        where = " or ".join(f"{source / f}" for f in RUN_FOLDERS) if config else str(source)
+        where = " or ".join(f"{source / f}" for f in CLIP_FOLDERS) if config else str(source)
         raise ValueError(f"{where}: no .wav clips found (generate some with `audiodiff generate`)")
     return clips, config
 

@@ -17,15 +17,17 @@ from torch import Tensor
 
 from . import checkpoint
 from .audio import save
+from .conditioning import from_config as conditioning_of
+from .conditioning import guided
 from .config import Config, MelConfig
 from .device import resolve_device
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .editing import circular, ddim_invert, noised, slerp, soft_keep, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
-from .sampling import Model, NoiseFn, ddim, get_sampler, guided, item_noise
+from .sampling import Model, NoiseFn, ddim, get_sampler, item_noise
 from .schedule import GaussianSchedule
-from .trainkit import latest_checkpoint
+from .run import read_checkpoint
 from .unet import UNet
 from .vocoder import Vocoder
 from .vocoders import build_vocoder
@@ -41,19 +43,6 @@ class Generated(NamedTuple):
     audio: Tensor  # float32 [N, T] in [-1, 1], on CPU
     sample_rate: int
     logmel: Tensor  # float32 [N, 1, F, frames], normalized log-mel, on CPU
-
-
-def find_checkpoint(run: str | Path) -> Path:
-    """A checkpoint file itself, or the newest checkpoint of a run directory."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    if not run.is_dir():
-        raise checkpoint.CheckpointError(f"{run}: no such run directory or checkpoint file")
-    found = latest_checkpoint(run)
-    if found is None:
-        raise checkpoint.CheckpointError(f"{run}: no checkpoint in {run / 'checkpoints'} (train first)")
-    return found
 
 
 class SpectrogramDiffusion:
@@ -74,15 +63,8 @@ class SpectrogramDiffusion:
     def load(cls, run: str | Path, device: str | torch.device | None = None,
              vocoder: Vocoder | None = None) -> SpectrogramDiffusion:
         """Rebuild the model from a run directory (newest checkpoint) or a checkpoint file alone."""
-        path = find_checkpoint(run)
-        tensors, meta = checkpoint.read(path)
-        if "config" not in meta:
-            raise checkpoint.CheckpointError(f"{path}: no config in the checkpoint metadata")
-        try:
-            config = Config.from_dict(meta["config"])
-        except (ValueError, TypeError) as e:
-            raise checkpoint.CheckpointError(f"{path}: bad config in checkpoint ({e})") from None
-        model = UNet(config.unet)
+        config, tensors, meta, path = read_checkpoint(run)
+        model = UNet(config.unet, conditioning_of(config))
         checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
         return cls(model, config, vocoder, device, int(meta.get("step", 0)))
 
@@ -121,7 +103,7 @@ class SpectrogramDiffusion:
 
         label: a class name of a conditional run (None: unconditional); guidance: classifier-free
         guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional; None: DEFAULT_GUIDANCE
-        with a label); guidance_interval (t_lo, t_hi): guide only at those timesteps (`sampling.guided`).
+        with a label); guidance_interval (t_lo, t_hi): guide only at those timesteps (`conditioning.guided`).
         Clips longer than the training crop are sampled window by window (`extend`'s outpainting).
         loop: sample circularly so the clip's end continues into its start; the length is rounded up to
         whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
@@ -345,17 +327,16 @@ class SpectrogramDiffusion:
     def _conditioned(self, label: str | None, guidance: float | None,
                      interval: tuple[float, float] | None = None) -> Callable[[int], Model]:
         """batch size -> the model to sample from, for this label and guidance (None: DEFAULT_GUIDANCE)."""
-        names = self.config.data.labels
+        cond = conditioning_of(self.config)
         if label is None:
             if guidance:
                 raise ValueError("guidance needs a label: it pulls samples towards a class")
             return lambda b: self.model
-        if not names:
-            raise ValueError(f"--label {label!r}: this run is unconditional (trained without labels)")
-        if label not in names:
-            raise ValueError(f"--label {label!r}: not a label of this run (labels: {', '.join(names)})")
-        y, w = names.index(label), DEFAULT_GUIDANCE if guidance is None else guidance
-        return lambda b: guided(self.model, torch.full((b,), y, device=self.device), w, interval)
+        if cond is None:
+            raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
+        cond.encode(label, 1, self.device)  # an unknown label fails here, before any work
+        w = DEFAULT_GUIDANCE if guidance is None else guidance
+        return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, interval)
 
     def vocode(self, logmel: Tensor, seeds: list[int]) -> Tensor:
         """Normalized log-mel [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; vocoder randomness from seeds."""

@@ -24,24 +24,6 @@ NoiseFn = Callable[[], Tensor]
 Model = Callable[[Tensor, Tensor], Tensor] | nn.Module
 
 
-def guided(model: nn.Module, y: Tensor, guidance: float, interval: tuple[float, float] | None = None) -> Model:
-    """Classifier-free guidance (Ho & Salimans 2021) as a Model: (1 + w) f(x, t, y) - w f(x, t, no label).
-
-    y: long [B] class ids. guidance w = 0 is plain conditional sampling; one batched forward of 2B.
-    interval (t_lo, t_hi): guide only at timesteps t_lo <= t <= t_hi and sample plainly conditional
-    elsewhere (guidance in a limited interval, Kynkaanniemi et al. 2024); None guides at every step.
-    """
-    null = torch.full_like(y, model.config.num_classes)
-
-    def model_fn(x: Tensor, t: Tensor) -> Tensor:
-        if guidance == 0 or (interval is not None and not interval[0] <= float(t[0]) <= interval[1]):
-            return model(x, t, y)
-        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
-        return cond + guidance * (cond - uncond)
-
-    return model_fn
-
-
 def spaced_timesteps(num_train_steps: int, steps: int, start: int | None = None) -> list[int]:
     """`steps` timesteps from `start` (default T-1) down, evenly spaced, ending one interval above -1 (clean data).
 

@@ -1,12 +1,8 @@
-"""The training loop: audio -> mel -> schedule.q_sample -> unet -> loss, with EMA, warm-up,
-gradient clipping, bf16 autocast, periodic atomic checkpoints and exact resume.
+"""The diffusion training loop: mel crops -> schedule.q_sample -> unet -> loss, with EMA, warm-up,
+gradient clipping, bf16/fp16 autocast, periodic atomic checkpoints and exact resume (trainkit.py).
 
-A run directory holds:
-    config.toml                    the resolved Config (everything needed to rebuild the model)
-    loss.csv                       step, loss, lr, grad_norm, samples_per_s
-    checkpoints/step_XXXXXXXX.safetensors   model, EMA, optimizer, RNG states + config (JSON metadata)
-    samples/step_XXXXXXXX_K.{wav,png}       preview clips from the EMA model at each checkpoint
-    cache/                         the mel cache of the training data
+It writes loss.csv and checkpoints/ into the run folder; run.py owns the rest of the folder (config,
+data, previews) and is what `audiodiff train` calls.
 """
 
 from __future__ import annotations
@@ -17,29 +13,25 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .audio import save
+from .conditioning import from_config as conditioning_of
 from .config import Config
 from .data import MelDataset
 from .device import adamw, autocast, configure_for_training, grad_scaler, resolve_precision
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
-from .mel import MelSpectrogram
-from .plot import save_spectrogram
-from .sampling import guided, sample
 from .schedule import GaussianSchedule
-from .trainkit import (MAX_BAD_STEPS, LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update,  # noqa: F401
+from .trainkit import (LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update,
                        flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
 from .unet import UNet
-from .vocoders import build_vocoder
 
 CHECKPOINT_FORMAT = 1
-PREVIEW_SEED = 1234
+OnCheckpoint = Callable[[nn.Module, int], None]
 
 
 @dataclass
@@ -65,7 +57,7 @@ def lr_at(step: int, config: Config) -> float:
 
 def new_state(config: Config, device: torch.device) -> TrainState:
     torch.manual_seed(config.train.seed)
-    model = UNet(config.unet).to(device)
+    model = UNet(config.unet, conditioning_of(config)).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = adamw(model.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
     precision = resolve_precision(device, config.train.precision)
@@ -181,37 +173,15 @@ def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision:
     return (schedule.loss_weight(t, config.train.min_snr_gamma) * per_sample).mean()
 
 
-def write_previews(state: TrainState, config: Config, run_dir: Path, mel: MelSpectrogram) -> None:
-    """Sample a few clips from the EMA model (DDIM) and write them as WAV + PNG under run_dir/samples."""
-    c = config.train
-    if c.preview_count <= 0:
-        return
-    device = next(state.ema.parameters()).device
-    shape = (1, config.mel.n_mels, config.data.crop_frames)
-    seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
-    model, names = state.ema, config.data.labels
-    if names:  # conditional: cycle through the classes, no guidance
-        model = guided(state.ema, torch.arange(len(seeds), device=device) % len(names), 0.0)
-    with torch.no_grad():
-        logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim", shape, seeds,
-                        c.preview_steps, device)
-        wav = build_vocoder(config.vocoder, mel.to(device))(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
-    out = run_dir / "samples"
-    out.mkdir(exist_ok=True)
-    for i in range(len(seeds)):
-        stem = out / f"step_{state.step:08d}_{i}"
-        save(stem.with_suffix(".wav"), wav[i].cpu().numpy(), config.mel.sample_rate)
-        save_spectrogram(stem.with_suffix(".png"), logmel[i, 0].cpu().numpy(), config.mel,
-                         f"step {state.step}, DDIM {c.preview_steps} steps, seed {seeds[i]}"
-                         + (f", label {names[i % len(names)]}" if names else ""))
-
-
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
-          log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist()) -> TrainState:
+          log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist(),
+          on_checkpoint: OnCheckpoint | None = None) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
     dist: this process's rank when started by torchrun (distributed.py); rank 0 writes everything.
+    on_checkpoint(ema, step): called on rank 0 after each checkpoint is written, e.g. to write previews
+    (`run.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does).
     """
     if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
         raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
@@ -221,8 +191,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         raise ValueError(f"batch size {c.batch_size} does not divide among {dist.world} processes")
     run_dir.mkdir(parents=True, exist_ok=True)
     configure_for_training(device)
-    mel = MelSpectrogram(config.mel)
     schedule = GaussianSchedule.from_config(config.diffusion)
+    cond = conditioning_of(config)
     latest = latest_checkpoint(run_dir)
     state = load_state(latest, config, device) if latest else new_state(config, device)
     if latest:
@@ -239,7 +209,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     while state.step < c.steps:
         files = data.sample_files(c.batch_size, state.generator)
         x0 = data.crops(files, state.generator).to(device)
-        y = None if labels is None else _drop_labels(labels[files], config, state.generator).to(device)
+        # a label_dropout share is trained as "no label", so the model also learns p(x) (for guidance)
+        y = None if cond is None else cond.drop(labels[files], c.label_dropout, state.generator).to(device)
         loss, grad_norm = train_step(state, config, schedule, x0, y, net, dist)
         if loss != loss:  # NaN: step skipped
             check_bad_run(state.bad_run, state.bad_steps, run_dir, state.step,
@@ -256,7 +227,7 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         bar.update(1)
         if state.step % c.checkpoint_every == 0 or state.step == c.steps:
             if dist.main:
-                _checkpoint(state, config, run_dir, mel)
+                _checkpoint(state, config, run_dir, on_checkpoint)
             barrier(dist)
             t0 = time.perf_counter()  # keep checkpoint and preview time out of samples/s
     bar.close()
@@ -267,15 +238,10 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     return state
 
 
-def _checkpoint(state: TrainState, config: Config, run_dir: Path, mel: MelSpectrogram) -> None:
+def _checkpoint(state: TrainState, config: Config, run_dir: Path, on_checkpoint: OnCheckpoint | None) -> None:
     save_state(state, config, run_dir)
     prune(run_dir, config.train.keep_checkpoints)
-    state.model.eval()
-    write_previews(state, config, run_dir, mel)
-    state.model.train()
-
-
-def _drop_labels(y: Tensor, config: Config, generator: torch.Generator) -> Tensor:
-    """Replace a label_dropout share of class ids by the "no label" id, so the model also learns p(x)."""
-    drop = torch.rand(y.shape, generator=generator) < config.train.label_dropout
-    return y.masked_fill(drop, config.unet.num_classes)
+    if on_checkpoint is not None:
+        state.model.eval()
+        on_checkpoint(state.ema, state.step)
+        state.model.train()

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .conditioning import ClassLabel, Conditioning
 from .config import UNetConfig
 
 
@@ -108,14 +109,19 @@ class UNet(nn.Module):
     attention included).
     """
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, conditioning: Conditioning | None = None) -> None:
+        """conditioning: what the network is told besides (x_t, t) (conditioning.py); default class labels
+        when config.num_classes > 0 (ids 0..n-1 and n for "no label"), else none."""
         super().__init__()
         self.config = cfg = config
+        if conditioning is None and cfg.num_classes:
+            conditioning = ClassLabel([str(i) for i in range(cfg.num_classes)])
+        self.conditioning = conditioning
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb_dim = 4 * cfg.channels
         self.emb = nn.Sequential(nn.Linear(cfg.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        # class id num_classes is the learned "no label" embedding used for classifier-free guidance
-        self.label_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
+        # its null value ("no label") is learned too, for classifier-free guidance
+        self.label_emb = conditioning.embedding(emb_dim) if conditioning is not None else None
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
 
         skips, prev = [ch[0]], ch[0]
@@ -147,16 +153,17 @@ class UNet(nn.Module):
         self.conv_out = _zero(nn.Conv2d(prev, cfg.in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """y: long [B] class ids of a conditional model (num_classes = no label; None = no label for all)."""
+        """y: the encoded condition [B, ...] of a conditional model (`conditioning.encode`; class ids for class
+        labels), None = the null condition ("no label") for all."""
         h_in, w_in = x.shape[-2:]
         f = self.config.downsample_factor
         x = F.pad(x, (0, -w_in % f, 0, -h_in % f))
         emb = self.emb(timestep_embedding(t, self.config.channels).to(x.dtype))
         if self.label_emb is not None:
-            y = torch.full_like(t, self.config.num_classes, dtype=torch.long) if y is None else y
+            y = self.conditioning.null(x.shape[0], x.device) if y is None else y
             emb = emb + self.label_emb(y)
         elif y is not None:
-            raise ValueError("this UNet is unconditional (num_classes = 0) but class labels were given")
+            raise ValueError("this UNet is unconditional but a condition (class labels) was given")
 
         h = self.conv_in(x)
         skips = [h]

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from . import checkpoint
 from .config import VocoderConfig, VocosConfig
 from .mel import MelSpectrogram
-from .vocoder import WEIGHTS_FILE, Vocoder  # noqa: F401 (WEIGHTS_FILE: where vocoder_train saves)
+from .vocoder import Vocoder
 
 MAX_LOG_MAGNITUDE = 10.0  # |S| <= e^10: an unnormalized full-scale sine peaks near n_fft / 4 = 256 (e^5.5)
 

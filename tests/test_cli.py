@@ -151,7 +151,7 @@ def test_class_conditional_run(tmp_path, tiny_config):
     for command in ("generate", "vary"):  # --help states the default the library applies
         assert f"{DEFAULT_GUIDANCE:g} (pipeline.DEFAULT_GUIDANCE)" in " ".join(invoke(command, "--help").output.split())
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
-    assert res.exit_code == 1 and "--label 'mid': not a label of this run (labels: high, low)" in res.output
+    assert res.exit_code == 1 and "label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")
     assert res.exit_code == 1 and "unet.num_classes: 2 in the run, 0 asked for" in res.output
 

@@ -125,7 +125,7 @@ def test_dpmpp_2m_oracle_and_registry():
 
 def test_classifier_free_guidance_closed_form():
     from audiodiff.config import UNetConfig
-    from audiodiff.sampling import guided
+    from audiodiff.conditioning import guided
     from audiodiff.unet import UNet
 
     model = UNet(UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=3))
@@ -135,8 +135,8 @@ def test_classifier_free_guidance_closed_form():
     x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([10, 500]), torch.tensor([0, 2])
     cond, uncond = model(x, t, y), model(x, t, torch.tensor([3, 3]))
     assert not torch.allclose(cond, uncond)
-    torch.testing.assert_close(guided(model, y, 0.0)(x, t), cond)
-    torch.testing.assert_close(guided(model, y, 2.5)(x, t), 3.5 * cond - 2.5 * uncond, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(guided(model, model.conditioning, y, 0.0)(x, t), cond)
+    torch.testing.assert_close(guided(model, model.conditioning, y, 2.5)(x, t), 3.5 * cond - 2.5 * uncond, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(model(x, t), uncond)  # no labels given = the "no label" class
 
 
@@ -196,7 +196,7 @@ def test_heun_is_second_order_on_gaussian_data(device):
 def test_guidance_interval_boundaries():
     """Inside [t_lo, t_hi] (both ends included) the guided output; outside, the plain conditional one."""
     from audiodiff.config import UNetConfig
-    from audiodiff.sampling import guided
+    from audiodiff.conditioning import guided
     from audiodiff.unet import UNet
 
     model = UNet(UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=2))
@@ -204,7 +204,7 @@ def test_guidance_interval_boundaries():
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
     x, y = torch.randn(2, 1, 8, 8), torch.tensor([0, 1])
-    fn = guided(model, y, 2.0, interval=(100, 600))
+    fn = guided(model, model.conditioning, y, 2.0, interval=(100, 600))
     for t, inside in ((99, False), (100, True), (350, True), (600, True), (601, False), (999, False)):
         tt = torch.full((2,), t)
         cond, uncond = model(x, tt, y), model(x, tt, torch.tensor([2, 2]))

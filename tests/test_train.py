@@ -8,7 +8,8 @@ from audiodiff import checkpoint
 from audiodiff.data import MelDataset, load_mels
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.train import MAX_BAD_STEPS, latest_checkpoint, load_state, lr_at, train
+from audiodiff.train import load_state, lr_at, train
+from audiodiff.trainkit import MAX_BAD_STEPS, latest_checkpoint
 
 from .conftest import tolerance
 
@@ -67,8 +68,10 @@ def test_runs_keep_their_optimizer_kernel_when_continued(tmp_path, data, tiny_co
 
 
 def test_checkpoints_pruned_and_previews_written(tmp_path, data, tiny_config):
+    from audiodiff.run import preview_writer
+
     config = with_steps(tiny_config, 6, keep_checkpoints=2)
-    train(config, data, tmp_path, torch.device("cpu"), progress=False)
+    train(config, data, tmp_path, torch.device("cpu"), progress=False, on_checkpoint=preview_writer(config, tmp_path))
     assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == [
         "step_00000004.safetensors", "step_00000006.safetensors"]
     assert (tmp_path / "samples" / "step_00000006_0.wav").exists()
@@ -94,8 +97,9 @@ def test_damaged_checkpoints_give_clear_errors(tmp_path, data, tiny_config):
     checkpoint.write(tmp_path / "x.safetensors", tensors, meta)
     with pytest.raises(checkpoint.CheckpointError, match="missing 'conv_in.weight'"):
         SpectrogramDiffusion.load(tmp_path / "x.safetensors")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in"):
-        SpectrogramDiffusion.load(tmp_path / "samples")
+        SpectrogramDiffusion.load(tmp_path / "empty")
 
 
 def test_pipeline_rebuilds_from_checkpoint_alone(tmp_path, data, tiny_config):

@@ -1,0 +1,247 @@
+"""The run folder: its layout, its config, its data and its previews. `train` here trains exactly as
+`audiodiff train` does (the CLI calls it), so a library user gets the same files for the same seed.
+
+A run folder holds:
+    config.toml                    the resolved Config (preset < --config file < flags, labels from the data)
+    loss.csv                       step, loss, lr, grad_norm, samples_per_s, bad_steps (loss.replaced.csv: rows
+                                   logged after the newest checkpoint by a run that then crashed)
+    checkpoints/step_XXXXXXXX.safetensors   model, EMA, optimizer, RNG states + config (JSON metadata)
+    samples/step_XXXXXXXX_K.{wav,png}       preview clips from the EMA model at each checkpoint
+    generated/                     where `audiodiff generate RUN --out RUN/generated` puts clips (gallery)
+    cache/                         the mel cache of the training data
+
+A vocoder folder (`train_vocoder`) holds config.toml, vocoder.safetensors, loss.csv and checkpoints/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .audio import save
+from .config import Config, MelConfig, VocoderConfig, preset
+from .conditioning import from_config as conditioning_of
+from .conditioning import guided
+from .data import DataReport, file_labels, load_mels, load_waves
+from .device import peak_memory, resolve_device
+from .distributed import barrier, from_env, shutdown
+from .files import write_text
+from .mel import MelSpectrogram
+from .plot import save_spectrogram
+from .sampling import sample
+from .schedule import GaussianSchedule
+from .train import TrainState, check_same_model
+from .train import train as train_model
+from .trainkit import latest_checkpoint
+from .vocoder_train import VocoderState, check_same_vocoder
+from .vocoder_train import train_vocoder as train_vocoder_model
+from .vocoders import build_vocoder, load_vocoder
+
+CONFIG_FILE = "config.toml"
+CLIP_FOLDERS = ("generated", "samples")  # where a run keeps clips: `generate --out RUN/generated`, previews
+PREVIEW_SEED = 1234
+Log = Callable[[str], None]
+
+
+def find_checkpoint(run: str | Path) -> Path:
+    """A checkpoint file itself, or the newest checkpoint of a run directory."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise checkpoint.CheckpointError(f"{run}: no such run directory or checkpoint file")
+    found = latest_checkpoint(run)
+    if found is None:
+        raise checkpoint.CheckpointError(f"{run}: no checkpoint in {run / 'checkpoints'} (train first)")
+    return found
+
+
+def read_checkpoint(run: str | Path) -> tuple[Config, dict[str, torch.Tensor], dict[str, Any], Path]:
+    """(config, tensors, metadata, file) of a run's newest checkpoint (or of a checkpoint file)."""
+    path = find_checkpoint(run)
+    tensors, meta = checkpoint.read(path)
+    if "config" not in meta:
+        raise checkpoint.CheckpointError(f"{path}: no config in the checkpoint metadata")
+    try:
+        return Config.from_dict(meta["config"]), tensors, meta, path
+    except (ValueError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"{path}: bad config in checkpoint ({e})") from None
+
+
+def run_config(run: str | Path) -> Config | None:
+    """The config.toml of a run folder, or None if `run` is not one."""
+    path = Path(run) / CONFIG_FILE
+    return Config.from_toml(path) if path.is_file() else None
+
+
+def mel_config(run: str | Path | None = None, vocoders: tuple[str, ...] = ()) -> MelConfig:
+    """The mel config of a run if given, else of the first saved vocoder among `vocoders`, else the default."""
+    if run:
+        return read_checkpoint(run)[0].mel
+    saved = [v for v in vocoders if Path(v).is_dir()]
+    return load_vocoder(saved[0]).mel.config if saved else MelConfig()
+
+
+def writable_dir(path: Path) -> None:
+    """Create `path` if needed; OSError naming it if nothing can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".audiodiff-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+def resolve_config(out: Path, config_file: Path | None = None, preset_name: str | None = None,
+                   overrides: dict[str, dict[str, Any]] | None = None, resume: bool = False) -> tuple[Config, Config | None]:
+    """(config to train with, the run's stored config or None): the run's own when continuing, else
+    preset (default small) < TOML file < overrides {section: {field: value}}. Labels come later, from the data."""
+    stored = run_config(out)
+    if stored is None:
+        if resume:
+            raise ValueError(f"{out}: resume asked for but there is no run here (no {CONFIG_FILE})")
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
+    config = preset(preset_name) if preset_name else stored or preset("small")
+    if config_file:
+        config = Config.from_toml(config_file, config)
+    for section, changes in (overrides or {}).items():
+        if changes:
+            config = config.replace(section, **changes)
+    if resume and latest_checkpoint(out) is None:
+        raise ValueError(f"{out}: resume asked for but no checkpoint yet in {out / 'checkpoints'}")
+    return config, stored
+
+
+def _report_skipped(report: DataReport, warn: Log) -> None:
+    for path, reason in report.skipped[:10]:
+        warn(f"warning: skipped {path}: {reason}")
+    if len(report.skipped) > 10:
+        warn(f"warning: ... and {len(report.skipped) - 10} more skipped files")
+
+
+def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = None, preset_name: str | None = None,
+          overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
+          unconditional: bool = False, vocoder: str | None = None, resume: bool = False, device: str = "auto",
+          progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
+    """Train a run on every audio file under data_dir, or continue the run in `out`, as `audiodiff train` does.
+
+    overrides: {"train": {"steps": 2000, ...}, "diffusion": {...}} on top of preset and config_file.
+    Labels: first-level subfolders, or `label_column` of a metadata.csv (unconditional=True ignores them).
+    vocoder: the run's default vocoder spec (a saved vocoder's folder is stored as an absolute path).
+    When started by torchrun, every rank calls this; rank 0 writes and logs. Returns the final TrainState.
+    """
+    data_dir, out = Path(data_dir), Path(out)
+    config, stored = resolve_config(out, config_file, preset_name, overrides, resume)
+    if unconditional and label_column:
+        raise ValueError("unconditional training and a label column contradict each other")
+    if vocoder:
+        build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
+        config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
+    dist, dev = from_env(device)  # started by torchrun: one process per device, rank 0 writes
+    say, warn = (log, warn) if dist.main else (lambda m: None, lambda m: None)
+    barrier(dist)  # every rank has read the run's state before rank 0 writes anything
+    if dist.main:
+        writable_dir(out)
+    t0 = time.perf_counter()
+    if not dist.main:
+        barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
+                             progress and dist.main)
+    if dist.main:
+        barrier(dist)
+    _report_skipped(report, warn)
+    say(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    labelled = None if unconditional else file_labels(data_dir, data.files, label_column)
+    names, labels = labelled if labelled else ((), None)
+    config = config.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
+    if stored is not None:
+        check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
+    if dist.main:
+        write_text(out / CONFIG_FILE, config.to_toml())
+    if names:
+        say(f"class-conditional on {len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
+    where = f"{dist.world} processes ({dev.type})" if dist.active else str(dev)
+    say(f"training preset={config.preset} on {where} ({config.train.precision}), {config.train.steps} steps of "
+        f"{config.train.batch_size} x {config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
+    try:
+        state = train_model(config, data, out, dev, progress=progress, log=say, labels=labels, dist=dist,
+                            on_checkpoint=preview_writer(config, out))
+    finally:
+        shutdown(dist)
+    say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)} (rank 0). "
+        f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
+    return state
+
+
+def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], None]:
+    """A callback (EMA model, step) that samples config.train.preview_count clips with DDIM (conditional runs:
+    cycling through the classes, no guidance) and writes them as WAV + PNG under run_dir/samples."""
+    c, names = config.train, config.data.labels
+    seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
+    cond = conditioning_of(config)
+
+    def write(ema: nn.Module, step: int) -> None:
+        if not seeds:
+            return
+        device = next(ema.parameters()).device
+        mel = MelSpectrogram(config.mel).to(device)
+        model = ema
+        if cond is not None:
+            model = guided(ema, cond, torch.arange(len(seeds), device=device) % len(names), 0.0)
+        with torch.no_grad():
+            logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim",
+                            (1, config.mel.n_mels, config.data.crop_frames), seeds, c.preview_steps, device)
+            wav = build_vocoder(config.vocoder, mel)(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
+        out = run_dir / "samples"
+        out.mkdir(exist_ok=True)
+        for i, s in enumerate(seeds):
+            stem = out / f"step_{step:08d}_{i}"
+            save(stem.with_suffix(".wav"), wav[i].cpu().numpy(), config.mel.sample_rate)
+            save_spectrogram(stem.with_suffix(".png"), logmel[i, 0].cpu().numpy(), config.mel,
+                             f"step {step}, DDIM {c.preview_steps} steps, seed {s}"
+                             + (f", label {names[i % len(names)]}" if names else ""))
+
+    return write
+
+
+def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | None = None,
+                  config_file: Path | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
+                  progress: bool = True, log: Log = print, warn: Log = print) -> VocoderState:
+    """Train a vocoder on every audio file under data_dir, or continue the one in `out`, as `audiodiff vocoder
+    train` does. Config: the folder's own, else the default; the mel of `run` if given; then config_file;
+    then overrides of [train] fields. Returns the final state."""
+    data_dir, out = Path(data_dir), Path(out)
+    stored = VocoderConfig.from_toml(out / CONFIG_FILE) if (out / CONFIG_FILE).exists() else None
+    if stored is None and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: folder exists and is not an audiodiff vocoder (no {CONFIG_FILE}); choose another")
+    config = stored or VocoderConfig()
+    if run:
+        config = dataclasses.replace(config, mel=mel_config(run))
+    if config_file:
+        config = VocoderConfig.from_toml(config_file, config)
+    config = config.replace("train", **(overrides or {}))
+    if stored is not None:
+        check_same_vocoder(stored, config, str(out))
+    dev = resolve_device(None if device == "auto" else device)
+    t0 = time.perf_counter()
+    data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress)
+    _report_skipped(report, warn)
+    log(f"data: {report.summary()}, {len(data.wav) / config.mel.sample_rate / 60:.1f} min of audio, "
+        f"in {time.perf_counter() - t0:.1f} s")
+    writable_dir(out)
+    write_text(out / CONFIG_FILE, config.to_toml())
+    c = config.train
+    log(f"training vocoder on {dev} ({c.precision}{', adversarial' if c.adversarial else ''}), {c.steps} steps of "
+        f"{c.batch_size} x {c.segment_frames * config.mel.hop_length / config.mel.sample_rate:.2f} s segments -> {out}")
+    state = train_vocoder_model(config, data, out, dev, progress=progress, log=log)
+    log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+        f"Next: audiodiff evaluate vocoder --data HELDOUT_DIR --vocoder {out} --vocoder griffinlim")
+    return state
