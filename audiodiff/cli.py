@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from .config import PRESETS, MelConfig
+from .cli_options import DEVICE, VOCODER, friendly
+from .cli_tools import evaluate, vocoder
+from .config import PRESETS
 from .sampling import SAMPLERS
-
-# AudioError and CheckpointError are ValueErrors.
-EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's expected errors into a one-line `Error: ...` and exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except EXPECTED_ERRORS as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper
-
-
-VOCODER = click.option("--vocoder", help="Mel -> audio: the folder of a trained vocoder (audiodiff vocoder train), "
-                                           "or griffinlim or pghi (phase-gradient start) as NAME[-ITERS][/nnls|pinv], "
-                                           "e.g. pghi-16 or griffinlim-64/pinv. "
-                                           "Default: the run's (train --vocoder), else griffinlim.")
-DEVICE = click.option("--device", default="auto", show_default=True,
-                      help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -78,7 +55,7 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
-@_friendly
+@friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
           compile_: bool | None, prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
@@ -130,7 +107,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @VOCODER
 @DEVICE
-@_friendly
+@friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None, force: bool,
              progress: bool, vocoder: str | None, device: str) -> None:
@@ -215,7 +192,7 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True, help="Sampler.")
 @_conditioning
 @_edit_options
-@_friendly
+@friendly
 def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float | None,
          out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
@@ -241,7 +218,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 @click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade at each edge of the span.")
 @_conditioning
 @_edit_options
-@_friendly
+@friendly
 def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
             resample: int, fade: int, n: int, label: str | None, guidance: float | None, out: Path, steps: int, seed: int,
             force: bool, progress: bool, vocoder: str | None, device: str) -> None:
@@ -268,7 +245,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade into the continuation.")
 @_conditioning
 @_edit_options
-@_friendly
+@friendly
 def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
               guidance: float | None, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None,
               device: str) -> None:
@@ -291,7 +268,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 @click.argument("audio_b", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=2), default=5, show_default=True, help="Clips from A to B, both ends included.")
 @_edit_options
-@_friendly
+@friendly
 def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int, seed: int,
                 force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Morph AUDIO_A into AUDIO_B: invert both to noise with DDIM, interpolate (slerp), decode.
@@ -317,7 +294,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @VOCODER
 @DEVICE
-@_friendly
+@friendly
 def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, force: bool, vocoder: str | None,
                 device: str) -> None:
     """Round-trip IN_AUDIO through the mel front end and the vocoder, to hear what the mel keeps.
@@ -359,7 +336,7 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
               help="Folder for index.html and the copied clips and spectrograms.")
 @click.option("--title", help="Page title (default: the name of SOURCE).")
 @click.option("--force", is_flag=True, help="Write into --out even if it already holds a gallery.")
-@_friendly
+@friendly
 def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
     """A static HTML page with an audio player and a spectrogram for every clip of SOURCE.
 
@@ -377,243 +354,5 @@ def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
     click.echo(f"{page}: open it in a browser")
 
 
-@main.group()
-def vocoder() -> None:
-    """Trained vocoders: a Vocos-style network that turns this project's mels into audio."""
-
-
-@vocoder.command("train")
-@click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Vocoder folder: config, vocoder.safetensors, checkpoints, loss log. An existing one is continued.")
-@click.option("--run", "run_dir", type=click.Path(path_type=Path),
-              help="Take the mel config from this diffusion run (default: the built-in default mel).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML file with [mel] [model] [train] tables (see VOC_DIR/config.toml of any vocoder).")
-@click.option("--steps", type=int, help="Total optimizer steps [default 20000; continuing may raise it].")
-@click.option("--batch-size", type=int, help="Segments per step [default 16].")
-@click.option("--lr", type=float, help="Peak learning rate (AdamW, warm-up then cosine) [default 5e-4].")
-@click.option("--adversarial/--no-adversarial", default=None,
-              help="Add multi-period + multi-resolution discriminators (~14x slower per step on CPU; for GPUs "
-                   "or long runs). Can be switched on when continuing a spectral-loss run.")
-@click.option("--phase-weight", type=float,
-              help="Weight of the group-delay + instantaneous-frequency phase losses [default 1; 0 turns them off].")
-@click.option("--seed", type=int, help="Seed for init and segment sampling.")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")
-@click.option("--checkpoint-every", type=int, help="Steps between checkpoints [default 1000].")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-@DEVICE
-@_friendly
-def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_file: Path | None, steps: int | None,
-                      batch_size: int | None, lr: float | None, adversarial: bool | None, phase_weight: float | None,
-                      seed: int | None,
-                      precision: str | None, checkpoint_every: int | None, progress: bool, device: str) -> None:
-    """Train a vocoder on every audio file under DATA_DIR, for `--vocoder VOC_DIR` in generate and the editing
-    commands (and `train --vocoder VOC_DIR`).
-
-    Random 0.5 s segments at random gains -> the project's mel -> ConvNeXt network -> STFT magnitude and
-    phase -> inverse STFT; losses: multi-resolution STFT + log-mel L1 (plus the adversarial ones with
-    --adversarial). Re-running on an existing VOC_DIR continues it exactly. Train it on the audio the
-    diffusion model was trained on, or on more of the same kind.
-    """
-    from .run import train_vocoder
-
-    changes = dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, phase_weight=phase_weight,
-                   seed=seed, precision=precision, checkpoint_every=checkpoint_every)
-    train_vocoder(data_dir, out, run=run_dir, config_file=config_file,
-                  overrides={k: v for k, v in changes.items() if v is not None}, device=device, progress=progress,
-                  log=click.echo, warn=lambda m: click.echo(m, err=True))
-
-
-@main.group()
-def evaluate() -> None:
-    """Offline quality figures: generated sets vs real audio, and vocoder round trips."""
-
-
-def _fmt_score(s: dict) -> str:
-    return (f"{s['name']:14} {s['clips']:5d}  FD {s['fd']:8.2f} [{s['fd_ci'][0]:.2f}, {s['fd_ci'][1]:.2f}]  "
-            f"KID {s['kid']:8.4f} [{s['kid_ci'][0]:.4f}, {s['kid_ci'][1]:.4f}]")
-
-
-@evaluate.command("generated")
-@click.argument("gen_dir", type=click.Path(path_type=Path))
-@click.option("--reference", "ref_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder of real audio to compare with (e.g. held-out clips).")
-@click.option("--train", "train_dir", type=click.Path(path_type=Path),
-              help="The training folder: adds a memorization check (generated clips near training clips).")
-@click.option("--bootstrap", default=200, show_default=True, help="Bootstrap rounds for the 95% intervals.")
-@click.option("--seed", default=0, show_default=True, help="Seed for bootstrap and floor subsampling.")
-@click.option("--sample-rate", default=16000, show_default=True, help="Audio is resampled to this rate first.")
-@click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path),
-              help="Also score in the embedding of a trained embedder (audiodiff evaluate train-embedder), with IS.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_friendly
-def evaluate_generated_cmd(gen_dir: Path, ref_dir: Path, train_dir: Path | None, bootstrap: int, seed: int,
-                           sample_rate: int, embedder_dir: Path | None, as_json: bool) -> None:
-    """Frechet and kernel distances of GEN_DIR's clips to real audio, in a weight-free embedding.
-
-    The embedding is per-clip mean and std of each log-mel band and of 20 MFCCs (default mel
-    front end at --sample-rate). Lower is better. The real-vs-real floor holds back a seeded share of
-    the reference clips (as many as GEN_DIR has, at most half) and scores them like the generated
-    ones against the rest: give --reference at least twice as many clips as GEN_DIR. Generated files
-    that cannot be scored (unreadable, shorter than one FFT window) are counted as failures.
-    """
-    import json
-
-    from .evaluate import evaluate_generated, folder_features, scored_features
-    from .mel import MelSpectrogram
-
-    mel = MelSpectrogram(MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2)))
-    gen, _, failed = scored_features(gen_dir, mel)
-    ref, _ = folder_features(ref_dir, mel)
-    train_feats = folder_features(train_dir, mel)[0] if train_dir else None
-    results = {"melstats": evaluate_generated(gen, ref, train_feats, rounds=bootstrap, seed=seed)}
-    results["melstats"]["failed_clips"] = [f"{path}: {reason}" for path, reason in failed]
-    if embedder_dir:
-        from .embedder import Embedder
-        from .evaluate import evaluate_with_embedder
-
-        results["embedder"] = evaluate_with_embedder(Embedder.load(embedder_dir), gen_dir, ref_dir, train_dir,
-                                                     bootstrap, seed)
-    if as_json:
-        click.echo(json.dumps(results, indent=2))
-        return
-    if failed:
-        click.echo(f"FAILED: {len(failed)} of {len(failed) + len(gen)} generated files could not be scored "
-                   f"(first: {failed[0][0]}: {failed[0][1]})")
-    for space, result in results.items():
-        click.echo(f"{space} embedding, reference: {result['reference_clips']} of the {len(ref)} clips in {ref_dir}, "
-                   "95% bootstrap intervals")
-        click.echo(_fmt_score(result["generated"]))
-        click.echo(_fmt_score(result["floor"]) + "   <- real-vs-real floor (held-out clips not in the reference)")
-        for warning in result["warnings"]:
-            click.echo(f"warning: {warning}")
-        if "memorization" in result:
-            m = result["memorization"]
-            click.echo(f"memorization: median distance to nearest training clip {m['median_gen_to_train']:.2f} "
-                       f"(reference clips: {m['median_ref_to_train']:.2f}); {100 * m['too_close']:.0f}% of generated "
-                       f"clips closer than 95% of reference clips (about 5% expected without copying)")
-        for name in ("generated_classes", "reference_classes"):
-            if name in result:
-                c = result[name]
-                acc = f", class accuracy {c['accuracy']:.3f}" if "accuracy" in c else ""
-                click.echo(f"{name.split('_')[0]:14} IS {c['is']:.2f}, modified IS {c['modified_is']:.2f}{acc}")
-                if "per_label" in c:
-                    click.echo("accuracy per label: " + ", ".join(f"{k} {a:.2f} ({n})" for k, (a, n) in c["per_label"].items()))
-
-
-@evaluate.command("train-embedder")
-@click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for embedder.safetensors.")
-@click.option("--label-column", help="Column of DATA_DIR's (or its parent's) metadata.csv holding class labels. "
-              "Default: first-level subfolder names if there are several, else no labels (contrastive).")
-@click.option("--heldout", type=click.Path(path_type=Path), help="Held-out folder to report classification accuracy on.")
-@click.option("--steps", type=int, help="Training steps (default 1500).")
-@click.option("--seed", type=int, help="Seed (default 0).")
-@click.option("--force", is_flag=True, help="Overwrite an existing embedder in --out.")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-@_friendly
-def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, heldout: Path | None, steps: int | None,
-                       seed: int | None, force: bool, progress: bool) -> None:
-    """Train the small audio embedder used by `evaluate generated --embedder` on DATA_DIR (CPU, minutes).
-
-    With labels it is a classifier (IS, modified IS, class accuracy as in DiffWave's SC09 protocol);
-    without, it learns by contrast between crops of the same file.
-    """
-    import dataclasses
-
-    from .config import EmbedderConfig
-    from .data import file_labels, load_mels
-    from .embedder import Embedder, train_embedder
-    from .evaluate import heldout_accuracy
-    from .mel import MelSpectrogram
-    from .run import writable_dir
-
-    target = out / "embedder.safetensors"
-    if target.exists() and not force:
-        raise ValueError(f"{target}: exists; pass --force to overwrite")
-    config = EmbedderConfig()
-    config = dataclasses.replace(config, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
-    mel_config = MelConfig()
-    data, report = load_mels(data_dir, MelSpectrogram(mel_config), config.crop_frames, progress=progress)
-    click.echo(f"data: {report.summary()}")
-    labelled = file_labels(data_dir, data.files, label_column)
-    names, labels = labelled if labelled else ([], None)
-    click.echo(f"objective: {'classify ' + str(len(names)) + ' labels' if names else 'contrastive (no labels)'}")
-    model = Embedder(config, mel_config, names)
-    stats = train_embedder(model, data, labels, progress)
-    line = f"trained {config.steps} steps: loss {stats['loss']:.3f}"
-    if names:
-        line += f", train accuracy {stats['train_accuracy']:.3f}"
-    meta = {"data": str(data_dir), "label_column": label_column, **stats}
-    if heldout and names:
-        meta["heldout_accuracy"], count = heldout_accuracy(model, heldout, label_column)
-        line += f", held-out accuracy {meta['heldout_accuracy']:.3f} on {count} clips"
-    writable_dir(out)
-    model.save(target, meta)
-    click.echo(f"{line} -> {target}")
-
-
-@evaluate.command("vocoder")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder of real audio (e.g. held-out clips).")
-@click.option("--clips", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Score N files drawn at random (seeded), stratified by label when the folder has labels.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the file sample and of the vocoders' randomness.")
-@click.option("--label-column", help="Stratify the sample by this column of DATA's (or its parent's) metadata.csv "
-                                     "(default: first-level subfolders, if any).")
-@click.option("--vocoder", "vocoders", multiple=True, default=("griffinlim-32/pinv", "griffinlim", "pghi"),
-              show_default=True, help="A trained vocoder's folder, or a spec NAME[-ITERS][/nnls|pinv]; repeat for "
-                                      "several rows.")
-@click.option("--run", "run_dir", type=click.Path(path_type=Path),
-              help="Use this run's mel config (default: the first trained vocoder's, else the built-in default).")
-@click.option("--speech", is_flag=True, help="Add PESQ-wb (16 kHz) and STOI; needs `pip install pesq pystoi`.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@DEVICE
-@_friendly
-def evaluate_vocoder_cmd(data_dir: Path, clips: int, seed: int, label_column: str | None, vocoders: tuple[str, ...],
-                         run_dir: Path | None, speech: bool, as_json: bool, device: str) -> None:
-    """Paired round-trip scores (mel -> vocoder -> audio) on real audio: LSD, mel L1, MR-STFT, SNR, RTF;
-    for a trained vocoder also how long it trained, on what hardware."""
-    import json
-
-    import torch
-
-    from .device import resolve_device
-    from .evaluate import evaluate_vocoder, vocoder_files
-    from .mel import MelSpectrogram
-    from .run import mel_config as mel_config_of
-    from .vocoders import build_vocoder, describe
-
-    mel_config = mel_config_of(run_dir, vocoders)
-    mel = MelSpectrogram(mel_config).to(resolve_device(device))
-    files, how = vocoder_files(data_dir, clips, seed, label_column)
-    built = [build_vocoder(v, mel) for v in vocoders]  # all specs checked before the long work
-    rows = {describe(v): {**evaluate_vocoder(files, mel, v, seed=seed, speech=speech), "sample": how} for v in built}
-    for v in built:
-        if getattr(v, "record", None):
-            rows[describe(v)]["training"] = v.record  # how long it trained, on what
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(f"clips: {how}")
-    click.echo(f"{'vocoder':20} {'clips':>5} {'LSD dB':>7} {'logmel L1':>9} {'MR-STFT':>8} {'STFT-u':>7} {'SNR dB':>7} "
-               f"{'RTF':>7}" + (f" {'PESQ-wb':>7} {'STOI':>6}" if speech else ""))
-    for name, r in rows.items():
-        click.echo(f"{name:20} {r['clips']:5d} {r['lsd_db']:7.2f} {r['mel_l1']:9.3f} {r['mr_stft']:8.3f} "
-                   f"{r['stft_unseen']:7.3f} {r['snr_db']:7.1f} {r['rtf']:7.4f}"
-                   + (f" {r['pesq_wb']:7.2f} {r['stoi']:6.3f}" if speech else ""))
-    if speech:
-        r = next(iter(rows.values()))
-        click.echo(f"PESQ-wb defined on {r['pesq_wb_clips']}, STOI on {r['stoi_clips']} of {r['clips']} clips "
-                   "(STOI needs about 30 frames, ~0.4 s, of speech)")
-    for name, r in rows.items():
-        if "training" in r:
-            t = r["training"]
-            click.echo(f"{name}: trained {t.get('step', '?')} steps in {t.get('seconds', 0) / 60:.1f} min "
-                       f"on {t.get('hardware', 'unknown hardware')}")
-    click.echo("logmel L1: L1 of ln sqrt(power mel) (not HiFi-GAN's magnitude-mel L1); MR-STFT at 512/128, 2048/512 "
-               "and 256/64 (the first two are also the trained vocoder's loss resolutions); STFT-u: the same distance "
-               "at 1536/384, a resolution no vocoder trained on")
-    click.echo(f"RTF: seconds of computing per second of audio on {mel.filterbank.device} (this machine, "
-               f"{torch.get_num_threads()} threads; other load on the machine inflates it)")
+main.add_command(vocoder)
+main.add_command(evaluate)

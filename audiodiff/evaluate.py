@@ -26,12 +26,13 @@ import scipy.fft
 import torch
 
 from .audio import load
+from .config import EmbedderConfig, MelConfig
 from .data import file_labels, find_audio_files, load_mels
-from .embedder import Embedder, inception_score, modified_inception_score
+from .embedder import Embedder, inception_score, modified_inception_score, train_embedder
 from .mel import MelSpectrogram
 from .metrics import UNSEEN_STFT_RESOLUTION, log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
 from .vocoder import Vocoder
-from .vocoders import reconstruct
+from .vocoders import build_vocoder, describe, reconstruct
 
 N_MFCC = 20
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -293,3 +294,66 @@ def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_di
             result["generated_classes"]["accuracy"] = class_accuracy(emb, gen_p, gen_dir, gen_files)
             result["generated_classes"]["per_label"] = per_label
     return result
+
+
+def evaluate_folders(gen_dir: str | Path, ref_dir: str | Path, train_dir: str | Path | None = None,
+                     embedder_dir: str | Path | None = None, rounds: int = 200, seed: int = 0,
+                     sample_rate: int = 16000) -> tuple[dict, int]:
+    """`audiodiff evaluate generated`: ({"melstats": ..., "embedder": ... if embedder_dir}, reference clip count).
+
+    melstats: the weight-free embedding (`clip_features`) with the default mel front end at sample_rate;
+    its "failed_clips" lists generated files that could not be scored, as "path: reason".
+    """
+    mel = MelSpectrogram(MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2)))
+    gen, _, failed = scored_features(gen_dir, mel)
+    ref, _ = folder_features(ref_dir, mel)
+    train_feats = folder_features(train_dir, mel)[0] if train_dir else None
+    results = {"melstats": evaluate_generated(gen, ref, train_feats, rounds=rounds, seed=seed)}
+    results["melstats"]["failed_clips"] = [f"{path}: {reason}" for path, reason in failed]
+    if embedder_dir:
+        results["embedder"] = evaluate_with_embedder(Embedder.load(embedder_dir), Path(gen_dir), Path(ref_dir),
+                                                     Path(train_dir) if train_dir else None, rounds, seed)
+    return results, len(ref)
+
+
+def compare_vocoders(data_dir: str | Path, specs: tuple[str, ...], mel_config: MelConfig, clips: int = 50,
+                     seed: int = 0, label_column: str | None = None, speech: bool = False,
+                     device: torch.device | None = None) -> tuple[dict[str, dict], str]:
+    """`audiodiff evaluate vocoder`: round-trip scores of each vocoder spec on the same seeded sample of
+    data_dir's files -> ({spec: scores, with "training" for a saved vocoder that records it}, the sample)."""
+    mel = MelSpectrogram(mel_config).to(device or torch.device("cpu"))
+    files, how = vocoder_files(data_dir, clips, seed, label_column)
+    built = [build_vocoder(v, mel) for v in specs]  # all specs checked before the long work
+    rows = {}
+    for v in built:
+        rows[describe(v)] = {**evaluate_vocoder(files, mel, v, seed=seed, speech=speech), "sample": how}
+        if getattr(v, "record", None):
+            rows[describe(v)]["training"] = v.record  # how long it trained, on what
+    return rows, how
+
+
+def train_embedder_on(data_dir: str | Path, out: str | Path, label_column: str | None = None,
+                      heldout: str | Path | None = None, config: EmbedderConfig = EmbedderConfig(),
+                      progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """`audiodiff evaluate train-embedder`: train the evaluation embedder on data_dir (a classifier of the
+    labels, or contrastive without) and save it as out/embedder.safetensors; returns that path."""
+    mel_config = MelConfig()
+    data, report = load_mels(data_dir, MelSpectrogram(mel_config), config.crop_frames, progress=progress)
+    log(f"data: {report.summary()}")
+    labelled = file_labels(data_dir, data.files, label_column)
+    names, labels = labelled if labelled else ([], None)
+    log(f"objective: {'classify ' + str(len(names)) + ' labels' if names else 'contrastive (no labels)'}")
+    model = Embedder(config, mel_config, names)
+    stats = train_embedder(model, data, labels, progress)
+    line = f"trained {config.steps} steps: loss {stats['loss']:.3f}"
+    if names:
+        line += f", train accuracy {stats['train_accuracy']:.3f}"
+    meta = {"data": str(data_dir), "label_column": label_column, **stats}
+    if heldout and names:
+        meta["heldout_accuracy"], count = heldout_accuracy(model, heldout, label_column)
+        line += f", held-out accuracy {meta['heldout_accuracy']:.3f} on {count} clips"
+    target = Path(out) / "embedder.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model.save(target, meta)
+    log(f"{line} -> {target}")
+    return target

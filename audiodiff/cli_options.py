@@ -1,0 +1,32 @@
+"""What every command shares: the error wrapper and the common options."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+# AudioError and CheckpointError are ValueErrors.
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's expected errors into a one-line `Error: ...` and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EXPECTED_ERRORS as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+VOCODER = click.option("--vocoder", help="Mel -> audio: the folder of a trained vocoder (audiodiff vocoder train), "
+                                           "or griffinlim or pghi (phase-gradient start) as NAME[-ITERS][/nnls|pinv], "
+                                           "e.g. pghi-16 or griffinlim-64/pinv. "
+                                           "Default: the run's (train --vocoder), else griffinlim.")
+DEVICE = click.option("--device", default="auto", show_default=True,
+                      help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
