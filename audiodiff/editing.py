@@ -8,13 +8,19 @@
 - `circular`: a Model that also sees the signal rolled by half its width and blends the two
   predictions away from the edges, so that the end of a sample continues into its start (loops).
 - `soft_keep`: a keep mask with linear ramps at its edges, for crossfading edited and kept regions.
+- `outpaint`: extend a signal window by window, each window inpainted from the end of the last.
+- `splice`: put a clip's own samples back outside the edited span, crossfaded.
+- `loop_audio`: decode one period of a loop so that its end runs into its start without a seam.
 
-Tensors are normalized log-mels float [B, 1, F, N] in [-1, 1]; masks are float [1 or B, 1, F, N],
+Tensors are what the model sees (representation.py; normalized log-mels float [B, 1, F, N] in [-1, 1]); masks are float [1 or B, 1, F, N],
 1 where the input is kept and 0 where it is regenerated.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -154,3 +160,48 @@ def time_keep(shape: tuple[int, ...], start: int, end: int, bins: tuple[int, int
     lo, hi = bins if bins is not None else (0, shape[-2])
     keep[..., lo:hi, start:end] = 0.0
     return keep
+
+
+def outpaint(model: Model, schedule: GaussianSchedule, x: Tensor, frames: int, window: int, noise: NoiseFn, steps: int,
+             overlap: float = 0.5, fade: int = 3, resample: int = 1, silence: float = -1.0,
+             progress: bool = False) -> Tensor:
+    """x [B, C, F, N] -> [B, C, F, frames]: windows of `window` frames, each inpainted (`inpaint`, DDIM steps) with
+    its first overlap * window frames taken from the end of what exists. The last window // 8 frames of a
+    window are dropped and redone by the next one: the network's right edge is where training crops of short
+    files were padded with silence, and kept edge frames showed as dark seams. `noise()` gives [B, C, F, window]."""
+    keep_frames, margin = round(overlap * window), window // 8
+    if not 0 < keep_frames < window - margin:
+        raise ValueError(f"overlap must leave between 1 and {window - margin - 1} frames of context, got {overlap}")
+    while x.shape[-1] < frames:
+        k = min(keep_frames, x.shape[-1])
+        known = torch.nn.functional.pad(x[..., -k:], (0, window - k), value=silence)
+        keep = time_keep((1, *x.shape[1:-1], window), k, window).to(x.device)
+        new = inpaint(model, schedule, noise(), steps, noise, known=known, keep=keep, resample=resample, fade=fade,
+                      progress=progress)
+        last = x.shape[-1] - k + window >= frames
+        x = torch.cat([x[..., :-k], new if last else new[..., : window - margin]], dim=-1)
+    return x[..., :frames]
+
+
+def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> Tensor:
+    """Put the original samples back where kept = 1: audio float [B, T] <- original [T] on kept samples
+    (float [T], 0/1), with linear crossfades `fade` samples long on the kept side of each edge."""
+    weight = soft_keep(kept[None], fade)[0] if fade > 0 else kept
+    orig = torch.from_numpy(np.ascontiguousarray(original, dtype=np.float32))
+    return weight * orig + (1 - weight) * generated
+
+
+def loop_audio(decode: Callable[[Tensor, list[int]], Tensor], x: Tensor, seeds: list[int], period: int,
+               crossfade: int) -> Tensor:
+    """x [B, C, F, N], one period of a loop -> wav [B, period] that repeats without a seam.
+
+    Decodes three periods in a row and keeps the middle one, whose first `crossfade` samples are crossfaded
+    with the samples that follow it in the third period: played in a loop, the last sample is then followed
+    by the one the decoder put after it.
+    """
+    wav = decode(torch.cat([x] * 3, dim=-1), seeds)
+    out, after = wav[:, period : 2 * period].clone(), wav[:, 2 * period :]
+    n = min(crossfade, period, after.shape[-1])
+    ramp = torch.linspace(0.0, 1.0, n, device=wav.device)
+    out[:, :n] = ramp * out[:, :n] + (1 - ramp) * after[:, :n]
+    return out

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -23,14 +22,14 @@ from .config import Config, MelConfig
 from .device import resolve_device
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
-from .editing import circular, ddim_invert, noised, slerp, soft_keep, strength_start, time_keep
+from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
-from .sampling import Model, NoiseFn, ddim, get_sampler, item_noise
+from .sampling import Model, ddim, get_sampler, item_noise
 from .schedule import GaussianSchedule
 from .run import read_checkpoint
 from .unet import UNet
+from .representation import for_run
 from .vocoder import Vocoder
-from .vocoders import build_vocoder
 
 # Classifier-free guidance weight used when a label is given and no weight is. Measured with
 # benchmarks/guidance.py on a digits run (2026-11-30, benchmarks/README.md "Classifier-free guidance"):
@@ -55,9 +54,7 @@ class SpectrogramDiffusion:
         self.step = step
         self.model = model.to(self.device).eval()
         self.schedule = GaussianSchedule.from_config(config.diffusion)
-        self.mel = MelSpectrogram(config.mel).to(self.device)
-        self.vocoder = (vocoder or build_vocoder(config.vocoder, self.mel)).to(self.device)
-        self.vocoder.check(config.mel)
+        self.rep = for_run(config, self.device, vocoder)  # audio <-> what the model sees (representation.py)
 
     @classmethod
     def load(cls, run: str | Path, device: str | torch.device | None = None,
@@ -70,21 +67,23 @@ class SpectrogramDiffusion:
 
     def use_vocoder(self, spec: str) -> None:
         """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoders.build_vocoder`)."""
-        self.vocoder = build_vocoder(spec, self.mel).to(self.device)
-        self.vocoder.check(self.config.mel)
+        self.rep.use_vocoder(spec)
+
+    @property
+    def vocoder(self) -> Vocoder:
+        return self.rep.vocoder
+
+    @property
+    def mel(self) -> MelSpectrogram:
+        return self.rep.mel
 
     @property
     def sample_rate(self) -> int:
-        return self.config.mel.sample_rate
+        return self.rep.sample_rate
 
     def frames_for(self, seconds: float | None) -> int:
-        """Mel frames covering `seconds` (default: the training crop)."""
-        if seconds is None:
-            return self.config.data.crop_frames
-        if not seconds > 0:
-            raise ValueError(f"seconds must be positive, got {seconds}")
-        # enough frames that the vocoder's (frames - 1) * hop samples cover the request; cut back after
-        return 1 + math.ceil(round(seconds * self.sample_rate) / self.config.mel.hop_length)
+        """Frames covering `seconds` (default: the training crop); cut back to the samples asked for after decoding."""
+        return self.config.data.crop_frames if seconds is None else self.rep.frames_for(seconds)
 
     @property
     def window(self) -> int:
@@ -104,7 +103,8 @@ class SpectrogramDiffusion:
         label: a class name of a conditional run (None: unconditional); guidance: classifier-free
         guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional; None: DEFAULT_GUIDANCE
         with a label); guidance_interval (t_lo, t_hi): guide only at those timesteps (`conditioning.guided`).
-        Clips longer than the training crop are sampled window by window (`extend`'s outpainting).
+        Clips longer than the training crop are sampled window by window: the first window with `sampler`, each
+        later one by outpainting (`editing.outpaint`: RePaint on DDIM steps, whatever the sampler).
         loop: sample circularly so the clip's end continues into its start; the length is rounded up to
         whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
         """
@@ -121,7 +121,8 @@ class SpectrogramDiffusion:
             x = get_sampler(sampler)(model(len(seeds)), self.schedule, noise(), steps, noise, progress=progress,
                                      **sampler_options)
             if frames > w:  # like every later window, the first one leaves its right edge to the next
-                x = self._outpaint(x[..., : w - w // 8], frames, model(len(seeds)), noise, steps, progress=progress)
+                x = outpaint(model(len(seeds)), self.schedule, x[..., : w - w // 8], frames, w, noise, steps,
+                             silence=self.rep.silence, progress=progress)
             return x[..., :frames]
 
         num = None if seconds is None else round(seconds * self.sample_rate)
@@ -129,14 +130,14 @@ class SpectrogramDiffusion:
 
     def _noise(self, seeds: list[int], frames: int):
         generators = [torch.Generator().manual_seed(s) for s in seeds]
-        return item_noise(generators, (1, self.config.mel.n_mels, frames), self.device)
+        return item_noise(generators, self.rep.shape(frames), self.device)
 
     def _batched(self, n: int, seed: int, batch_size: int, draw: Callable[[list[int]], Tensor],
                  num_samples: int | None, vocode: Callable[[Tensor, list[int]], Tensor] | None = None) -> Generated:
-        """Run draw(seeds) -> log-mel [b, 1, F, N] over batches of seeds seed..seed+n-1, vocode, cut to num_samples."""
+        """Run draw(seeds) -> x [b, C, F, N] over batches of seeds seed..seed+n-1, decode, cut to num_samples."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        vocode = vocode or self.vocode
+        vocode = vocode or self.rep.decode
         mels, wavs = [], []
         for start in range(0, n, batch_size):
             seeds = [seed + i for i in range(start, min(n, start + batch_size))]
@@ -151,8 +152,8 @@ class SpectrogramDiffusion:
 
     def _generate_loop(self, n: int, steps: int, sampler: str, seed: int, seconds: float | None, batch_size: int,
                        progress: bool, model: Callable[[int], Model], options: dict) -> Generated:
-        hop, f = self.config.mel.hop_length, self.config.unet.downsample_factor
-        frames = self.window if seconds is None else math.ceil(round(seconds * self.sample_rate) / hop)
+        f = self.config.unet.downsample_factor
+        frames = self.window if seconds is None else self.rep.frames_for(seconds) - 1  # a period: N frames, N hops
         frames = -(-frames // f) * f
 
         def draw(seeds: list[int]) -> Tensor:
@@ -160,31 +161,13 @@ class SpectrogramDiffusion:
             return get_sampler(sampler)(circular(model(len(seeds))), self.schedule, noise(), steps, noise,
                                         progress=progress, **options)
 
-        return self._batched(n, seed, batch_size, draw, None, self.vocode_loop)
+        def decode(x: Tensor, seeds: list[int]) -> Tensor:
+            return loop_audio(self.rep.decode, x, seeds, self.rep.samples_for(x.shape[-1] + 1),
+                              self.rep.config.n_fft)
 
-    def vocode_loop(self, logmel: Tensor, seeds: list[int]) -> Tensor:
-        """Log-mel [B, 1, F, N] of one period of a loop -> wav [B, N * hop] that repeats without a seam.
-
-        Vocodes three periods in a row and keeps the middle one, whose first n_fft samples are crossfaded
-        with the samples that follow it in the third period: played in a loop, the last sample is then
-        followed by the one the vocoder put after it.
-        """
-        period = logmel.shape[-1] * self.config.mel.hop_length
-        wav = self.vocode(torch.cat([logmel] * 3, dim=-1), seeds)
-        out, after = wav[:, period : 2 * period].clone(), wav[:, 2 * period :]
-        n = min(self.config.mel.n_fft, period, after.shape[-1])
-        ramp = torch.linspace(0.0, 1.0, n, device=wav.device)
-        out[:, :n] = ramp * out[:, :n] + (1 - ramp) * after[:, :n]
-        return out
+        return self._batched(n, seed, batch_size, draw, None, decode)
 
     # ---- editing: the chain started from a given clip (editing.py holds the math) ----
-
-    def logmel_of(self, wav: np.ndarray) -> Tensor:
-        """Float audio [T] at this run's sample rate -> normalized log-mel [1, 1, F, 1 + T // hop] on the device."""
-        if wav.ndim != 1 or len(wav) < self.config.mel.hop_length:
-            raise ValueError(f"need mono audio of at least {self.config.mel.hop_length} samples, got shape {wav.shape}")
-        with torch.inference_mode():
-            return self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)[None])
 
     def _pad(self, logmel: Tensor) -> Tensor:
         """Pad frames on the right, repeating the last one, to a width the UNet divides evenly."""
@@ -202,7 +185,7 @@ class SpectrogramDiffusion:
         get_sampler(sampler)
         start, k = strength_start(self.schedule, strength, steps)
         model = self._conditioned(label, guidance)
-        known = self.logmel_of(wav)
+        known = self.rep.encode(wav)
         frames, x0 = known.shape[-1], self._pad(known)
 
         def draw(seeds: list[int]) -> Tensor:
@@ -228,13 +211,13 @@ class SpectrogramDiffusion:
         crossfade. For a time span, the audio outside it is the input's samples too, crossfaded over the
         same frames; with a band, all of the audio comes from the vocoder.
         """
-        known = self.logmel_of(wav)
-        hop, frames = self.config.mel.hop_length, known.shape[-1]
+        known = self.rep.encode(wav)
+        frames = known.shape[-1]
         duration = len(wav) / self.sample_rate
         if not 0 <= start < end or start >= duration:
             raise ValueError(f"need 0 <= start < end and start < {duration:.3f} s (the clip), got {start}..{end}")
-        a, b = math.floor(start * self.sample_rate / hop), min(frames, math.ceil(end * self.sample_rate / hop) + 1)
-        bins = None if band is None else self.mel.band_bins(*band)
+        a, b = self.rep.frame_of(start), min(frames, self.rep.frame_of(end, up=True) + 1)
+        bins = None if band is None else self.rep.band(*band)
         x0 = self._pad(known)
         keep = time_keep(tuple(x0.shape), a, b, bins).to(self.device)  # padding is kept: no crossfade at the end
         model = self._conditioned(label, guidance)
@@ -247,8 +230,8 @@ class SpectrogramDiffusion:
         out = self._batched(n, seed, batch_size, draw, len(wav))
         if band is None:
             kept = torch.ones(len(wav))
-            kept[min(len(wav), a * hop) : min(len(wav), (b - 1) * hop + 1)] = 0.0
-            out = out._replace(audio=splice(wav, out.audio, kept, fade * hop))
+            kept[min(len(wav), self.rep.samples_for(a + 1)) : min(len(wav), self.rep.samples_for(b) + 1)] = 0.0
+            out = out._replace(audio=splice(wav, out.audio, kept, self.rep.samples_for(fade + 1)))
         return out
 
     def extend(self, wav: np.ndarray, seconds: float, n: int = 1, steps: int = 50, seed: int = 0,
@@ -259,11 +242,8 @@ class SpectrogramDiffusion:
         `fade` frames before its end."""
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
-        hop = self.config.mel.hop_length
-        # keep only frames whose STFT window lies inside the clip: the last ones see the zero padding past its
-        # end and would tell the model that the sound stops there
-        valid = max(1, (len(wav) - self.config.mel.n_fft // 2) // hop + 1)
-        known = self.logmel_of(wav)[..., :valid]
+        valid = self.rep.context_frames(len(wav))
+        known = self.rep.encode(wav)[..., :valid]
         total = len(wav) + round(seconds * self.sample_rate)
         frames = self.frames_for(total / self.sample_rate)
         model = self._conditioned(label, guidance)
@@ -271,32 +251,13 @@ class SpectrogramDiffusion:
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, self.window)
             x = known.expand(len(seeds), -1, -1, -1)
-            return self._outpaint(x, frames, model(len(seeds)), noise, steps, overlap, fade, resample, progress)
+            return outpaint(model(len(seeds)), self.schedule, x, frames, self.window, noise, steps, overlap, fade,
+                            resample, self.rep.silence, progress)
 
         out = self._batched(n, seed, batch_size, draw, total)
         kept = torch.zeros(total)
-        kept[: (valid - 1) * hop] = 1.0
-        return out._replace(audio=splice(np.pad(wav, (0, total - len(wav))), out.audio, kept, fade * hop))
-
-    def _outpaint(self, x: Tensor, frames: int, model: Model, noise: NoiseFn, steps: int, overlap: float = 0.5,
-                  fade: int = 3, resample: int = 1, progress: bool = False) -> Tensor:
-        """Log-mel [B, 1, F, N] -> [B, 1, F, frames]: windows of `self.window` frames, each inpainted with its first
-        overlap * window frames taken from the end of what exists. The last window // 8 frames of a window are
-        dropped and redone by the next one: the network's right edge is where training crops of short files
-        were padded with silence, and kept edge frames showed as dark seams."""
-        w = self.window
-        keep_frames, margin = round(overlap * w), w // 8
-        if not 0 < keep_frames < w - margin:
-            raise ValueError(f"overlap must leave between 1 and {w - margin - 1} frames of context, got {overlap}")
-        while x.shape[-1] < frames:
-            k = min(keep_frames, x.shape[-1])
-            known = torch.nn.functional.pad(x[..., -k:], (0, w - k), value=-1.0)
-            keep = time_keep((1, 1, x.shape[-2], w), k, w).to(x.device)
-            window = editing_inpaint(model, self.schedule, noise(), steps, noise, known=known, keep=keep,
-                                     resample=resample, fade=fade, progress=progress)
-            last = x.shape[-1] - k + w >= frames
-            x = torch.cat([x[..., :-k], window if last else window[..., : w - margin]], dim=-1)
-        return x[..., :frames]
+        kept[: self.rep.samples_for(valid)] = 1.0
+        return out._replace(audio=splice(np.pad(wav, (0, total - len(wav))), out.audio, kept, self.rep.samples_for(fade + 1)))
 
     def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, steps: int = 50,
                     progress: bool = False, seed: int = 0) -> Generated:
@@ -308,10 +269,10 @@ class SpectrogramDiffusion:
         """
         if frames < 2:
             raise ValueError(f"frames must be at least 2 (the two ends), got {frames}")
-        ma = self.logmel_of(wav_a)
+        ma = self.rep.encode(wav_a)
         n = ma.shape[-1]
-        mb = self.logmel_of(wav_b)[..., :n]
-        mb = torch.nn.functional.pad(mb, (0, n - mb.shape[-1]), value=-1.0)
+        mb = self.rep.encode(wav_b)[..., :n]
+        mb = torch.nn.functional.pad(mb, (0, n - mb.shape[-1]), value=self.rep.silence)
         with torch.inference_mode():
             z = ddim_invert(self.model, self.schedule, self._pad(torch.cat([ma, mb])), steps, progress=progress)
         ws = torch.linspace(0.0, 1.0, frames).tolist()
@@ -338,17 +299,6 @@ class SpectrogramDiffusion:
         w = DEFAULT_GUIDANCE if guidance is None else guidance
         return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, interval)
 
-    def vocode(self, logmel: Tensor, seeds: list[int]) -> Tensor:
-        """Normalized log-mel [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; vocoder randomness from seeds."""
-        return torch.cat([self.vocoder(m[None], torch.Generator().manual_seed(s)) for m, s in zip(logmel, seeds)])
-
-
-def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> Tensor:
-    """Put the original samples back where kept = 1: audio float [B, T] <- original [T] on kept samples
-    (float [T], 0/1), with linear crossfades `fade` samples long on the kept side of each edge."""
-    weight = soft_keep(kept[None], fade)[0] if fade > 0 else kept
-    orig = torch.from_numpy(np.ascontiguousarray(original, dtype=np.float32))
-    return weight * orig + (1 - weight) * generated
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",

@@ -43,7 +43,7 @@ def main() -> None:
     pipe = SpectrogramDiffusion.load(args.run, device="cpu")
     files = sorted(find_audio_files(Path(args.inputs)))[: args.n]
     wavs = [load(f, pipe.sample_rate) for f in files]
-    mels = [pipe.logmel_of(w) for w in wavs]
+    mels = [pipe.rep.encode(w) for w in wavs]
     hop = pipe.config.mel.hop_length
     print(f"# run {args.run} (step {pipe.step}), {len(wavs)} inputs from {args.inputs}, {args.steps} steps")
 

@@ -126,7 +126,7 @@ def test_circular_predicts_every_frame_away_from_the_edges():
 def test_vary_strength_zero_is_identity_and_one_forgets_the_input(pipe):
     wav = tone(440, 0.3)
     same = pipe.vary(wav, 0.0, n=2)
-    assert torch.equal(same.audio[0], torch.from_numpy(wav)) and torch.equal(same.logmel[1], pipe.logmel_of(wav)[0])
+    assert torch.equal(same.audio[0], torch.from_numpy(wav)) and torch.equal(same.logmel[1], pipe.rep.encode(wav)[0])
     other = tone(1200, 0.3, decay=0.0)
     a = pipe.vary(wav, 1.0, steps=5, seed=3)
     b = pipe.vary(other, 1.0, steps=5, seed=3)
@@ -145,7 +145,7 @@ def test_inpaint_keeps_audio_outside_the_span(pipe, tiny_config):
     assert torch.equal(out.audio[:, :safe_lo], torch.from_numpy(wav[:safe_lo]).expand(2, -1))
     assert torch.equal(out.audio[:, safe_hi + 1 :], torch.from_numpy(wav[safe_hi + 1 :]).expand(2, -1))
     assert not torch.equal(out.audio[:, a * hop : (b - 1) * hop], torch.from_numpy(wav[a * hop : (b - 1) * hop]).expand(2, -1))
-    known = pipe.logmel_of(wav)[0]
+    known = pipe.rep.encode(wav)[0]
     assert torch.equal(out.logmel[:, :, :, : a - 2], known[:, :, : a - 2].expand(2, -1, -1, -1))
     assert torch.equal(out.logmel[:, :, :, b + 2 :], known[:, :, b + 2 :].expand(2, -1, -1, -1))  # up to the last frame
     band = pipe.inpaint(wav, 0.2, 0.3, band=(1000.0, 2500.0), steps=5, fade=0)
@@ -197,14 +197,16 @@ def test_loop_has_no_seam(pipe, tiny_config):
         assert near <= 1.5 * typical, (near, typical)
 
 
-def test_vocode_loop_joins_end_to_start(pipe, tiny_config):
+def test_loop_audio_joins_end_to_start(pipe, tiny_config):
     """A steady tone whose period does not divide the loop: a plain cut would jump by half a cycle."""
     hop, frames = tiny_config.mel.hop_length, 16
     period = frames * hop
     freq = 40.5 * SR / period
     t = np.arange(4 * period) / SR
-    logmel = pipe.logmel_of((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32))[..., 20 : 20 + frames]
-    wav = pipe.vocode_loop(logmel, [0])[0].numpy()
+    logmel = pipe.rep.encode((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32))[..., 20 : 20 + frames]
+    from audiodiff.editing import loop_audio
+
+    wav = loop_audio(pipe.rep.decode, logmel, [0], period, tiny_config.mel.n_fft)[0].numpy()
     assert len(wav) == period
     near, typical = jumps_at(np.concatenate([wav, wav]), [period], 2)
     assert near <= 1.5 * typical, (near, typical)
@@ -216,7 +218,7 @@ def test_interpolate_ends_and_determinism(pipe):
     assert out.audio.shape == (3, len(a)) and out.logmel.shape[0] == 3
     again = pipe.interpolate(a, b, frames=3, steps=20)
     assert torch.equal(out.logmel, again.logmel)
-    ma, mb = pipe.logmel_of(a)[0], pipe.logmel_of(b)[0]
+    ma, mb = pipe.rep.encode(a)[0], pipe.rep.encode(b)[0]
     assert (out.logmel[0] - ma).abs().mean() < (out.logmel[0] - mb).abs().mean()
     assert (out.logmel[2] - mb).abs().mean() < (out.logmel[2] - ma).abs().mean()
     with pytest.raises(ValueError, match="frames"):

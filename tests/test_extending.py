@@ -77,3 +77,69 @@ def test_unknown_kinds_and_names_are_refused(tmp_path):
         vocoders.load_vocoder(folder)
     with pytest.raises(ValueError, match="unknown vocoder 'hum'"):
         vocoders.build_vocoder("hum", MelSpectrogram(MEL))
+
+
+class Loudness:
+    """A toy conditioning signal: one number per clip (its loudness in [0, 1]); NaN means "told nothing"."""
+
+    kind = "loudness"
+
+    def encode(self, value: float, batch: int, device: torch.device) -> Tensor:
+        if not 0 <= value <= 1:
+            raise ValueError(f"loudness {value}: must be in [0, 1]")
+        return torch.full((batch,), float(value), device=device)
+
+    def null(self, batch: int, device: torch.device) -> Tensor:
+        return torch.full((batch,), float("nan"), device=device)
+
+    def drop(self, c: Tensor, p: float, generator: torch.Generator) -> Tensor:
+        return c.masked_fill(torch.rand(c.shape, generator=generator) < p, float("nan"))
+
+    def embedding(self, dim: int) -> torch.nn.Module:
+        class Embed(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.proj = torch.nn.Linear(2, dim)
+
+            def forward(self, c: Tensor) -> Tensor:  # (value, is-null) -> [B, dim]
+                told = ~torch.isnan(c)
+                return self.proj(torch.stack([torch.where(told, c, 0.0), (~told).float()], dim=1))
+
+        return Embed()
+
+
+def test_a_conditioning_signal_registered_from_outside(tiny_config):
+    from audiodiff import conditioning
+    from audiodiff.conditioning import guided
+    from audiodiff.sampling import sample
+    from audiodiff.schedule import GaussianSchedule
+    from audiodiff.train import TrainState, train_step
+    from audiodiff.unet import UNet
+
+    conditioning.register("loudness", Loudness)
+    try:
+        cond = conditioning.build("loudness")
+        torch.manual_seed(0)
+        model = UNet(tiny_config.unet, cond)
+        ema = UNet(tiny_config.unet, cond).requires_grad_(False)
+        ema.load_state_dict(model.state_dict())
+        state = TrainState(model, ema, torch.optim.AdamW(model.parameters(), lr=1e-3),
+                           torch.Generator().manual_seed(0), "fp32", torch.amp.GradScaler("cpu", enabled=False))
+        schedule = GaussianSchedule.from_config(tiny_config.diffusion)
+        x0 = torch.rand(4, 1, 16, 16) * 2 - 1
+        c = cond.drop(torch.tensor([0.1, 0.5, 0.9, 0.3]), 0.5, torch.Generator().manual_seed(1))
+        assert torch.isnan(c).any() and not torch.isnan(c).all()  # some dropped to "told nothing", not all
+        before = model.label_emb.proj.weight.clone()
+        loss, _ = train_step(state, tiny_config, schedule, x0, c)
+        assert loss == loss and not torch.equal(before, model.label_emb.proj.weight)  # the signal's embedding learns
+        for p in model.parameters():  # wake the zero-initialized output so the condition shows
+            torch.nn.init.normal_(p, std=0.05)
+        x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 60])
+        loud, quiet = cond.encode(0.9, 2, x.device), cond.encode(0.1, 2, x.device)
+        assert not torch.allclose(model(x, t, loud), model(x, t, quiet))
+        plain, uncond = model(x, t, loud), model(x, t)  # no condition given = its null value
+        torch.testing.assert_close(guided(model, cond, loud, 2.0)(x, t), 3 * plain - 2 * uncond, atol=1e-5, rtol=1e-4)
+        out = sample(guided(model, cond, loud, 1.5), schedule, "ddim", (1, 16, 16), [0, 1], 3, torch.device("cpu"))
+        assert out.shape == (2, 1, 16, 16) and torch.isfinite(out).all()
+    finally:
+        conditioning.KINDS.pop("loudness")

@@ -1,0 +1,101 @@
+"""What the diffusion model sees of audio, behind one interface, so that samplers, editing and the pipeline
+never assume a log-mel:
+
+    encode(wav) -> x [1, C, F, N]     decode(x, seeds) -> wav [B, T]     shape(frames) -> (C, F, N)
+    frames_for(seconds), samples_for(frames), context_frames(samples)   frames <-> samples
+    silence, value_range                                                 what x looks like
+    band(lo_hz, hi_hz)                                                   rows of x for a frequency band
+
+`MelRepresentation` (normalized log-mel + a vocoder) is the first implementation. A stereo or latent
+representation (C > 1, or an autoencoder's latent frames) is one class with these members plus one
+`register` line; the model then learns on whatever `encode` gives.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import Config
+from .mel import MelSpectrogram
+from .vocoder import Vocoder
+from .vocoders import build_vocoder
+
+
+class MelRepresentation:
+    """Normalized log-mel [B, 1, n_mels, frames] in [-1, 1] (mel.py), made audible by a vocoder (vocoders.py)."""
+
+    kind = "mel"
+    channels = 1
+    value_range = (-1.0, 1.0)
+    silence = -1.0  # digital silence: min_db, normalized
+
+    def __init__(self, config: Config, device: torch.device, vocoder: Vocoder | None = None) -> None:
+        self.config = config.mel
+        self.device = device
+        self.mel = MelSpectrogram(config.mel).to(device)
+        self.vocoder = (vocoder or build_vocoder(config.vocoder, self.mel)).to(device)
+        self.vocoder.check(config.mel)
+
+    def use_vocoder(self, spec: str) -> None:
+        """Switch the vocoder by spec, e.g. "griffinlim", "pghi", a trained vocoder's folder (`vocoders.build_vocoder`)."""
+        self.vocoder = build_vocoder(spec, self.mel).to(self.device)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def shape(self, frames: int) -> tuple[int, int, int]:
+        """(C, F, N) of one item of `frames` frames."""
+        return (self.channels, self.config.n_mels, frames)
+
+    def frames_for(self, seconds: float) -> int:
+        """Frames whose decoded audio, (frames - 1) * hop samples, covers `seconds`."""
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds}")
+        return 1 + math.ceil(round(seconds * self.sample_rate) / self.config.hop_length)
+
+    def samples_for(self, frames: int) -> int:
+        return self.mel.num_samples(frames)
+
+    def context_frames(self, num_samples: int) -> int:
+        """Frames of a clip of num_samples whose STFT window lies inside it: the last ones see the zero padding
+        past its end and would tell the model that the sound stops there."""
+        return max(1, (num_samples - self.config.n_fft // 2) // self.config.hop_length + 1)
+
+    def frame_of(self, seconds: float, up: bool = False) -> int:
+        """The frame at a time (rounded down, or up)."""
+        f = seconds * self.sample_rate / self.config.hop_length
+        return math.ceil(f) if up else math.floor(f)
+
+    def band(self, lo_hz: float, hi_hz: float) -> tuple[int, int]:
+        return self.mel.band_bins(lo_hz, hi_hz)
+
+    def encode(self, wav: np.ndarray) -> Tensor:
+        """Float audio [T] at sample_rate -> x [1, 1, F, 1 + T // hop] on the device."""
+        if wav.ndim != 1 or len(wav) < self.config.hop_length:
+            raise ValueError(f"need mono audio of at least {self.config.hop_length} samples, got shape {wav.shape}")
+        with torch.inference_mode():
+            return self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)[None])
+
+    def decode(self, x: Tensor, seeds: list[int]) -> Tensor:
+        """x [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; the vocoder's randomness for item i from seeds[i]."""
+        return torch.cat([self.vocoder(m[None], torch.Generator().manual_seed(s)) for m, s in zip(x, seeds)])
+
+
+KINDS: dict[str, Callable[..., MelRepresentation]] = {MelRepresentation.kind: MelRepresentation}
+
+
+def register(kind: str, factory: Callable[..., MelRepresentation]) -> None:
+    KINDS[kind] = factory
+
+
+def for_run(config: Config, device: torch.device, vocoder: Vocoder | None = None, kind: str = "mel") -> MelRepresentation:
+    """The representation a run was trained on (every run so far: "mel")."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown representation {kind!r} (known: {', '.join(KINDS)})")
+    return KINDS[kind](config, device, vocoder)
