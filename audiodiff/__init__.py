@@ -1,5 +1,6 @@
 """audiodiff: diffusion models on log-mel spectrograms, trained and sampled on CPU or GPU."""
 
+from . import conditioning, representation, run
 from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import (Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig, VocoderConfig,
@@ -18,6 +19,6 @@ __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
     "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
     "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder", "NeuralVocoder",
-    "load_vocoder", "register_spec", "register_kind", "VocoderConfig", "VocoderTrainConfig", "VocosConfig",
+    "load_vocoder", "register_spec", "register_kind", "VocoderConfig", "VocoderTrainConfig", "VocosConfig", "run", "conditioning", "representation",
 ]
 __version__ = "0.1.0"

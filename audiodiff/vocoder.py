@@ -17,8 +17,6 @@ from torch import Tensor, nn
 from .config import MelConfig
 from .mel import MelSpectrogram, check_mel_config
 
-WEIGHTS_FILE = "vocoder.safetensors"  # in a saved vocoder's folder: weights, config and kind (vocoders.py)
-
 
 class Vocoder(nn.Module):
     """Interface: `forward(logmel, generator=None) -> wav`, with `mel` the MelSpectrogram it was made for."""

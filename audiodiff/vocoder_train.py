@@ -32,8 +32,7 @@ from .mel import MelSpectrogram
 from .metrics import log_mel_distance, mr_stft_distance
 from .trainkit import (LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update, flatten_optimizer,
                        latest_checkpoint, load_optimizer, prune, skip_step)
-from .vocoder import WEIGHTS_FILE
-from .vocos import VocosNet, build_net, save_vocoder
+from .vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 
 LOSS_SCALES = (0.5, 1.0, 2.0)  # loss STFT resolutions: the mel's n_fft and hop times these (512/128 .. 2048/512)
 ADV_RECON_WEIGHT = 45.0  # weight of the reconstruction loss next to the adversarial terms (HiFi-GAN's mel weight)

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from . import checkpoint, vocos
 from .mel import MelSpectrogram
-from .vocoder import PGHI, WEIGHTS_FILE, GriffinLim, Vocoder
+from .vocoder import PGHI, GriffinLim, Vocoder
+from .vocos import WEIGHTS_FILE
 
 SpecFactory = Callable[[MelSpectrogram, str], Vocoder]
 KindLoader = Callable[[Path, dict[str, Tensor], dict, str], Vocoder]

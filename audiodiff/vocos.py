@@ -20,6 +20,7 @@ from .config import VocoderConfig, VocosConfig
 from .mel import MelSpectrogram
 from .vocoder import Vocoder
 
+WEIGHTS_FILE = "vocoder.safetensors"  # in a saved vocoder's folder (of any kind): weights, config and kind
 MAX_LOG_MAGNITUDE = 10.0  # |S| <= e^10: an unnormalized full-scale sine peaks near n_fft / 4 = 256 (e^5.5)
 
 

@@ -10,7 +10,8 @@ from torch import Tensor
 from audiodiff import checkpoint, vocoders
 from audiodiff.config import MelConfig
 from audiodiff.mel import MelSpectrogram
-from audiodiff.vocoder import WEIGHTS_FILE, Vocoder
+from audiodiff.vocoder import Vocoder
+from audiodiff.vocoders import WEIGHTS_FILE
 
 from .conftest import SR, tone
 
