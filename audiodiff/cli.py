@@ -175,10 +175,11 @@ def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, 
     return pipe
 
 
-def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0: float) -> None:
+def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0: float, seed: int) -> None:
     from .pipeline import write_clips
 
-    titles = [f"{title}, seed {i}" if prefix != "interp" else f"{title}, frame {i}" for i in range(len(result.audio))]
+    what = "frame" if prefix == "interp" else "seed"  # interpolate: frame i; its seed only sets the vocoder's phase
+    titles = [f"{title}, {what} {i if prefix == 'interp' else seed + i}" for i in range(len(result.audio))]
     paths = write_clips(out, result, pipe.config.mel, prefix=prefix, titles=titles)
     seconds = result.audio.shape[1] / result.sample_rate
     click.echo(f"wrote {len(paths)} clips of {seconds:.2f} s to {out} ({prefix}_NNN.wav + .png) in "
@@ -205,7 +206,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
     t0 = time.perf_counter()
     result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, steps=steps, sampler=sampler, seed=seed,
                        progress=progress, label=label, guidance=guidance)
-    _finish_edit(out, "vary", result, pipe, f"{in_audio.name}, strength {strength:g}, {sampler} {steps}", t0)
+    _finish_edit(out, "vary", result, pipe, f"{in_audio.name}, strength {strength:g}, {sampler} {steps}", t0, seed)
 
 
 @main.command()
@@ -234,7 +235,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
     result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,
                           resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
     what = f" {band[0]:g}-{band[1]:g} Hz" if band else ""
-    _finish_edit(out, "inpaint", result, pipe, f"{in_audio.name}, {start:g}-{end:g} s{what} regenerated", t0)
+    _finish_edit(out, "inpaint", result, pipe, f"{in_audio.name}, {start:g}-{end:g} s{what} regenerated", t0, seed)
 
 
 @main.command("continue")
@@ -259,7 +260,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
     t0 = time.perf_counter()
     result = pipe.extend(load(in_audio, pipe.sample_rate), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
                          fade=fade, progress=progress, label=label, guidance=guidance)
-    _finish_edit(out, "continue", result, pipe, f"{in_audio.name} + {seconds:g} s", t0)
+    _finish_edit(out, "continue", result, pipe, f"{in_audio.name} + {seconds:g} s", t0, seed)
 
 
 @main.command()
@@ -282,7 +283,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
     t0 = time.perf_counter()
     result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames,
                               steps=steps, progress=progress, seed=seed)
-    _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {steps}", t0)
+    _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {steps}", t0, seed)
 
 
 @main.command()

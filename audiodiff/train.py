@@ -23,10 +23,10 @@ from . import checkpoint
 from .conditioning import from_config as conditioning_of
 from .config import Config
 from .data import MelDataset
-from .device import adamw, autocast, configure_for_training, grad_scaler, resolve_precision
+from .device import autocast, configure_for_training, grad_scaler, resolve_precision
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .schedule import GaussianSchedule
-from .trainkit import (LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update,
+from .trainkit import (LossLog, adamw, check_bad_run, checkpoint_path, ema_decay_at, ema_update,
                        flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
 from .unet import UNet
 

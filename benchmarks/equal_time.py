@@ -28,7 +28,8 @@ import torch
 from audiodiff.audio import save
 from audiodiff.config import Config, TrainConfig
 from audiodiff.data import load_mels
-from audiodiff.device import adamw, grad_scaler, resolve_device, resolve_precision
+from audiodiff.device import grad_scaler, resolve_device, resolve_precision
+from audiodiff.trainkit import adamw
 from audiodiff.evaluate import evaluate_generated, folder_features
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import SpectrogramDiffusion

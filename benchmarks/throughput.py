@@ -26,7 +26,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from audiodiff.config import UNetConfig
-from audiodiff.device import adamw, autocast, resolve_device
+from audiodiff.device import autocast, resolve_device
+from audiodiff.trainkit import adamw
 from audiodiff.unet import UNet
 
 

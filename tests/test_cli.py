@@ -198,3 +198,18 @@ def test_spectrogram_png_leaves_the_matplotlib_backend_alone(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "svg", proc.stderr
     assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_edit_titles_name_each_outputs_seed(tmp_path, run, monkeypatch):
+    import audiodiff.pipeline
+
+    titles = []
+    real = audiodiff.pipeline.write_clips
+    monkeypatch.setattr(audiodiff.pipeline, "write_clips",
+                        lambda *a, **k: (titles.extend(k["titles"]), real(*a, **k))[1])
+    src = tmp_path / "in.wav"
+    sf.write(src, tone(440, 0.5), SR)
+    res = invoke("vary", str(run), str(src), "--out", str(tmp_path / "v"), "-n", "2", "--steps", "2", "--seed", "5",
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert [t.rsplit(", ", 1)[1] for t in titles] == ["seed 5", "seed 6"]
