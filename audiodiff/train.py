@@ -26,7 +26,8 @@ from .data import MelDataset
 from .device import autocast, configure_for_training, grad_scaler, resolve_precision
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .schedule import GaussianSchedule
-from .trainkit import (LossLog, adamw, check_bad_run, checkpoint_path, ema_decay_at, ema_update,
+from .trainkit import (LossLog, adamw, check_bad_run, check_same, ema_decay_at, ema_update, restore_state,
+                       state_meta, state_tensors, write_checkpoint,
                        flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
 from .unet import UNet
 
@@ -69,20 +70,13 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     tensors = {
         **checkpoint.join("model", state.model.state_dict()),
         **checkpoint.join("ema", state.ema.state_dict()),
-        "rng.data": state.generator.get_state(),
-        "rng.torch": torch.get_rng_state(),
+        **state_tensors(state),
     }
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     opt_tensors, opt_groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
-    meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": state.step,
-            "bad_steps": state.bad_steps, "bad_run": state.bad_run, "optimizer_groups": opt_groups,
-            "grad_scaler": state.scaler.state_dict()}
-    path = checkpoint_path(run_dir, state.step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.write(path, tensors, meta)
-    return path
+    meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), **state_meta(state),
+            "optimizer_groups": opt_groups, "grad_scaler": state.scaler.state_dict()}
+    return write_checkpoint(run_dir, state.step, tensors, meta)
 
 
 def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
@@ -94,12 +88,7 @@ def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
     checkpoint.load_weights(state.model, checkpoint.split(tensors, "model"), path)
     checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
     load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
-    state.generator.set_state(tensors["rng.data"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
-    state.bad_run = int(meta.get("bad_run", 0))
+    restore_state(state, tensors, meta)
     if state.scaler.is_enabled() and meta.get("grad_scaler"):  # the loss scale of an fp16 run continues
         state.scaler.load_state_dict(meta["grad_scaler"])
     return state
@@ -107,12 +96,7 @@ def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
 
 def check_same_model(stored: Config, wanted: Config, what: str) -> None:
     """Refuse to continue a run whose model, mel, diffusion or data settings differ; name the fields."""
-    diffs = []
-    for section in ("mel", "unet", "diffusion", "data"):
-        a, b = stored.to_dict()[section], wanted.to_dict()[section]
-        diffs += [f"{section}.{k}: {a[k]!r} in the run, {b[k]!r} asked for" for k in a if a[k] != b[k]]
-    if diffs:
-        raise checkpoint.CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")
+    check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data"), what)
 
 
 def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,

@@ -143,3 +143,45 @@ def check_bad_run(consecutive: int, total: int, where: Path, step: int, hint: st
             f"{where}: loss or gradients were NaN/inf {consecutive} times in a row ({total} skipped steps in all); "
             f"stopping at step {step}. {hint} The last checkpoint is intact."
         )
+
+
+def state_tensors(state: Any) -> dict[str, Tensor]:
+    """The random-number states of a trainer's state (field generator: its CPU data generator), for a checkpoint."""
+    tensors = {"rng.data": state.generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    return tensors
+
+
+def state_meta(state: Any) -> dict[str, Any]:
+    """The counters of a trainer's state (fields step, bad_steps, bad_run), for a checkpoint's metadata."""
+    return {"step": state.step, "bad_steps": state.bad_steps, "bad_run": state.bad_run}
+
+
+def restore_state(state: Any, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """The inverse of `state_tensors` and `state_meta`: random-number states and counters, for an exact resume."""
+    state.generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
+    state.bad_run = int(meta.get("bad_run", 0))
+
+
+def write_checkpoint(run_dir: Path, step: int, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
+    path = checkpoint_path(run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write(path, tensors, meta)
+    return path
+
+
+def check_same(stored: dict[str, dict], wanted: dict[str, dict], sections: tuple[str, ...], what: str,
+               holder: str = "the run") -> None:
+    """Refuse to continue training whose config differs in any of `sections` (dicts of a config's to_dict());
+    CheckpointError naming every differing field."""
+    diffs = []
+    for section in sections:
+        a, b = stored[section], wanted[section]
+        diffs += [f"{section}.{k}: {a[k]!r} in {holder}, {b[k]!r} asked for" for k in a if a[k] != b[k]]
+    if diffs:
+        raise checkpoint.CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")

@@ -30,8 +30,9 @@ from .data import WaveDataset
 from .device import autocast, describe_hardware
 from .mel import MelSpectrogram
 from .metrics import log_mel_distance, mr_stft_distance
-from .trainkit import (LossLog, check_bad_run, checkpoint_path, ema_decay_at, ema_update, flatten_optimizer,
-                       latest_checkpoint, load_optimizer, prune, skip_step)
+from .trainkit import (LossLog, check_bad_run, check_same, ema_decay_at, ema_update, flatten_optimizer,
+                       latest_checkpoint, load_optimizer, prune, restore_state, skip_step, state_meta, state_tensors,
+                       write_checkpoint)
 from .vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 
 LOSS_SCALES = (0.5, 1.0, 2.0)  # loss STFT resolutions: the mel's n_fft and hop times these (512/128 .. 2048/512)
@@ -136,20 +137,15 @@ def new_state(config: VocoderConfig, device: torch.device) -> VocoderState:
 
 def save_state(state: VocoderState, config: VocoderConfig, out: Path) -> Path:
     tensors = {**checkpoint.join("net", state.net.state_dict()), **checkpoint.join("ema", state.ema.state_dict()),
-               "rng.data": state.generator.get_state(), "rng.torch": torch.get_rng_state()}
+               **state_tensors(state)}
     opt_tensors, groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
-    meta = {"config": config.to_dict(), "step": state.step, "bad_steps": state.bad_steps, "bad_run": state.bad_run,
-            "seconds": state.seconds,
-            "optimizer_groups": groups}
+    meta = {"config": config.to_dict(), **state_meta(state), "seconds": state.seconds, "optimizer_groups": groups}
     if state.disc is not None:
         tensors.update(checkpoint.join("disc", state.disc.state_dict()))
         disc_tensors, meta["disc_optimizer_groups"] = flatten_optimizer(state.disc_optimizer, "optim_d")
         tensors.update(disc_tensors)
-    path = checkpoint_path(out, state.step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.write(path, tensors, meta)
-    return path
+    return write_checkpoint(out, state.step, tensors, meta)
 
 
 def load_state(path: Path, config: VocoderConfig, device: torch.device) -> VocoderState:
@@ -164,22 +160,14 @@ def load_state(path: Path, config: VocoderConfig, device: torch.device) -> Vocod
     if state.disc is not None and "disc_optimizer_groups" in meta:
         checkpoint.load_weights(state.disc, checkpoint.split(tensors, "disc"), path)
         load_optimizer(state.disc_optimizer, tensors, meta["disc_optimizer_groups"], path, "optim_d")
-    state.generator.set_state(tensors["rng.data"])
-    torch.set_rng_state(tensors["rng.torch"])
-    state.step, state.bad_steps = int(meta["step"]), int(meta.get("bad_steps", 0))
-    state.bad_run = int(meta.get("bad_run", 0))
+    restore_state(state, tensors, meta)
     state.seconds = float(meta.get("seconds", 0.0))
     return state
 
 
 def check_same_vocoder(stored: VocoderConfig, wanted: VocoderConfig, what: str) -> None:
     """Refuse to continue a vocoder whose mel or network settings differ; name the fields."""
-    diffs = []
-    for section in ("mel", "model"):
-        a, b = stored.to_dict()[section], wanted.to_dict()[section]
-        diffs += [f"{section}.{k}: {a[k]!r} in the vocoder, {b[k]!r} asked for" for k in a if a[k] != b[k]]
-    if diffs:
-        raise checkpoint.CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")
+    check_same(stored.to_dict(), wanted.to_dict(), ("mel", "model"), what, "the vocoder")
 
 
 def _hinge_d(real: list, fake: list) -> Tensor:
