@@ -7,7 +7,7 @@ from .config import (Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig
                      VocoderTrainConfig, VocosConfig, preset)
 from .editing import ddim_invert, inpaint, slerp
 from .mel import MelSpectrogram
-from .pipeline import Generated, SpectrogramDiffusion
+from .pipeline import Generated, Options, SpectrogramDiffusion
 from .sampling import ddim, ddpm, dpmpp_2m, heun, sample
 from .schedule import GaussianSchedule
 from .unet import UNet
@@ -17,7 +17,7 @@ from .vocos import NeuralVocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
-    "UNetConfig", "preset", "MelSpectrogram", "Generated", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
+    "UNetConfig", "preset", "MelSpectrogram", "Generated", "Options", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
     "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder", "NeuralVocoder",
     "load_vocoder", "register_spec", "register_kind", "VocoderConfig", "VocoderTrainConfig", "VocosConfig", "run", "conditioning", "representation",
 ]

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
-from .sampling import Model, ddim, get_sampler, item_noise
+from .sampling import Model, NoiseFn, ddim, get_sampler, item_noise
 from .schedule import GaussianSchedule
 from .run import read_checkpoint
 from .unet import UNet
@@ -36,6 +38,45 @@ from .vocoder import Vocoder
 # intended digit heard in 72% of clips at w = 0, 92% at 1, 95.5% at 1.5, 96.5% at 2, while the melstats FD
 # rose 75 -> 80 -> 96 -> 118 (floor 54); 1.5 buys most of the accuracy for a moderate loss of variety.
 DEFAULT_GUIDANCE = 1.5
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the chain runs, shared by `generate` and every edit (each also takes these as keywords, e.g.
+    `pipe.vary(wav, 0.4, steps=20)`, which replace the fields of `options`).
+
+    steps: network evaluations of a full chain; sampler: a name in sampling.SAMPLERS (inpaint and extend
+    always take RePaint's DDIM steps, interpolate DDIM); seed: output i uses seed + i; batch_size: outputs
+    computed at once; label: a class of a conditional run; guidance: classifier-free guidance weight w,
+    (1 + w) conditional - w unconditional (None: DEFAULT_GUIDANCE with a label, 0: plain conditional);
+    guidance_interval (t_lo, t_hi): guide only at those timesteps; eta: DDIM's noise (ddim only);
+    progress: progress bars.
+    """
+
+    steps: int = 50
+    sampler: str = "ddim"
+    seed: int = 0
+    batch_size: int = 8
+    label: str | None = None
+    guidance: float | None = None
+    guidance_interval: tuple[float, float] | None = None
+    eta: float | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        get_sampler(self.sampler)
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
+        if self.guidance is not None and self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if self.eta is not None and self.sampler != "ddim":
+            raise ValueError(f"eta is DDIM's noise; the {self.sampler} sampler takes none")
+
+    def run(self, model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn,
+            start: int | None = None) -> Tensor:
+        """The chosen sampler over `steps` steps from x (from timestep `start` if given)."""
+        extra = {} if self.eta is None else {"eta": self.eta}
+        return get_sampler(self.sampler)(model, schedule, x, steps, noise, start=start, progress=self.progress, **extra)
 
 
 class Generated(NamedTuple):
@@ -91,56 +132,50 @@ class SpectrogramDiffusion:
         f = self.config.unet.downsample_factor
         return -(-self.config.data.crop_frames // f) * f
 
-    def generate(self, n: int = 1, steps: int = 50, sampler: str = "ddim", seed: int = 0,
-                 seconds: float | None = None, batch_size: int = 8, progress: bool = False,
-                 label: str | None = None, guidance: float | None = None, loop: bool = False,
-                 guidance_interval: tuple[float, float] | None = None, **sampler_options: float | bool) -> Generated:
-        """n clips; clip i depends only on seed + i (and steps, sampler, seconds), not on n or batch_size,
-        up to float rounding: the same clip computed in a batch of another size can differ in its last bits
-        (convolution kernels block the work differently per batch size); with the same n and batch_size
-        it is bit-identical.
+    def generate(self, n: int = 1, seconds: float | None = None, loop: bool = False, options: Options = Options(),
+                 **changes: Any) -> Generated:
+        """n clips (`Options` for steps, sampler, seed, batch_size, label, guidance, ...); clip i depends only on
+        seed + i (and steps, sampler, seconds), not on n or batch_size, up to float rounding: the same clip
+        computed in a batch of another size can differ in its last bits (convolution kernels block the work
+        differently per batch size); with the same n and batch_size it is bit-identical.
 
-        label: a class name of a conditional run (None: unconditional); guidance: classifier-free
-        guidance weight w, (1 + w) conditional - w unconditional (0: plain conditional; None: DEFAULT_GUIDANCE
-        with a label); guidance_interval (t_lo, t_hi): guide only at those timesteps (`conditioning.guided`).
         Clips longer than the training crop are sampled window by window: the first window with `sampler`, each
         later one by outpainting (`editing.outpaint`: RePaint on DDIM steps, whatever the sampler).
         loop: sample circularly so the clip's end continues into its start; the length is rounded up to
         whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
         """
-        get_sampler(sampler)
-        model = self._conditioned(label, guidance, guidance_interval)
+        o = dataclasses.replace(options, **changes)
+        model = self._conditioned(o)
         if loop:
-            return self._generate_loop(n, steps, sampler, seed, seconds, batch_size, progress, model, sampler_options)
+            return self._generate_loop(n, seconds, o, model)
         frames = self.frames_for(seconds)
         f, w = self.config.unet.downsample_factor, self.window
         width = -(-frames // f) * f if frames <= w else w
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, width)
-            x = get_sampler(sampler)(model(len(seeds)), self.schedule, noise(), steps, noise, progress=progress,
-                                     **sampler_options)
+            x = o.run(model(len(seeds)), self.schedule, noise(), o.steps, noise)
             if frames > w:  # like every later window, the first one leaves its right edge to the next
-                x = outpaint(model(len(seeds)), self.schedule, x[..., : w - w // 8], frames, w, noise, steps,
-                             silence=self.rep.silence, progress=progress)
+                x = outpaint(model(len(seeds)), self.schedule, x[..., : w - w // 8], frames, w, noise, o.steps,
+                             silence=self.rep.silence, progress=o.progress)
             return x[..., :frames]
 
         num = None if seconds is None else round(seconds * self.sample_rate)
-        return self._batched(n, seed, batch_size, draw, num)
+        return self._batched(n, o, draw, num)
 
     def _noise(self, seeds: list[int], frames: int):
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         return item_noise(generators, self.rep.shape(frames), self.device)
 
-    def _batched(self, n: int, seed: int, batch_size: int, draw: Callable[[list[int]], Tensor],
-                 num_samples: int | None, vocode: Callable[[Tensor, list[int]], Tensor] | None = None) -> Generated:
+    def _batched(self, n: int, o: Options, draw: Callable[[list[int]], Tensor], num_samples: int | None,
+                 vocode: Callable[[Tensor, list[int]], Tensor] | None = None) -> Generated:
         """Run draw(seeds) -> x [b, C, F, N] over batches of seeds seed..seed+n-1, decode, cut to num_samples."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         vocode = vocode or self.rep.decode
         mels, wavs = [], []
-        for start in range(0, n, batch_size):
-            seeds = [seed + i for i in range(start, min(n, start + batch_size))]
+        for start in range(0, n, o.batch_size):
+            seeds = [o.seed + i for i in range(start, min(n, start + o.batch_size))]
             with torch.inference_mode():
                 logmel = draw(seeds)
                 wavs.append(vocode(logmel, seeds).cpu())
@@ -150,22 +185,20 @@ class SpectrogramDiffusion:
             audio = torch.nn.functional.pad(audio[:, :num_samples], (0, max(0, num_samples - audio.shape[1])))
         return Generated(audio, self.sample_rate, torch.cat(mels))
 
-    def _generate_loop(self, n: int, steps: int, sampler: str, seed: int, seconds: float | None, batch_size: int,
-                       progress: bool, model: Callable[[int], Model], options: dict) -> Generated:
+    def _generate_loop(self, n: int, seconds: float | None, o: Options, model: Callable[[int], Model]) -> Generated:
         f = self.config.unet.downsample_factor
         frames = self.window if seconds is None else self.rep.frames_for(seconds) - 1  # a period: N frames, N hops
         frames = -(-frames // f) * f
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, frames)
-            return get_sampler(sampler)(circular(model(len(seeds))), self.schedule, noise(), steps, noise,
-                                        progress=progress, **options)
+            return o.run(circular(model(len(seeds))), self.schedule, noise(), o.steps, noise)
 
         def decode(x: Tensor, seeds: list[int]) -> Tensor:
             return loop_audio(self.rep.decode, x, seeds, self.rep.samples_for(x.shape[-1] + 1),
                               self.rep.config.n_fft)
 
-        return self._batched(n, seed, batch_size, draw, None, decode)
+        return self._batched(n, o, draw, None, decode)
 
     # ---- editing: the chain started from a given clip (editing.py holds the math) ----
 
@@ -174,17 +207,15 @@ class SpectrogramDiffusion:
         f = self.config.unet.downsample_factor
         return torch.nn.functional.pad(logmel, (0, -logmel.shape[-1] % f, 0, 0), mode="replicate")
 
-    def vary(self, wav: np.ndarray, strength: float, n: int = 1, steps: int = 50, sampler: str = "ddim",
-             seed: int = 0, batch_size: int = 8, progress: bool = False, label: str | None = None,
-             guidance: float | None = None) -> Generated:
+    def vary(self, wav: np.ndarray, strength: float, n: int = 1, options: Options = Options(), **changes: Any) -> Generated:
         """Variations of a clip (SDEdit): noise its mel to timestep strength * T and denoise with the sampler.
 
         strength 0 returns the clip itself (audio and mel unchanged); 1 starts from nearly pure noise, an
         unrelated sample. Uses round(strength * steps) network steps. Output has the input's length.
         """
-        get_sampler(sampler)
-        start, k = strength_start(self.schedule, strength, steps)
-        model = self._conditioned(label, guidance)
+        o = dataclasses.replace(options, **changes)
+        start, k = strength_start(self.schedule, strength, o.steps)
+        model = self._conditioned(o)
         known = self.rep.encode(wav)
         frames, x0 = known.shape[-1], self._pad(known)
 
@@ -193,17 +224,15 @@ class SpectrogramDiffusion:
                 return known.expand(len(seeds), -1, -1, -1)
             noise = self._noise(seeds, x0.shape[-1])
             x = noised(self.schedule, x0.expand(len(seeds), -1, -1, -1), start, noise())
-            return get_sampler(sampler)(model(len(seeds)), self.schedule, x, k, noise, start=start,
-                                        progress=progress)[..., :frames]
+            return o.run(model(len(seeds)), self.schedule, x, k, noise, start=start)[..., :frames]
 
-        out = self._batched(n, seed, batch_size, draw, len(wav))
+        out = self._batched(n, o, draw, len(wav))
         if start is None:
             out = out._replace(audio=torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).expand(n, -1).clone())
         return out
 
     def inpaint(self, wav: np.ndarray, start: float, end: float, band: tuple[float, float] | None = None,
-                n: int = 1, steps: int = 50, seed: int = 0, resample: int = 1, fade: int = 3, batch_size: int = 8,
-                progress: bool = False, label: str | None = None, guidance: float | None = None) -> Generated:
+                n: int = 1, resample: int = 1, fade: int = 3, options: Options = Options(), **changes: Any) -> Generated:
         """Regenerate seconds start..end of a clip (only mel bins within band = (lo_hz, hi_hz) if given), keeping
         the rest: the kept mel is re-imposed at every step (RePaint; resample > 1 for its back-and-forth).
 
@@ -211,6 +240,7 @@ class SpectrogramDiffusion:
         crossfade. For a time span, the audio outside it is the input's samples too, crossfaded over the
         same frames; with a band, all of the audio comes from the vocoder.
         """
+        o = dataclasses.replace(options, **changes)
         known = self.rep.encode(wav)
         frames = known.shape[-1]
         duration = len(wav) / self.sample_rate
@@ -220,53 +250,54 @@ class SpectrogramDiffusion:
         bins = None if band is None else self.rep.band(*band)
         x0 = self._pad(known)
         keep = time_keep(tuple(x0.shape), a, b, bins).to(self.device)  # padding is kept: no crossfade at the end
-        model = self._conditioned(label, guidance)
+        model = self._conditioned(o)
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, x0.shape[-1])
-            return editing_inpaint(model(len(seeds)), self.schedule, noise(), steps, noise, known=x0, keep=keep,
-                                   resample=resample, fade=fade, progress=progress)[..., :frames]
+            return editing_inpaint(model(len(seeds)), self.schedule, noise(), o.steps, noise, known=x0, keep=keep,
+                                   resample=resample, fade=fade, progress=o.progress)[..., :frames]
 
-        out = self._batched(n, seed, batch_size, draw, len(wav))
+        out = self._batched(n, o, draw, len(wav))
         if band is None:
             kept = torch.ones(len(wav))
             kept[min(len(wav), self.rep.samples_for(a + 1)) : min(len(wav), self.rep.samples_for(b) + 1)] = 0.0
             out = out._replace(audio=splice(wav, out.audio, kept, self.rep.samples_for(fade + 1)))
         return out
 
-    def extend(self, wav: np.ndarray, seconds: float, n: int = 1, steps: int = 50, seed: int = 0,
-               overlap: float = 0.5, fade: int = 3, resample: int = 1, batch_size: int = 8, progress: bool = False,
-               label: str | None = None, guidance: float | None = None) -> Generated:
+    def extend(self, wav: np.ndarray, seconds: float, n: int = 1, overlap: float = 0.5, fade: int = 3,
+               resample: int = 1, options: Options = Options(), **changes: Any) -> Generated:
         """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself
         from what came before). The input's own samples are kept, crossfaded into the continuation over
         `fade` frames before its end."""
+        o = dataclasses.replace(options, **changes)
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
         valid = self.rep.context_frames(len(wav))
         known = self.rep.encode(wav)[..., :valid]
         total = len(wav) + round(seconds * self.sample_rate)
         frames = self.frames_for(total / self.sample_rate)
-        model = self._conditioned(label, guidance)
+        model = self._conditioned(o)
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, self.window)
             x = known.expand(len(seeds), -1, -1, -1)
-            return outpaint(model(len(seeds)), self.schedule, x, frames, self.window, noise, steps, overlap, fade,
-                            resample, self.rep.silence, progress)
+            return outpaint(model(len(seeds)), self.schedule, x, frames, self.window, noise, o.steps, overlap, fade,
+                            resample, self.rep.silence, o.progress)
 
-        out = self._batched(n, seed, batch_size, draw, total)
+        out = self._batched(n, o, draw, total)
         kept = torch.zeros(total)
         kept[: self.rep.samples_for(valid)] = 1.0
         return out._replace(audio=splice(np.pad(wav, (0, total - len(wav))), out.audio, kept, self.rep.samples_for(fade + 1)))
 
-    def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, steps: int = 50,
-                    progress: bool = False, seed: int = 0) -> Generated:
+    def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, options: Options = Options(),
+                    **changes: Any) -> Generated:
         """`frames` clips from a to b: DDIM-invert both mels to noise, slerp, decode with DDIM (unclipped).
 
         The log-mels are deterministic; seed + i seeds the vocoder of clip i (Griffin-Lim's initial phase).
         b is cut or padded with silence to a's length. The ends reconstruct a and b up to the
         inversion's error, which shrinks as steps grow.
         """
+        o = dataclasses.replace(options, **changes)
         if frames < 2:
             raise ValueError(f"frames must be at least 2 (the two ends), got {frames}")
         ma = self.rep.encode(wav_a)
@@ -274,20 +305,20 @@ class SpectrogramDiffusion:
         mb = self.rep.encode(wav_b)[..., :n]
         mb = torch.nn.functional.pad(mb, (0, n - mb.shape[-1]), value=self.rep.silence)
         with torch.inference_mode():
-            z = ddim_invert(self.model, self.schedule, self._pad(torch.cat([ma, mb])), steps, progress=progress)
+            z = ddim_invert(self.model, self.schedule, self._pad(torch.cat([ma, mb])), o.steps, progress=o.progress)
         ws = torch.linspace(0.0, 1.0, frames).tolist()
         zs = torch.cat([slerp(z[:1], z[1:], w) for w in ws])
 
         def draw(seeds: list[int]) -> Tensor:
-            x = zs[seeds[0] - seed : seeds[-1] - seed + 1]
-            return ddim(self.model, self.schedule, x, steps, lambda: torch.zeros_like(x), clip_x0=False,
-                        progress=progress)[..., :n]
+            x = zs[seeds[0] - o.seed : seeds[-1] - o.seed + 1]
+            return ddim(self.model, self.schedule, x, o.steps, lambda: torch.zeros_like(x), clip_x0=False,
+                        progress=o.progress)[..., :n]
 
-        return self._batched(frames, seed, 8, draw, len(wav_a))
+        return self._batched(frames, o, draw, len(wav_a))
 
-    def _conditioned(self, label: str | None, guidance: float | None,
-                     interval: tuple[float, float] | None = None) -> Callable[[int], Model]:
-        """batch size -> the model to sample from, for this label and guidance (None: DEFAULT_GUIDANCE)."""
+    def _conditioned(self, o: Options) -> Callable[[int], Model]:
+        """batch size -> the model to sample from, for o's label and guidance (None: DEFAULT_GUIDANCE)."""
+        label, guidance = o.label, o.guidance
         cond = conditioning_of(self.config)
         if label is None:
             if guidance:
@@ -297,7 +328,7 @@ class SpectrogramDiffusion:
             raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
         cond.encode(label, 1, self.device)  # an unknown label fails here, before any work
         w = DEFAULT_GUIDANCE if guidance is None else guidance
-        return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, interval)
+        return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, o.guidance_interval)
 
 
 

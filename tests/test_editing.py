@@ -267,3 +267,18 @@ def test_vary_and_windowed_generation_on_each_device(tiny_config, device):
     tol = tolerance(device, 0.0, 1e-3)
     torch.testing.assert_close(half.logmel.cpu(), cpu.vary(wav, 0.5, steps=4, seed=3).logmel, atol=tol, rtol=0)
     torch.testing.assert_close(long.logmel.cpu(), cpu.generate(1, steps=3, seconds=0.6, seed=1).logmel, atol=tol, rtol=0)
+
+
+def test_one_options_object_for_every_method(pipe):
+    from audiodiff.pipeline import Options
+
+    fast = Options(steps=3, seed=2, batch_size=1)
+    torch.testing.assert_close(pipe.generate(2, options=fast).logmel, pipe.generate(2, steps=3, seed=2, batch_size=1).logmel)
+    wav = tone(440, 0.25)
+    torch.testing.assert_close(pipe.vary(wav, 0.5, options=fast, seed=4).logmel, pipe.vary(wav, 0.5, steps=3, seed=4).logmel)
+    for bad, match in [(dict(sampler="euler"), "unknown sampler"), (dict(steps=0), "at least 1"),
+                       (dict(sampler="dpmpp-2m", eta=0.5), "takes none"), (dict(guidance=-1.0), ">= 0")]:
+        with pytest.raises(ValueError, match=match):
+            Options(**bad)
+    with pytest.raises(TypeError):
+        pipe.generate(1, stpes=3)  # a misspelt option is refused, not ignored
