@@ -96,7 +96,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--eta", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
 @click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True),
-              help="Clip length; default the training crop. Longer clips are sampled window by window.")
+              help="Clip length; default the training crop. Longer clips are sampled window by window: the first "
+                   "with --sampler, each later one outpainted with RePaint's DDIM steps.")
 @click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Clips sampled at once.")
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
