@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .audio import AudioError, audio_extensions, load
 from .config import MelConfig
-from .mel import MelSpectrogram
+from .mel import SILENCE, MelSpectrogram
 
 # Bump when the audio -> mel preprocessing changes (1: DC removal added), so older caches are rebuilt.
 PREPROCESS_VERSION = 1
@@ -78,7 +78,7 @@ class MelDataset:
     def crops(self, files: Tensor, generator: torch.Generator) -> Tensor:
         """One random crop of each file index in `files` [B] -> float32 [B, 1, F, crop_frames]."""
         u = torch.rand(len(files), generator=generator, dtype=torch.float64)
-        out = torch.full((len(files), 1, self.mels.shape[0], self.crop_frames), -1.0)
+        out = torch.full((len(files), 1, self.mels.shape[0], self.crop_frames), SILENCE)  # short files: padded
         for b, i in enumerate(files.tolist()):
             n = int(self.lengths[i])
             start = int(u[b] * max(1, n - self.crop_frames + 1))

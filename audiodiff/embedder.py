@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .config import EmbedderConfig, MelConfig
 from .data import MelDataset
+from .mel import SILENCE
 
 
 class Embedder(nn.Module):
@@ -77,15 +78,16 @@ class Embedder(nn.Module):
         return model.eval()
 
 
-def _augment(x: Tensor, g: torch.Generator) -> Tensor:
+def _augment(x: Tensor, g: torch.Generator, mel: MelConfig) -> Tensor:
     """Random gain (+-12 dB, in normalized units) and one random band of mel bins masked to silence."""
     b, _, f, _ = x.shape
-    gain = (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * 0.2  # +-12 dB of the 120 dB normalized range
-    x = (x + gain).clamp_min(-1.0)
+    units = 12.0 * 2 / (mel.max_db - mel.min_db)  # 12 dB on the normalized scale (0.2 for the default 120 dB range)
+    gain = (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * units
+    x = (x + gain).clamp_min(SILENCE)
     lo = torch.randint(0, f - f // 8, (b,), generator=g)
     bins = torch.arange(f)[None, :]
     mask = (bins >= lo[:, None]) & (bins < lo[:, None] + f // 8)
-    return x.masked_fill(mask[:, None, :, None], -1.0)
+    return x.masked_fill(mask[:, None, :, None], SILENCE)
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
@@ -110,11 +112,13 @@ def train_embedder(model: Embedder, data: MelDataset, labels: Tensor | None, pro
         files = data.sample_files(c.batch_size, g)
         x = data.crops(files, g)
         if labels is not None:
-            logits = model(_augment(x, g))
+            logits = model(_augment(x, g, model.mel_config))
             loss = F.cross_entropy(logits, labels[files])
             acc = float((logits.argmax(-1) == labels[files]).float().mean())
         else:
-            loss = nt_xent(model(_augment(x, g)), model(_augment(data.crops(files, g), g)), c.temperature)
+            z1 = model(_augment(x, g, model.mel_config))  # in this order: both draw from g
+            z2 = model(_augment(data.crops(files, g), g, model.mel_config))
+            loss = nt_xent(z1, z2, c.temperature)
             acc = float("nan")
         opt.zero_grad(set_to_none=True)
         loss.backward()

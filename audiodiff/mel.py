@@ -9,10 +9,18 @@ from here and checks that the configs match.
 from __future__ import annotations
 
 import librosa
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .config import MelConfig
+
+SILENCE = -1.0  # the normalized log-mel of digital silence (min_db)
+
+
+def to_db(logmel: Tensor | np.ndarray, config: MelConfig) -> Tensor | np.ndarray:
+    """Normalized log-mel (tensor or array, any shape) -> dB: the affine map `normalize` applies, undone."""
+    return (logmel + 1.0) / 2.0 * (config.max_db - config.min_db) + config.min_db
 
 
 class MelSpectrogram(nn.Module):
@@ -68,7 +76,7 @@ class MelSpectrogram(nn.Module):
     def denormalize(self, logmel: Tensor) -> Tensor:
         """Normalized log-mel [B, 1, F, N] -> power mel [B, F, N] >= 0; the exact inverse of `normalize` above -1."""
         c = self.config
-        db = (logmel.squeeze(1).float() + 1.0) / 2.0 * (c.max_db - c.min_db) + c.min_db
+        db = to_db(logmel.squeeze(1).float(), c)
         return (torch.pow(10.0, db / 10.0) - 10.0 ** (c.min_db / 10.0)).clamp_min(0.0)
 
     def forward(self, wav: Tensor) -> Tensor:

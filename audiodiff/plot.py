@@ -8,6 +8,7 @@ import numpy as np
 
 from .config import MelConfig
 from .files import atomic_path
+from .mel import to_db
 
 
 def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title: str = "") -> None:
@@ -16,7 +17,7 @@ def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    db = (np.asarray(logmel, dtype=np.float32) + 1.0) / 2.0 * (mel.max_db - mel.min_db) + mel.min_db
+    db = to_db(np.asarray(logmel, dtype=np.float32), mel)
     seconds = db.shape[1] * mel.hop_length / mel.sample_rate
     fig = Figure(figsize=(max(4.0, 2.0 + 3.0 * seconds), 3.0), dpi=100)
     FigureCanvasAgg(fig)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .config import Config
-from .mel import MelSpectrogram
+from .mel import SILENCE, MelSpectrogram
 from .vocoder import Vocoder
 from .vocoders import build_vocoder
 
@@ -32,7 +32,7 @@ class MelRepresentation:
     kind = "mel"
     channels = 1
     value_range = (-1.0, 1.0)
-    silence = -1.0  # digital silence: min_db, normalized
+    silence = SILENCE  # digital silence: min_db, normalized
 
     def __init__(self, config: Config, device: torch.device, vocoder: Vocoder | None = None) -> None:
         self.config = config.mel

@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audiodiff"
 # Lower layers never import higher ones (equal layers do not import each other either).
 LAYERS = [
     ["config", "files", "reports", "device"],
-    ["checkpoint", "audio", "mel", "distributed", "plot"],
-    ["vocoder", "metrics", "data", "conditioning", "schedule", "trainkit"],
+    ["checkpoint", "audio", "mel", "distributed"],
+    ["vocoder", "metrics", "data", "conditioning", "schedule", "trainkit", "plot"],
     ["vocos", "embedder", "unet", "sampling"],
     ["vocoders", "editing"],
     ["representation", "evaluate"],
