@@ -25,13 +25,13 @@ step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "diffusion model"
 audiodiff train "$DATA/train" --out "$OUT/run" --config "$HERE/$NAME/config.toml" "${COND[@]}" --no-progress \
-  2>&1 | tee "$OUT/logs/train.log"
+  2>&1 | tee -a "$OUT/logs/train.log"
 
 VOC=${VOCODER:-$OUT/vocoder}
 if [ -z "${VOCODER:-}" ]; then
   step "vocoder"
   audiodiff vocoder train "$DATA/train" --out "$VOC" --steps "${VOC_STEPS:-10000}" --no-progress \
-    2>&1 | tee "$OUT/logs/vocoder.log"
+    2>&1 | tee -a "$OUT/logs/vocoder.log"
 fi
 
 step "vocoder round trips on held-out clips"
@@ -41,7 +41,7 @@ step "vocoder round trips on held-out clips"
 
 step "embedder (classifier on $LABELS) for the evaluation"
 [ -f "$OUT/embedder/embedder.safetensors" ] || audiodiff evaluate train-embedder "$DATA/train" --out "$OUT/embedder" \
-  --label-column "$LABELS" --heldout "$DATA/heldout" --no-progress 2>&1 | tee "$OUT/logs/embedder.log"
+  --label-column "$LABELS" --heldout "$DATA/heldout" --no-progress 2>&1 | tee -a "$OUT/logs/embedder.log"
 
 # DPM-Solver++(2M) at 10 steps (issue 4's answer) with each vocoder; DDIM-50 with the trained vocoder.
 # Every row carries the real-vs-real floor (held-out clips held back from the reference, as many as the

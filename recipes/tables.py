@@ -16,11 +16,12 @@ import torch
 
 
 def seconds_from_log(path: Path) -> str:
-    """'done: step N in X s' of a train or vocoder-train log -> 'X s' (the last run of it), or '-'."""
+    """'done: step N in X s' lines of a train or vocoder-train log -> 'X s for N steps', X summed over the
+    sessions logged (run.sh appends, so a continued or re-run recipe counts each session once), or '-'."""
     if not path.exists():
         return "-"
     found = re.findall(r"done: step (\d+) in (\d+) s", path.read_text())
-    return f"{found[-1][1]} s for {found[-1][0]} steps" if found else "-"
+    return f"{sum(int(s) for _, s in found)} s for {found[-1][0]} steps" if found else "-"
 
 
 def vocoder_training(out: Path) -> str:
