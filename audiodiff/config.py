@@ -81,6 +81,9 @@ class UNetConfig:
     # the most expensive conv (the one at full resolution) shrinks by channel_mult[1] / channel_mult[0].
     narrow_upsample: bool = False
     num_classes: int = 0  # > 0: class-conditional, with one extra learned "no label" class for guidance
+    # True: the input gets one more channel holding each row's height, -1 (bottom row) to 1 (top row), so that
+    # the convolutions know which frequency they look at (a mel bin is not like its neighbour as a pixel is)
+    row_position: bool = False
 
     def __post_init__(self) -> None:
         check_ranges("unet", self, {"in_channels": ">=1", "channels": ">=1", "channel_mult": ">=1",

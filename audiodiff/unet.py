@@ -122,7 +122,7 @@ class UNet(nn.Module):
         self.emb = nn.Sequential(nn.Linear(cfg.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # its null value ("no label") is learned too, for classifier-free guidance
         self.label_emb = conditioning.embedding(emb_dim) if conditioning is not None else None
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.row_position, ch[0], 3, padding=1)
 
         skips, prev = [ch[0]], ch[0]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -165,6 +165,10 @@ class UNet(nn.Module):
         elif y is not None:
             raise ValueError("this UNet is unconditional but a condition (class labels) was given")
 
+        if self.config.row_position:  # the row's place in the unpadded input, constant along time
+            rows = torch.linspace(-1.0, 1.0, h_in, device=x.device, dtype=x.dtype)
+            rows = F.pad(rows, (0, x.shape[-2] - h_in), value=1.0)
+            x = torch.cat([x, rows[:, None].expand(x.shape[0], 1, -1, x.shape[-1])], dim=1)
         h = self.conv_in(x)
         skips = [h]
         for i, level in enumerate(self.down):

@@ -112,3 +112,22 @@ def test_attention_heads_keep_the_checkpoint_layout():
     q, k, v = qkv.mT.unbind(1)
     out = F.scaled_dot_product_attention(q, k, v).mT.reshape(2, 16, 5, 3)
     torch.testing.assert_close(block(x), x + block.proj(out))
+
+
+@pytest.mark.parametrize("row_position", [False, True])
+def test_row_position_tells_the_network_its_frequency(row_position):
+    """On an input that is the same in every row, a convolutional net gives the same output in rows far from
+    the edges (translation equivariance); with row_position it no longer does. Old configs keep their layout."""
+    cfg = UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), head_channels=8,
+                     row_position=row_position)
+    torch.manual_seed(0)
+    model = UNet(cfg)
+    assert model.conv_in.weight.shape[1] == 1 + row_position
+    for p in model.parameters():  # wake the zero-initialized output layer
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.full((1, 1, 64, 8), 0.3)
+    with torch.no_grad():
+        out = model(x, torch.tensor([500]))
+    same = torch.allclose(out[..., 24, :], out[..., 40, :], atol=1e-6)
+    assert same != row_position
+    assert model(torch.randn(2, 1, 13, 10), torch.tensor([1, 2])).shape == (2, 1, 13, 10)  # any height still works

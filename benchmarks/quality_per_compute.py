@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Quality per compute: config variants trained for the same wall-clock minutes, scored at several budgets.
+
+Tuning happens on a validation split of the training folder (a seeded share of its files, never trained on);
+held-out folders stay for final tables. Every (variant, seed) pair trains in one process through
+audiodiff's own training step, in turns of --turn seconds, so a change in the machine's load hits all of
+them alike. When every pair has used the next budget of training time (--minutes 5 15 45: cumulative), each
+EMA model samples --clips clips (DDIM-50; conditional runs cycle through the labels with the default
+guidance), the run's vocoder makes audio, and melstats FD/KID against the validation clips are computed with
+95% bootstrap intervals beside the fair floor (validation clips held back from the reference, as many as
+the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
+mean over seeds) are written to --out.
+
+    python benchmarks/quality_per_compute.py data/notes/train --config recipes/notes/config.toml \\
+        --variants baseline row_position --minutes 5 15 --seeds 0 1 --out runs/qpc-notes
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from audiodiff.audio import load, save
+from audiodiff.config import Config, MelConfig, preset
+from audiodiff.data import MelDataset, file_labels, load_mels
+from audiodiff.device import resolve_device
+from audiodiff.evaluate import clip_features, evaluate_generated, scored_features
+from audiodiff.mel import MelSpectrogram
+from audiodiff.pipeline import DEFAULT_GUIDANCE, SpectrogramDiffusion
+from audiodiff.schedule import GaussianSchedule
+from audiodiff.train import TrainState, new_state, train_step
+
+# name -> how it changes the base config; add a lever here (one line) and name it with --variants
+VARIANTS: dict[str, Callable[[Config], Config]] = {
+    "baseline": lambda c: c,
+    "row_position": lambda c: c.replace("unet", row_position=True),
+    "half_width": lambda c: c.replace("unet", channels=max(8, c.unet.channels // 2)),
+    "double_width": lambda c: c.replace("unet", channels=2 * c.unet.channels),
+    "lr_x2": lambda c: c.replace("train", lr=2 * c.train.lr),
+    "min_snr5": lambda c: c.replace("train", min_snr_gamma=5.0),
+}
+EVAL_MEL = MelConfig(sample_rate=16000, f_max=8000.0)  # `audiodiff evaluate generated`'s default front end
+
+
+def subset(data: MelDataset, idx: list[int]) -> MelDataset:
+    parts = [data.mels[:, data.offsets[i] : data.offsets[i + 1]] for i in idx]
+    return MelDataset(torch.cat(parts, dim=1), data.lengths[idx], [data.files[i] for i in idx], data.crop_frames)
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(training, validation) file indices: a seeded random `fraction` of the files for validation."""
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    k = max(2, round(fraction * n))
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def reference_features(train_dir: Path, files: list[str]) -> np.ndarray:
+    mel = MelSpectrogram(EVAL_MEL)
+    feats = []
+    for f in files:
+        wav = torch.from_numpy(load(train_dir / f, EVAL_MEL.sample_rate))[None]
+        with torch.no_grad():
+            feats.append(clip_features(mel(wav)[0, 0].numpy()))
+    return np.stack(feats)
+
+
+def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Path, clips: int,
+                     device: torch.device, seed: int) -> dict:
+    pipe = SpectrogramDiffusion(copy.deepcopy(state.ema), config, device=device, step=state.step)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = config.data.labels or (None,)
+    per = -(-clips // len(labels))
+    for k, label in enumerate(labels):
+        guidance = DEFAULT_GUIDANCE if label is not None else None
+        gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
+                            guidance=guidance)
+        for i, wav in enumerate(gen.audio):
+            save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
+    feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))
+    scores = evaluate_generated(feats, ref, seed=seed)
+    scores["failed_clips"] = len(failed)
+    return scores
+
+
+def plot(results: list[dict], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        rows = [r for r in results if r["variant"] == variant]
+        minutes = sorted({r["minutes"] for r in rows})
+        fd = [np.mean([r["generated"]["fd"] for r in rows if r["minutes"] == m]) for m in minutes]
+        ax.plot(minutes, fd, marker="o", label=variant)
+    floor = np.mean([r["floor"]["fd"] for r in results])
+    ax.axhline(floor, color="gray", linestyle="--", label="real-vs-real floor")
+    ax.set_xlabel("training minutes (wall clock, 2-core CPU)")
+    ax.set_ylabel("melstats FD vs validation clips (lower is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("train_dir", type=Path)
+    ap.add_argument("--config", type=Path, help="TOML over the tiny preset (e.g. a recipe's config.toml)")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["baseline", "row_position"])
+    ap.add_argument("--minutes", nargs="+", type=float, default=[5.0], help="cumulative training budgets")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--label-column", help="class-conditional on this metadata.csv column")
+    ap.add_argument("--val-fraction", type=float, default=0.15)
+    ap.add_argument("--clips", type=int, default=64)
+    ap.add_argument("--turn", type=float, default=30.0, help="seconds each pair trains before the next one's turn")
+    ap.add_argument("--out", type=Path, default=Path("runs/quality-per-compute"))
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    base = Config.from_toml(args.config, preset("tiny")) if args.config else preset("tiny")
+    data, _ = load_mels(args.train_dir, MelSpectrogram(base.mel), base.data.crop_frames, args.out / "cache", False)
+    train_idx, val_idx = split(len(data), args.val_fraction, 0)
+    labelled = file_labels(args.train_dir, data.files, args.label_column)
+    names, labels = labelled if labelled else ((), None)
+    base = base.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
+    train_data = subset(data, train_idx)
+    train_labels = labels[train_idx] if labels is not None else None
+    ref = reference_features(args.train_dir, [data.files[i] for i in val_idx])
+    print(f"# {len(train_idx)} training files, {len(val_idx)} validation files (seed 0)", file=sys.stderr)
+
+    pairs = {}
+    for variant in args.variants:
+        for seed in args.seeds:
+            config = VARIANTS[variant](base).replace("train", seed=seed)
+            pairs[(variant, seed)] = (config, new_state(config, device), GaussianSchedule.from_config(config.diffusion))
+    used = dict.fromkeys(pairs, 0.0)
+    results = []
+    for minutes in sorted(args.minutes):
+        budget = minutes * 60
+        while any(u < budget for u in used.values()):
+            for key, (config, state, schedule) in pairs.items():
+                start = time.perf_counter()
+                while used[key] + time.perf_counter() - start < min(budget, used[key] + args.turn):
+                    files = train_data.sample_files(config.train.batch_size, state.generator)
+                    x0 = train_data.crops(files, state.generator).to(device)
+                    y = None
+                    if train_labels is not None:
+                        y = state.model.conditioning.drop(train_labels[files], config.train.label_dropout,
+                                                          state.generator).to(device)
+                    train_step(state, config, schedule, x0, y)
+                used[key] += time.perf_counter() - start
+        for (variant, seed), (config, state, _) in pairs.items():
+            out = args.out / f"{variant}-seed{seed}-{minutes:g}min"
+            scores = sample_and_score(state, config, ref, out, args.clips, device, seed)
+            results.append({"variant": variant, "seed": seed, "minutes": minutes, "steps": state.step,
+                            "train_seconds": round(used[(variant, seed)], 1), **scores})
+            g = scores["generated"]
+            print(f"# {variant} seed {seed} at {minutes:g} min: step {state.step}, FD {g['fd']:.1f}",
+                  file=sys.stderr, flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    plot(results, args.out / "fd_vs_minutes.png")
+    cpu = platform.processor() or platform.machine()
+    print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}; "
+          f"{args.clips} clips DDIM-50 per model, vs {len(val_idx)} validation clips")
+    print("| variant | seed | minutes | steps | melstats FD [95%] | KID [95%] | floor FD [95%] |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        g, f = r["generated"], r["floor"]
+        print(f"| {r['variant']} | {r['seed']} | {r['minutes']:g} | {r['steps']} | "
+              f"{g['fd']:.1f} [{g['fd_ci'][0]:.1f}, {g['fd_ci'][1]:.1f}] | "
+              f"{g['kid']:.3f} [{g['kid_ci'][0]:.3f}, {g['kid_ci'][1]:.3f}] | "
+              f"{f['fd']:.1f} [{f['fd_ci'][0]:.1f}, {f['fd_ci'][1]:.1f}] |")
+    print(f"plot: {args.out / 'fd_vs_minutes.png'}")
+    print("command: python " + " ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()
