@@ -17,8 +17,10 @@ from .vocos import NeuralVocoder
 
 __all__ = [
     "AudioError", "CheckpointError", "Config", "DataConfig", "DiffusionConfig", "MelConfig", "TrainConfig",
-    "UNetConfig", "preset", "MelSpectrogram", "Generated", "Options", "SpectrogramDiffusion", "reconstruct", "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp",
-    "sample", "GaussianSchedule", "UNet", "GriffinLim", "PGHI", "Vocoder", "build_vocoder", "NeuralVocoder",
-    "load_vocoder", "register_spec", "register_kind", "VocoderConfig", "VocoderTrainConfig", "VocosConfig", "run", "conditioning", "representation",
+    "UNetConfig", "preset", "MelSpectrogram", "Generated", "Options", "SpectrogramDiffusion", "reconstruct",
+    "ddim", "ddpm", "dpmpp_2m", "heun", "ddim_invert", "inpaint", "slerp", "sample", "GaussianSchedule", "UNet",
+    "GriffinLim", "PGHI", "Vocoder", "build_vocoder", "NeuralVocoder", "load_vocoder", "register_spec",
+    "register_kind", "VocoderConfig", "VocoderTrainConfig", "VocosConfig", "run", "conditioning",
+    "representation",
 ]
 __version__ = "0.1.0"

@@ -22,15 +22,15 @@ from .conditioning import from_config as conditioning_of
 from .conditioning import guided
 from .config import Config, MelConfig
 from .device import resolve_device
-from .mel import MelSpectrogram
-from .plot import save_spectrogram
 from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
+from .mel import MelSpectrogram
+from .plot import save_spectrogram
+from .representation import for_run
+from .run import read_checkpoint
 from .sampling import Model, NoiseFn, ddim, get_sampler, item_noise
 from .schedule import GaussianSchedule
-from .run import read_checkpoint
 from .unet import UNet
-from .representation import for_run
 from .vocoder import Vocoder
 
 # Classifier-free guidance weight used when a label is given and no weight is. Measured with
@@ -76,7 +76,8 @@ class Options:
             start: int | None = None) -> Tensor:
         """The chosen sampler over `steps` steps from x (from timestep `start` if given)."""
         extra = {} if self.eta is None else {"eta": self.eta}
-        return get_sampler(self.sampler)(model, schedule, x, steps, noise, start=start, progress=self.progress, **extra)
+        sampler = get_sampler(self.sampler)
+        return sampler(model, schedule, x, steps, noise, start=start, progress=self.progress, **extra)
 
 
 class Generated(NamedTuple):
