@@ -74,7 +74,9 @@ def reference_features(train_dir: Path, files: list[str]) -> np.ndarray:
 
 
 def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Path, clips: int,
-                     device: torch.device, seed: int) -> dict:
+                     device: torch.device, eval_seed: int) -> dict:
+    """Sample and score one model; eval_seed picks the floor's held-back clips and the bootstrap rounds (the
+    same for every model, so that all are scored against the same reference)."""
     pipe = SpectrogramDiffusion(copy.deepcopy(state.ema), config, device=device, step=state.step)
     out.mkdir(parents=True, exist_ok=True)
     labels = config.data.labels or (None,)
@@ -86,7 +88,7 @@ def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Pa
         for i, wav in enumerate(gen.audio):
             save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
     feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))
-    scores = evaluate_generated(feats, ref, seed=seed)
+    scores = evaluate_generated(feats, ref, seed=eval_seed)
     scores["failed_clips"] = len(failed)
     return scores
 
@@ -121,6 +123,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--label-column", help="class-conditional on this metadata.csv column")
     ap.add_argument("--val-fraction", type=float, default=0.15)
+    ap.add_argument("--eval-seed", type=int, default=0, help="floor split and bootstrap (the same for every model)")
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--turn", type=float, default=30.0, help="seconds each pair trains before the next one's turn")
     ap.add_argument("--out", type=Path, default=Path("runs/quality-per-compute"))
@@ -161,7 +164,7 @@ def main() -> None:
                 used[key] += time.perf_counter() - start
         for (variant, seed), (config, state, _) in pairs.items():
             out = args.out / f"{variant}-seed{seed}-{minutes:g}min"
-            scores = sample_and_score(state, config, ref, out, args.clips, device, seed)
+            scores = sample_and_score(state, config, ref, out, args.clips, device, args.eval_seed)
             results.append({"variant": variant, "seed": seed, "minutes": minutes, "steps": state.step,
                             "train_seconds": round(used[(variant, seed)], 1), **scores})
             g = scores["generated"]
