@@ -179,8 +179,9 @@ def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, 
 def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0: float, seed: int) -> None:
     from .pipeline import write_clips
 
-    what = "frame" if prefix == "interp" else "seed"  # interpolate: frame i; its seed only sets the vocoder's phase
-    titles = [f"{title}, {what} {i if prefix == 'interp' else seed + i}" for i in range(len(result.audio))]
+    # interpolate: frame i (its seed only sets the vocoder's phase); the edits: seed + i
+    what, first = ("frame", 0) if prefix == "interp" else ("seed", seed)
+    titles = [f"{title}, {what} {first + i}" for i in range(len(result.audio))]
     paths = write_clips(out, result, pipe.config.mel, prefix=prefix, titles=titles)
     seconds = result.audio.shape[1] / result.sample_rate
     click.echo(f"wrote {len(paths)} clips of {seconds:.2f} s to {out} ({prefix}_NNN.wav + .png) in "

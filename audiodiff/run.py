@@ -187,18 +187,19 @@ def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], 
     c, names = config.train, config.data.labels
     seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
     cond = conditioning_of(config)
+    mel, schedule = MelSpectrogram(config.mel), GaussianSchedule.from_config(config.diffusion)  # once per run
 
     def write(ema: nn.Module, step: int) -> None:
         if not seeds:
             return
         device = next(ema.parameters()).device
-        mel = MelSpectrogram(config.mel).to(device)
+        mel.to(device)
         model = ema
         if cond is not None:
             model = guided(ema, cond, torch.arange(len(seeds), device=device) % len(names), 0.0)
         with torch.no_grad():
-            logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim",
-                            (1, config.mel.n_mels, config.data.crop_frames), seeds, c.preview_steps, device)
+            logmel = sample(model, schedule, "ddim", (1, config.mel.n_mels, config.data.crop_frames), seeds,
+                            c.preview_steps, device)
             wav = build_vocoder(config.vocoder, mel)(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
         out = run_dir / "samples"
         out.mkdir(exist_ok=True)
