@@ -10,7 +10,7 @@ import click
 
 from .cli_options import DEVICE, VOCODER, friendly
 from .cli_tools import evaluate, vocoder
-from .config import PRESETS
+from .config import PREDICTIONS, PRESETS
 from .sampling import SAMPLERS
 
 
@@ -45,8 +45,9 @@ def main() -> None:
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the training step: the first steps take a minute or more to compile; "
                    "see benchmarks/README.md for what it gains.")
-@click.option("--prediction", type=click.Choice(["v", "eps", "x0"]),
-              help="What the network predicts (default v); recorded in the checkpoint.")
+@click.option("--prediction", type=click.Choice(list(PREDICTIONS)),
+              help="What the network predicts (default v); edm: Karras et al. 2022 preconditioning and noise "
+                   "levels. Recorded in the checkpoint.")
 @click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
 @click.option("--vocoder", help="The run's default vocoder for previews and later commands, e.g. pghi.")

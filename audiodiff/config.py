@@ -98,6 +98,9 @@ class UNetConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
 
+PREDICTIONS = ("v", "eps", "x0", "edm")
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """Gaussian Markov chain q(x_t | x_{t-1}) with `num_steps` steps (T)."""
@@ -109,14 +112,23 @@ class DiffusionConfig:
     # What the network outputs: "v" (Salimans & Ho 2022, default), "eps" or "x0". With eps, x0 = (x_t -
     # sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) is ill-conditioned near t = T, and few-step DDIM from a
     # short run diverged in our tests; v is well-scaled at every t.
+    # "edm": the network F is preconditioned as in Karras et al. 2022 (schedule.EDM): D = c_skip x + c_out F,
+    # trained at log-normal noise levels ln sigma ~ N(p_mean, p_std^2) with EDM's loss weighting, and
+    # sampled on this chain like any other run (the chain's t is read as its sigma).
     prediction: str = "v"
+    sigma_data: float = 0.5  # edm: the data's standard deviation (normalized log-mels: 0.42-0.53 on our sets)
+    p_mean: float = -1.2  # edm: mean of ln sigma in training
+    p_std: float = 1.2  # edm: standard deviation of ln sigma in training
 
     def __post_init__(self) -> None:
-        check_ranges("diffusion", self, {"num_steps": ">=1", "beta_start": "(0,1)", "beta_end": "(0,1)"})
+        check_ranges("diffusion", self, {"num_steps": ">=1", "beta_start": "(0,1)", "beta_end": "(0,1)",
+                                         "sigma_data": ">0", "p_std": ">0"})
+        if not math.isfinite(self.p_mean):
+            raise ValueError(f"diffusion.p_mean = {self.p_mean!r} is out of range: must be a finite number")
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"diffusion: unknown schedule {self.schedule!r} (cosine, linear)")
-        if self.prediction not in ("eps", "v", "x0"):
-            raise ValueError(f"diffusion: unknown prediction {self.prediction!r} (eps, v, x0)")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"diffusion: unknown prediction {self.prediction!r} ({', '.join(PREDICTIONS)})")
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "custom"
     vocoder: str = "griffinlim"  # the run's default vocoder spec (see vocoders.build_vocoder); commands may override it
+
+    def __post_init__(self) -> None:
+        if self.diffusion.prediction == "edm" and self.train.min_snr_gamma > 0:
+            raise ValueError("train.min_snr_gamma: an edm run weights its loss by EDM's own rule; set it to 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,6 +21,7 @@ from .audio import save
 from .conditioning import from_config as conditioning_of
 from .conditioning import guided
 from .config import Config, MelConfig
+from .denoiser import for_sampling
 from .device import resolve_device
 from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
@@ -94,7 +95,7 @@ class SpectrogramDiffusion:
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.config = config
         self.step = step
-        self.model = model.to(self.device).eval()
+        self.model = for_sampling(model.to(self.device).eval(), config.diffusion)  # (x_t, t, y) on the chain
         self.schedule = GaussianSchedule.from_config(config.diffusion)
         self.rep = for_run(config, self.device, vocoder)  # audio <-> what the model sees (representation.py)
 

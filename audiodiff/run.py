@@ -29,6 +29,7 @@ from .config import Config, MelConfig, VocoderConfig, preset
 from .conditioning import from_config as conditioning_of
 from .conditioning import guided
 from .data import DataReport, file_labels, load_mels, load_waves
+from .denoiser import for_sampling
 from .device import peak_memory, resolve_device
 from .distributed import barrier, from_env, shutdown
 from .files import write_text
@@ -194,9 +195,9 @@ def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], 
             return
         device = next(ema.parameters()).device
         mel.to(device)
-        model = ema
+        model = for_sampling(ema, config.diffusion)
         if cond is not None:
-            model = guided(ema, cond, torch.arange(len(seeds), device=device) % len(names), 0.0)
+            model = guided(model, cond, torch.arange(len(seeds), device=device) % len(names), 0.0)
         with torch.no_grad():
             logmel = sample(model, schedule, "ddim", (1, config.mel.n_mels, config.data.crop_frames), seeds,
                             c.preview_steps, device)

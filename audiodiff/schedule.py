@@ -7,6 +7,9 @@ Notation (Ho et al. 2020; Nichol & Dhariwal 2021), t in 0..T-1:
     v                        sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0       (Salimans & Ho 2022)
     q(x_s | x_t, x_0), s<t   the posterior, for any earlier step s (s = t - 1 in DDPM) -> posterior_mean_variance
 The index t = -1 stands for clean data: alpha_bar_{-1} = 1. The schedule owns this math and no network.
+
+`EDM` holds the preconditioning of Karras et al. 2022 in their variance-exploding notation x = x_0 + sigma n,
+which maps onto the chain by sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) and x = x_t / sqrt(alpha_bar_t).
 """
 
 from __future__ import annotations
@@ -45,11 +48,13 @@ class GaussianSchedule:
 
     @classmethod
     def from_config(cls, config: DiffusionConfig) -> GaussianSchedule:
+        """The chain the samplers walk. An "edm" run's network is read through `EDM.denoise`, which outputs
+        x0 itself, so its chain reads model outputs as x0 predictions."""
         if config.schedule == "cosine":
             betas = cosine_betas(config.num_steps)
         else:
             betas = linear_betas(config.num_steps, config.beta_start, config.beta_end)
-        return cls(betas, config.prediction)
+        return cls(betas, "x0" if config.prediction == "edm" else config.prediction)
 
     @property
     def num_steps(self) -> int:
@@ -129,6 +134,15 @@ class GaussianSchedule:
         """The equivalent variance-exploding noise levels sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), float64 [T]."""
         return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
 
+    def sigma_at(self, t: Tensor) -> Tensor:
+        """sigma_t for timesteps t [B], long or float in [0, T-1]; between steps log sigma is linear in t
+        (the inverse of `timestep_of`). float64 [B] on t's device (float32 on MPS)."""
+        log_sigmas = self.sigmas().log()
+        tf = t.detach().double().cpu().clamp(0, self.num_steps - 1)
+        lo = tf.floor().long().clamp(max=self.num_steps - 2)
+        log_sigma = torch.lerp(log_sigmas[lo], log_sigmas[lo + 1], tf - lo)
+        return log_sigma.exp().to(t.device, torch.float32 if t.device.type == "mps" else torch.float64)
+
     def timestep_of(self, sigma: float) -> float:
         """The continuous timestep whose sigma is `sigma`, interpolating log sigma linearly between steps."""
         log_sigmas = self.sigmas().log()
@@ -151,6 +165,59 @@ class GaussianSchedule:
         ct = (1 - beta).sqrt() * (1 - a_s) / (1 - a_t)
         var = beta * (1 - a_s) / (1 - a_t)
         return _bc(c0, x0) * x0 + _bc(ct, x_t) * x_t, var
+
+
+class EDM:
+    """Preconditioning and training noise levels of Karras et al. 2022 ("EDM", Table 1), for x = x_0 + sigma n:
+
+        D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)          the denoiser, F the network
+        c_skip = sd^2 / (sigma^2 + sd^2)     c_out = sigma sd / sqrt(sigma^2 + sd^2)     c_in = 1 / sqrt(sigma^2 + sd^2)
+        c_noise = 250 ln sigma     (EDM's ln(sigma) / 4, times 1000: the spread that our timestep embedding,
+                                    built for t = 0..999, was made for)
+        ln sigma ~ N(p_mean, p_std^2) in training, with loss weight lambda = 1 / c_out^2 on |D - x_0|^2,
+        which is the plain MSE between F and its target (x_0 - c_skip x) / c_out.
+
+    sd = sigma_data, the standard deviation of the data. c_in keeps the network's input at unit variance and
+    c_out its target too; with sd = 1, c_in x is exactly the chain's x_t and F = -v (`GaussianSchedule.v_target`).
+    Sigmas are float64 [B]; x float [B, ...].
+    """
+
+    # Above this sigma the data is invisible (x is 1/80 data) and training has never seen the level
+    # (p(sigma > 80) ~ 2e-6 with the default p_mean, p_std); the network is told 80 there.
+    SIGMA_NOISE_CAP = 80.0
+
+    def __init__(self, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2) -> None:
+        self.sigma_data, self.p_mean, self.p_std = sigma_data, p_mean, p_std
+
+    @classmethod
+    def from_config(cls, config: DiffusionConfig) -> EDM:
+        return cls(config.sigma_data, config.p_mean, config.p_std)
+
+    def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(c_skip, c_out, c_in, c_noise), each float64 [B], for sigma float64 [B] > 0."""
+        sd2, s2 = self.sigma_data**2, sigma.square()
+        root = (s2 + sd2).sqrt()
+        c_noise = 250 * sigma.clamp(max=self.SIGMA_NOISE_CAP).log()
+        return sd2 / (s2 + sd2), sigma * self.sigma_data / root, 1 / root, c_noise
+
+    def sample_sigma(self, n: int, generator: torch.Generator) -> Tensor:
+        """n training noise levels, ln sigma ~ N(p_mean, p_std^2): float64 [n] on the CPU."""
+        return (self.p_mean + self.p_std * torch.randn(n, generator=generator, dtype=torch.float64)).exp()
+
+    def network_input(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """(c_in x, c_noise): what F is called with, for noisy x = x_0 + sigma n."""
+        _, _, c_in, c_noise = self.coefficients(sigma)
+        return _bc(c_in, x) * x, c_noise.to(x.dtype)
+
+    def training_target(self, x0: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
+        """F's target (x_0 - c_skip x) / c_out, like x."""
+        c_skip, c_out, _, _ = self.coefficients(sigma)
+        return (x0 - _bc(c_skip, x) * x) / _bc(c_out, x)
+
+    def denoise(self, network_output: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
+        """D = c_skip x + c_out F, the x_0 estimate, from F's output at (c_in x, c_noise)."""
+        c_skip, c_out, _, _ = self.coefficients(sigma)
+        return _bc(c_skip, x) * x + _bc(c_out, x) * network_output.to(x.dtype)
 
 
 def _bc(coef: Tensor, x: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from .config import Config
 from .data import MelDataset
 from .device import autocast, configure_for_training, grad_scaler, resolve_precision
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
-from .schedule import GaussianSchedule
+from .schedule import EDM, GaussianSchedule
 from .trainkit import (LossLog, adamw, check_bad_run, check_same, ema_decay_at, ema_update, restore_state,
                        state_meta, state_tensors, write_checkpoint,
                        flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
@@ -110,7 +110,7 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
     """
     c, device = config.train, x0.device
     g = state.generator
-    t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=g).to(device)
+    t = noise_levels(config, schedule, x0.shape[0], g).to(device)
     noise = torch.randn(x0.shape, generator=g).to(device)
     parts = [dist.share(v) for v in (x0, t, noise) + ((y,) if y is not None else ())]
     net, k = (state.model if net is None else net), c.grad_accum
@@ -147,14 +147,34 @@ def _skip(state: TrainState) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
+def noise_levels(config: Config, schedule: GaussianSchedule, n: int, generator: torch.Generator) -> Tensor:
+    """n training noise levels on the CPU: timesteps long [n] uniform in 0..T-1, or for an edm run sigmas
+    float32 [n] with ln sigma ~ N(p_mean, p_std^2)."""
+    if config.diffusion.prediction == "edm":  # float32: MPS has no float64
+        return EDM.from_config(config.diffusion).sample_sigma(n, generator).float()
+    return torch.randint(0, schedule.num_steps, (n,), generator=generator)
+
+
 def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision: str, x0: Tensor, t: Tensor,
           noise: Tensor, y: Tensor | None = None) -> Tensor:
-    """The (min-SNR weighted) MSE on the schedule's prediction target for clean x0 [b, 1, F, N] at timesteps t."""
+    """The (min-SNR weighted) MSE on the schedule's prediction target for clean x0 [b, 1, F, N] at timesteps t;
+    for an edm run t holds sigmas and the loss is EDM's (the MSE on F's target)."""
+    if config.diffusion.prediction == "edm":
+        edm = EDM.from_config(config.diffusion)
+        x = x0 + _per_item(t, x0) * noise
+        x_in, c_noise = edm.network_input(x, t)
+        with autocast(x0.device, precision):
+            out = net(x_in, c_noise, y)
+        return (out.float() - edm.training_target(x0, x, t)).square().mean()
     x_t = schedule.q_sample(x0, t, noise)
     with autocast(x0.device, precision):
         out = net(x_t, t, y)
     per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
     return (schedule.loss_weight(t, config.train.min_snr_gamma) * per_sample).mean()
+
+
+def _per_item(v: Tensor, x: Tensor) -> Tensor:
+    return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,

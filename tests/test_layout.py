@@ -12,7 +12,7 @@ LAYERS = [
     ["config", "files", "reports", "device"],
     ["checkpoint", "audio", "mel", "distributed"],
     ["vocoder", "metrics", "data", "conditioning", "schedule", "trainkit", "plot"],
-    ["vocos", "embedder", "unet", "sampling"],
+    ["vocos", "embedder", "unet", "sampling", "denoiser"],
     ["vocoders", "editing"],
     ["representation", "evaluate"],
     ["train", "vocoder_train"],

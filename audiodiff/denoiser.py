@@ -1,0 +1,36 @@
+"""The network as the samplers see it: model(x_t float [B, ...], t [B], y) -> output like x_t, read through
+the chain's `split_output`, whatever the run's parameterization.
+
+A "v", "eps" or "x0" run's UNet already is that. An "edm" run's UNet is F of Karras et al. 2022, trained on
+sigmas rather than timesteps; `EDMDenoiser` wraps it into D(x; sigma_t) on the chain, an x0 prediction,
+so every sampler, guidance and edit works on it unchanged.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .config import DiffusionConfig
+from .schedule import EDM, GaussianSchedule
+
+
+class EDMDenoiser(nn.Module):
+    """x_t [B, ...] at chain timesteps t [B] (long, or float between steps) -> x0_hat like x_t, by
+    x = x_t / sqrt(alpha_bar_t) = x_t sqrt(1 + sigma_t^2) and D(x; sigma_t) = c_skip x + c_out F(c_in x; c_noise)."""
+
+    def __init__(self, net: nn.Module, edm: EDM, schedule: GaussianSchedule) -> None:
+        super().__init__()
+        self.net, self.edm, self.schedule = net, edm, schedule
+
+    def forward(self, x_t: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        sigma = self.schedule.sigma_at(t)
+        x = x_t * (1 + sigma.square()).sqrt().to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+        x_in, c_noise = self.edm.network_input(x, sigma)
+        return self.edm.denoise(self.net(x_in, c_noise, y), x, sigma)
+
+
+def for_sampling(net: nn.Module, config: DiffusionConfig) -> nn.Module:
+    """The run's network ready for the samplers on `GaussianSchedule.from_config(config)`."""
+    if config.prediction != "edm":
+        return net
+    return EDMDenoiser(net, EDM.from_config(config), GaussianSchedule.from_config(config))
