@@ -33,7 +33,8 @@ from audiodiff.audio import load, save
 from audiodiff.config import Config, MelConfig, preset
 from audiodiff.data import MelDataset, file_labels, load_mels
 from audiodiff.device import resolve_device
-from audiodiff.evaluate import clip_features, evaluate_generated, scored_features
+from audiodiff.embedder import Embedder
+from audiodiff.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import DEFAULT_GUIDANCE, SpectrogramDiffusion
 from audiodiff.schedule import GaussianSchedule
@@ -47,6 +48,7 @@ VARIANTS: dict[str, Callable[[Config], Config]] = {
     "double_width": lambda c: c.replace("unet", channels=2 * c.unet.channels),
     "lr_x2": lambda c: c.replace("train", lr=2 * c.train.lr),
     "min_snr5": lambda c: c.replace("train", min_snr_gamma=5.0),
+    "edm": lambda c: c.replace("diffusion", prediction="edm").replace("train", min_snr_gamma=0.0),
 }
 EVAL_MEL = MelConfig(sample_rate=16000, f_max=8000.0)  # `audiodiff evaluate generated`'s default front end
 
@@ -73,10 +75,21 @@ def reference_features(train_dir: Path, files: list[str]) -> np.ndarray:
     return np.stack(feats)
 
 
+def validation_folder(train_dir: Path, files: list[str], out: Path) -> Path:
+    """out/validation: links to the validation files, a folder the embedder can read."""
+    for f in files:
+        link = out / "validation" / f
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to((train_dir / f).resolve())
+    return out / "validation"
+
+
 def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Path, clips: int,
-                     device: torch.device, eval_seed: int) -> dict:
+                     device: torch.device, eval_seed: int, embedder: tuple[Embedder, Path] | None = None) -> dict:
     """Sample and score one model; eval_seed picks the floor's held-back clips and the bootstrap rounds (the
-    same for every model, so that all are scored against the same reference)."""
+    same for every model, so that all are scored against the same reference). embedder: (a trained
+    embedder, the validation folder) to score in its space too, under "embedder"."""
     pipe = SpectrogramDiffusion(copy.deepcopy(state.ema), config, device=device, step=state.step)
     out.mkdir(parents=True, exist_ok=True)
     labels = config.data.labels or (None,)
@@ -90,7 +103,13 @@ def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Pa
     feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))
     scores = evaluate_generated(feats, ref, seed=eval_seed)
     scores["failed_clips"] = len(failed)
+    if embedder is not None:
+        scores["embedder"] = evaluate_with_embedder(embedder[0], out, embedder[1], None, seed=eval_seed)
     return scores
+
+
+def _fd(score: dict) -> str:
+    return f"{score['fd']:.1f} [{score['fd_ci'][0]:.1f}, {score['fd_ci'][1]:.1f}]"
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -127,6 +146,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--turn", type=float, default=30.0, help="seconds each pair trains before the next one's turn")
     ap.add_argument("--out", type=Path, default=Path("runs/quality-per-compute"))
+    ap.add_argument("--embedder", type=Path, help="also score in this trained embedder's space "
+                    "(`audiodiff evaluate train-embedder`; a recipe's runs/recipe-NAME/embedder)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -139,6 +160,10 @@ def main() -> None:
     train_data = subset(data, train_idx)
     train_labels = labels[train_idx] if labels is not None else None
     ref = reference_features(args.train_dir, [data.files[i] for i in val_idx])
+    embedder = None
+    if args.embedder:
+        embedder = (Embedder.load(args.embedder),
+                    validation_folder(args.train_dir, [data.files[i] for i in val_idx], args.out))
     print(f"# {len(train_idx)} training files, {len(val_idx)} validation files (seed 0)", file=sys.stderr)
 
     pairs = {}
@@ -164,11 +189,12 @@ def main() -> None:
                 used[key] += time.perf_counter() - start
         for (variant, seed), (config, state, _) in pairs.items():
             out = args.out / f"{variant}-seed{seed}-{minutes:g}min"
-            scores = sample_and_score(state, config, ref, out, args.clips, device, args.eval_seed)
+            scores = sample_and_score(state, config, ref, out, args.clips, device, args.eval_seed, embedder)
             results.append({"variant": variant, "seed": seed, "minutes": minutes, "steps": state.step,
                             "train_seconds": round(used[(variant, seed)], 1), **scores})
             g = scores["generated"]
-            print(f"# {variant} seed {seed} at {minutes:g} min: step {state.step}, FD {g['fd']:.1f}",
+            e = f", embedder FD {scores['embedder']['generated']['fd']:.1f}" if embedder else ""
+            print(f"# {variant} seed {seed} at {minutes:g} min: step {state.step}, FD {g['fd']:.1f}{e}",
                   file=sys.stderr, flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -177,14 +203,19 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}; "
           f"{args.clips} clips DDIM-50 per model, vs {len(val_idx)} validation clips")
-    print("| variant | seed | minutes | steps | melstats FD [95%] | KID [95%] | floor FD [95%] |")
-    print("|---|---|---|---|---|---|---|")
+    emb_head = " embedder FD [95%] | its floor | IS (real) |" if embedder else ""
+    print(f"| variant | seed | minutes | steps | melstats FD [95%] | KID [95%] | floor FD [95%] |{emb_head}")
+    print("|---|---|---|---|---|---|---|" + "---|---|---|" * bool(embedder))
     for r in results:
         g, f = r["generated"], r["floor"]
-        print(f"| {r['variant']} | {r['seed']} | {r['minutes']:g} | {r['steps']} | "
-              f"{g['fd']:.1f} [{g['fd_ci'][0]:.1f}, {g['fd_ci'][1]:.1f}] | "
-              f"{g['kid']:.3f} [{g['kid_ci'][0]:.3f}, {g['kid_ci'][1]:.3f}] | "
-              f"{f['fd']:.1f} [{f['fd_ci'][0]:.1f}, {f['fd_ci'][1]:.1f}] |")
+        row = (f"| {r['variant']} | {r['seed']} | {r['minutes']:g} | {r['steps']} | {_fd(g)} | "
+               f"{g['kid']:.3f} [{g['kid_ci'][0]:.3f}, {g['kid_ci'][1]:.3f}] | {_fd(f)} |")
+        if embedder:
+            e = r["embedder"]
+            classes = e.get("generated_classes")
+            is_ = f"{classes['is']:.2f} ({e['reference_classes']['is']:.2f})" if classes else "-"
+            row += f" {_fd(e['generated'])} | {_fd(e['floor'])} | {is_} |"
+        print(row)
     print(f"plot: {args.out / 'fd_vs_minutes.png'}")
     print("command: python " + " ".join(sys.argv))
 
