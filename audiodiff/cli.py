@@ -105,27 +105,37 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--guidance", type=click.FloatRange(min=0.0),
               help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional. "
                    "Default with --label: 1.5 (pipeline.DEFAULT_GUIDANCE).")
+@click.option("--autoguide-from", type=click.Path(path_type=Path),
+              help="Autoguidance (Karras et al. 2024; also for unconditional runs): guide away from a weaker model of "
+                   "the same data, a checkpoint file or run folder, e.g. an earlier checkpoint of RUN_DIR. "
+                   "Replaces classifier-free guidance.")
+@click.option("--autoguidance", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Autoguidance weight w: (1 + w) model - w weak model.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @VOCODER
 @DEVICE
 @friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
-             seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None, force: bool,
-             progress: bool, vocoder: str | None, device: str) -> None:
+             seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None,
+             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, vocoder: str | None,
+             device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import DEFAULT_GUIDANCE, write_clips
 
-    if label is not None and guidance is None:
+    if label is not None and guidance is None and autoguide_from is None:
         guidance = DEFAULT_GUIDANCE
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device)
     options = {"eta": eta} if sampler == "ddim" else {}
+    if autoguide_from is not None:
+        options |= {"autoguide_from": autoguide_from, "autoguidance": autoguidance}
     t0 = time.perf_counter()
     result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
                            batch_size=batch_size, progress=progress, label=label, guidance=guidance, loop=loop,
                            **options)
     elapsed = time.perf_counter() - t0
     what = f", {label}" + (f", guidance {guidance:g}" if guidance else "") if label else ""
+    what += f", autoguidance {autoguidance:g}" if autoguide_from is not None else ""
     titles = [f"{sampler} {steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
     paths = write_clips(out, result, pipe.config.mel, titles=titles)
     audio_s = result.audio.shape[1] / result.sample_rate * n

@@ -8,6 +8,8 @@ so every sampler, guidance and edit works on it unchanged.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import Tensor, nn
 
 from .config import DiffusionConfig
@@ -34,3 +36,19 @@ def for_sampling(net: nn.Module, config: DiffusionConfig) -> nn.Module:
     if config.prediction != "edm":
         return net
     return EDMDenoiser(net, EDM.from_config(config), GaussianSchedule.from_config(config))
+
+
+def autoguided(model: nn.Module, weak: nn.Module, guidance: float, c: Tensor | None = None
+               ) -> Callable[[Tensor, Tensor], Tensor]:
+    """Autoguidance (Karras et al. 2024) as a sampler's Model: (1 + w) f(x, t, c) - w f_weak(x, t, c).
+
+    weak: a worse model of the same data, e.g. an earlier checkpoint of the run or a smaller run, read
+    through the same chain (same [diffusion] config), so that the difference of the outputs points away
+    from its errors. Needs no condition: it guides unconditional runs too. c: the encoded condition or None.
+    """
+
+    def model_fn(x: Tensor, t: Tensor) -> Tensor:
+        out = model(x, t, c)
+        return out if guidance == 0 else out + guidance * (out - weak(x, t, c))
+
+    return model_fn

@@ -14,14 +14,14 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import checkpoint
 from .audio import save
 from .conditioning import from_config as conditioning_of
 from .conditioning import guided
 from .config import Config, MelConfig
-from .denoiser import for_sampling
+from .denoiser import autoguided, for_sampling
 from .device import resolve_device
 from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
@@ -50,8 +50,10 @@ class Options:
     always take RePaint's DDIM steps, interpolate DDIM); seed: output i uses seed + i; batch_size: outputs
     computed at once; label: a class of a conditional run; guidance: classifier-free guidance weight w,
     (1 + w) conditional - w unconditional (None: DEFAULT_GUIDANCE with a label, 0: plain conditional);
-    guidance_interval (t_lo, t_hi): guide only at those timesteps; eta: DDIM's noise (ddim only);
-    progress: progress bars.
+    guidance_interval (t_lo, t_hi): guide only at those timesteps; autoguide_from: a checkpoint file or run
+    folder of a weaker model of the same data and chain (an earlier checkpoint of this run, a smaller run) to
+    guide with instead (autoguidance, Karras et al. 2024; works without labels), with weight `autoguidance`:
+    (1 + w) model - w weak; eta: DDIM's noise (ddim only); progress: progress bars.
     """
 
     steps: int = 50
@@ -61,6 +63,8 @@ class Options:
     label: str | None = None
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
+    autoguide_from: str | Path | None = None
+    autoguidance: float = 1.0
     eta: float | None = None
     progress: bool = False
 
@@ -70,6 +74,10 @@ class Options:
             raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if self.autoguidance < 0:
+            raise ValueError(f"autoguidance must be >= 0, got {self.autoguidance}")
+        if self.autoguide_from is not None and self.guidance:
+            raise ValueError("autoguidance replaces classifier-free guidance: give guidance 0 or no autoguide_from")
         if self.eta is not None and self.sampler != "ddim":
             raise ValueError(f"eta is DDIM's noise; the {self.sampler} sampler takes none")
 
@@ -318,10 +326,29 @@ class SpectrogramDiffusion:
 
         return self._batched(frames, o, draw, len(wav_a))
 
+    def weak_model(self, run: str | Path) -> nn.Module:
+        """The EMA model of a checkpoint file or run folder (newest checkpoint), ready for sampling on this run's
+        chain; refuses one whose mel, diffusion or labels differ from this run's (its outputs would not mix)."""
+        config, tensors, _, path = read_checkpoint(run)
+        mine, theirs = self.config.to_dict(), config.to_dict()
+        differ = [f"{k}" for k in ("mel", "diffusion") if mine[k] != theirs[k]]
+        differ += ["data.labels"] if mine["data"]["labels"] != theirs["data"]["labels"] else []
+        if differ:
+            raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")
+        weak = UNet(config.unet, conditioning_of(config))
+        checkpoint.load_weights(weak, checkpoint.split(tensors, "ema"), path)
+        return for_sampling(weak.to(self.device).eval(), config.diffusion)
+
     def _conditioned(self, o: Options) -> Callable[[int], Model]:
         """batch size -> the model to sample from, for o's label and guidance (None: DEFAULT_GUIDANCE)."""
         label, guidance = o.label, o.guidance
         cond = conditioning_of(self.config)
+        if o.autoguide_from is not None:
+            weak = self.weak_model(o.autoguide_from)
+            encode = (lambda b: None) if label is None else (lambda b: cond.encode(label, b, self.device))
+            if label is not None and cond is None:
+                raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
+            return lambda b: autoguided(self.model, weak, o.autoguidance, encode(b))
         if label is None:
             if guidance:
                 raise ValueError("guidance needs a label: it pulls samples towards a class")

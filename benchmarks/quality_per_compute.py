@@ -6,7 +6,7 @@ held-out folders stay for final tables. Every (variant, seed) pair trains in one
 audiodiff's own training step, in turns of --turn seconds, so a change in the machine's load hits all of
 them alike. When every pair has used the next budget of training time (--minutes 5 15 45: cumulative), each
 EMA model samples --clips clips (DDIM-50; conditional runs cycle through the labels with the default
-guidance), the run's vocoder makes audio, and melstats FD/KID against the validation clips are computed with
+guidance; with --autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget), the run's vocoder makes audio, and melstats FD/KID against the validation clips are computed with
 95% bootstrap intervals beside the fair floor (validation clips held back from the reference, as many as
 the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
 mean over seeds) are written to --out.
@@ -38,7 +38,7 @@ from audiodiff.evaluate import clip_features, evaluate_generated, evaluate_with_
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import DEFAULT_GUIDANCE, SpectrogramDiffusion
 from audiodiff.schedule import GaussianSchedule
-from audiodiff.train import TrainState, new_state, train_step
+from audiodiff.train import TrainState, new_state, save_state, train_step
 
 # name -> how it changes the base config; add a lever here (one line) and name it with --variants
 VARIANTS: dict[str, Callable[[Config], Config]] = {
@@ -49,6 +49,9 @@ VARIANTS: dict[str, Callable[[Config], Config]] = {
     "lr_x2": lambda c: c.replace("train", lr=2 * c.train.lr),
     "min_snr5": lambda c: c.replace("train", min_snr_gamma=5.0),
     "edm": lambda c: c.replace("diffusion", prediction="edm").replace("train", min_snr_gamma=0.0),
+    # EDM's preconditioning and weighting with noise levels spread like the cosine chain's (ln sigma of a
+    # uniform t has mean 0 and standard deviation pi/2 there) instead of EDM's image-tuned N(-1.2, 1.2^2)
+    "edm_wide": lambda c: c.replace("diffusion", prediction="edm", p_mean=0.0, p_std=1.6).replace("train", min_snr_gamma=0.0),
 }
 EVAL_MEL = MelConfig(sample_rate=16000, f_max=8000.0)  # `audiodiff evaluate generated`'s default front end
 
@@ -86,18 +89,20 @@ def validation_folder(train_dir: Path, files: list[str], out: Path) -> Path:
 
 
 def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Path, clips: int,
-                     device: torch.device, eval_seed: int, embedder: tuple[Embedder, Path] | None = None) -> dict:
+                     device: torch.device, eval_seed: int, embedder: tuple[Embedder, Path] | None = None,
+                     guide: dict | None = None) -> dict:
     """Sample and score one model; eval_seed picks the floor's held-back clips and the bootstrap rounds (the
     same for every model, so that all are scored against the same reference). embedder: (a trained
-    embedder, the validation folder) to score in its space too, under "embedder"."""
+    embedder, the validation folder) to score in its space too, under "embedder". guide: autoguidance options
+    (pipeline.Options autoguide_from, autoguidance), used in place of classifier-free guidance."""
     pipe = SpectrogramDiffusion(copy.deepcopy(state.ema), config, device=device, step=state.step)
     out.mkdir(parents=True, exist_ok=True)
     labels = config.data.labels or (None,)
     per = -(-clips // len(labels))
     for k, label in enumerate(labels):
-        guidance = DEFAULT_GUIDANCE if label is not None else None
+        guidance = DEFAULT_GUIDANCE if label is not None and not guide else None
         gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
-                            guidance=guidance)
+                            guidance=guidance, **(guide or {}))
         for i, wav in enumerate(gen.audio):
             save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
     feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))
@@ -146,6 +151,10 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--turn", type=float, default=30.0, help="seconds each pair trains before the next one's turn")
     ap.add_argument("--out", type=Path, default=Path("runs/quality-per-compute"))
+    ap.add_argument("--autoguide", nargs="*", type=float, default=[],
+                    help="also sample each model with autoguidance at these weights, guided by its own EMA "
+                         "saved at --weak-at of the first budget")
+    ap.add_argument("--weak-at", type=float, default=0.25, help="share of the first budget (see --autoguide)")
     ap.add_argument("--embedder", type=Path, help="also score in this trained embedder's space "
                     "(`audiodiff evaluate train-embedder`; a recipe's runs/recipe-NAME/embedder)")
     ap.add_argument("--device", default="auto")
@@ -172,6 +181,7 @@ def main() -> None:
             config = VARIANTS[variant](base).replace("train", seed=seed)
             pairs[(variant, seed)] = (config, new_state(config, device), GaussianSchedule.from_config(config.diffusion))
     used = dict.fromkeys(pairs, 0.0)
+    weak, weak_at = {}, args.weak_at * min(args.minutes) * 60  # (variant, seed) -> checkpoint of its weak model
     results = []
     for minutes in sorted(args.minutes):
         budget = minutes * 60
@@ -186,16 +196,24 @@ def main() -> None:
                         y = state.model.conditioning.drop(train_labels[files], config.train.label_dropout,
                                                           state.generator).to(device)
                     train_step(state, config, schedule, x0, y)
+                    if args.autoguide and key not in weak and used[key] + time.perf_counter() - start >= weak_at:
+                        weak[key] = save_state(state, config, args.out / "weak" / f"{key[0]}-seed{key[1]}")
+                        print(f"# {key[0]} seed {key[1]}: weak model for autoguidance at step {state.step} -> "
+                              f"{weak[key]}", file=sys.stderr, flush=True)
                 used[key] += time.perf_counter() - start
         for (variant, seed), (config, state, _) in pairs.items():
-            out = args.out / f"{variant}-seed{seed}-{minutes:g}min"
-            scores = sample_and_score(state, config, ref, out, args.clips, device, args.eval_seed, embedder)
-            results.append({"variant": variant, "seed": seed, "minutes": minutes, "steps": state.step,
-                            "train_seconds": round(used[(variant, seed)], 1), **scores})
-            g = scores["generated"]
-            e = f", embedder FD {scores['embedder']['generated']['fd']:.1f}" if embedder else ""
-            print(f"# {variant} seed {seed} at {minutes:g} min: step {state.step}, FD {g['fd']:.1f}{e}",
-                  file=sys.stderr, flush=True)
+            for w in [None] + args.autoguide:
+                name = variant if w is None else f"{variant}+autoguide{w:g}"
+                out = args.out / f"{name}-seed{seed}-{minutes:g}min"
+                guide = {} if w is None else {"autoguide_from": weak[(variant, seed)], "autoguidance": w}
+                scores = sample_and_score(state, config, ref, out, args.clips, device, args.eval_seed, embedder,
+                                          guide)
+                results.append({"variant": name, "seed": seed, "minutes": minutes, "steps": state.step,
+                                "train_seconds": round(used[(variant, seed)], 1), **scores})
+                g = scores["generated"]
+                e = f", embedder FD {scores['embedder']['generated']['fd']:.1f}" if embedder else ""
+                print(f"# {name} seed {seed} at {minutes:g} min: step {state.step}, FD {g['fd']:.1f}{e}",
+                      file=sys.stderr, flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
