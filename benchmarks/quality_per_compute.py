@@ -48,6 +48,8 @@ VARIANTS: dict[str, Callable[[Config], Config]] = {
     "double_width": lambda c: c.replace("unet", channels=2 * c.unet.channels),
     "lr_x2": lambda c: c.replace("train", lr=2 * c.train.lr),
     "min_snr5": lambda c: c.replace("train", min_snr_gamma=5.0),
+    "batch_x2": lambda c: c.replace("train", batch_size=2 * c.train.batch_size),
+    "ema_0.99": lambda c: c.replace("train", ema_decay=0.99),
     "edm": lambda c: c.replace("diffusion", prediction="edm").replace("train", min_snr_gamma=0.0),
     # EDM's preconditioning and weighting with noise levels spread like the cosine chain's (ln sigma of a
     # uniform t has mean 0 and standard deviation pi/2 there) instead of EDM's image-tuned N(-1.2, 1.2^2)
