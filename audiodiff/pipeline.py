@@ -331,7 +331,7 @@ class SpectrogramDiffusion:
         chain; refuses one whose mel, diffusion or labels differ from this run's (its outputs would not mix)."""
         config, tensors, _, path = read_checkpoint(run)
         mine, theirs = self.config.to_dict(), config.to_dict()
-        differ = [f"{k}" for k in ("mel", "diffusion") if mine[k] != theirs[k]]
+        differ = [k for k in ("mel", "diffusion") if mine[k] != theirs[k]]
         differ += ["data.labels"] if mine["data"]["labels"] != theirs["data"]["labels"] else []
         if differ:
             raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")
@@ -344,10 +344,10 @@ class SpectrogramDiffusion:
         label, guidance = o.label, o.guidance
         cond = conditioning_of(self.config)
         if o.autoguide_from is not None:
-            weak = self.weak_model(o.autoguide_from)
-            encode = (lambda b: None) if label is None else (lambda b: cond.encode(label, b, self.device))
             if label is not None and cond is None:
                 raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
+            encode = (lambda b: None) if label is None else (lambda b: cond.encode(label, b, self.device))
+            weak = self.weak_model(o.autoguide_from)
             return lambda b: autoguided(self.model, weak, o.autoguidance, encode(b))
         if label is None:
             if guidance:

@@ -179,7 +179,7 @@ class EDM:
 
     sd = sigma_data, the standard deviation of the data. c_in keeps the network's input at unit variance and
     c_out its target too; with sd = 1, c_in x is exactly the chain's x_t and F = -v (`GaussianSchedule.v_target`).
-    Sigmas are float64 [B]; x float [B, ...].
+    Sigmas are float [B] (float64 in sampling, float32 in training); x float [B, ...].
     """
 
     # Above this sigma the data is invisible (x is 1/80 data) and training has never seen the level
@@ -194,7 +194,7 @@ class EDM:
         return cls(config.sigma_data, config.p_mean, config.p_std)
 
     def coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(c_skip, c_out, c_in, c_noise), each float64 [B], for sigma float64 [B] > 0."""
+        """(c_skip, c_out, c_in, c_noise), each like sigma [B] > 0."""
         sd2, s2 = self.sigma_data**2, sigma.square()
         root = (s2 + sd2).sqrt()
         c_noise = 250 * sigma.clamp(max=self.SIGMA_NOISE_CAP).log()

@@ -6,9 +6,10 @@ held-out folders stay for final tables. Every (variant, seed) pair trains in one
 audiodiff's own training step, in turns of --turn seconds, so a change in the machine's load hits all of
 them alike. When every pair has used the next budget of training time (--minutes 5 15 45: cumulative), each
 EMA model samples --clips clips (DDIM-50; conditional runs cycle through the labels with the default
-guidance; with --autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget), the run's vocoder makes audio, and melstats FD/KID against the validation clips are computed with
-95% bootstrap intervals beside the fair floor (validation clips held back from the reference, as many as
-the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
+guidance; with --autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget),
+the run's vocoder makes audio, and melstats FD/KID against the validation clips (and with --embedder in that
+embedder's space) are computed with 95% bootstrap intervals beside the fair floor (validation clips held back
+from the reference, as many as the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
 mean over seeds) are written to --out.
 
     python benchmarks/quality_per_compute.py data/notes/train --config recipes/notes/config.toml \\
