@@ -26,7 +26,7 @@ class EDMDenoiser(nn.Module):
 
     def forward(self, x_t: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         sigma = self.schedule.sigma_at(t)
-        x = x_t * (1 + sigma.square()).sqrt().to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+        x = self.edm.from_chain(x_t, sigma)
         x_in, c_noise = self.edm.network_input(x, sigma)
         return self.edm.denoise(self.net(x_in, c_noise, y), x, sigma)
 

@@ -112,9 +112,7 @@ class SpectrogramDiffusion:
              vocoder: Vocoder | None = None) -> SpectrogramDiffusion:
         """Rebuild the model from a run directory (newest checkpoint) or a checkpoint file alone."""
         config, tensors, meta, path = read_checkpoint(run)
-        model = UNet(config.unet, conditioning_of(config))
-        checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
-        return cls(model, config, vocoder, device, int(meta.get("step", 0)))
+        return cls(_ema_model(config, tensors, path), config, vocoder, device, int(meta.get("step", 0)))
 
     def use_vocoder(self, spec: str) -> None:
         """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoders.build_vocoder`)."""
@@ -335,9 +333,7 @@ class SpectrogramDiffusion:
         differ += ["data.labels"] if mine["data"]["labels"] != theirs["data"]["labels"] else []
         if differ:
             raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")
-        weak = UNet(config.unet, conditioning_of(config))
-        checkpoint.load_weights(weak, checkpoint.split(tensors, "ema"), path)
-        return for_sampling(weak.to(self.device).eval(), config.diffusion)
+        return for_sampling(_ema_model(config, tensors, path).to(self.device).eval(), config.diffusion)
 
     def _conditioned(self, o: Options) -> Callable[[int], Model]:
         """batch size -> the model to sample from, for o's label and guidance (None: DEFAULT_GUIDANCE)."""
@@ -359,6 +355,13 @@ class SpectrogramDiffusion:
         w = DEFAULT_GUIDANCE if guidance is None else guidance
         return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, o.guidance_interval)
 
+
+
+def _ema_model(config: Config, tensors: dict[str, Tensor], path: Path) -> UNet:
+    """The UNet of a checkpoint's config with its EMA weights (on the CPU)."""
+    model = UNet(config.unet, conditioning_of(config))
+    checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
+    return model
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",

@@ -204,6 +204,15 @@ class EDM:
         """n training noise levels, ln sigma ~ N(p_mean, p_std^2): float64 [n] on the CPU."""
         return (self.p_mean + self.p_std * torch.randn(n, generator=generator, dtype=torch.float64)).exp()
 
+    def noised(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
+        """x = x_0 + sigma n, like x0."""
+        return x0 + _bc(sigma, x0) * noise
+
+    def from_chain(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        """The chain's x_t at the step of noise level sigma, in this form: x = x_t / sqrt(alpha_bar_t)
+        = x_t sqrt(1 + sigma^2)."""
+        return _bc((1 + sigma.square()).sqrt(), x_t) * x_t
+
     def network_input(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(c_in x, c_noise): what F is called with, for noisy x = x_0 + sigma n."""
         _, _, c_in, c_noise = self.coefficients(sigma)

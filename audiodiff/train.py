@@ -161,7 +161,7 @@ def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision:
     for an edm run t holds sigmas and the loss is EDM's (the MSE on F's target)."""
     if config.diffusion.prediction == "edm":
         edm = EDM.from_config(config.diffusion)
-        x = x0 + _per_item(t, x0) * noise
+        x = edm.noised(x0, t, noise)
         x_in, c_noise = edm.network_input(x, t)
         with autocast(x0.device, precision):
             out = net(x_in, c_noise, y)
@@ -171,10 +171,6 @@ def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision:
         out = net(x_t, t, y)
     per_sample = (out.float() - schedule.training_target(x0, t, noise)).square().mean(dim=(1, 2, 3))
     return (schedule.loss_weight(t, config.train.min_snr_gamma) * per_sample).mean()
-
-
-def _per_item(v: Tensor, x: Tensor) -> Tensor:
-    return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
