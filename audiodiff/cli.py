@@ -10,7 +10,7 @@ import click
 
 from .cli_options import DEVICE, VOCODER, friendly
 from .cli_tools import evaluate, vocoder
-from .config import PREDICTIONS, PRESETS
+from .config import DISTILL_METHODS, PREDICTIONS, PRESETS
 from .sampling import SAMPLERS
 
 
@@ -86,15 +86,57 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="The distilled run's directory. An existing one (from the same teacher) is continued.")
+@click.option("--method", type=click.Choice(list(DISTILL_METHODS)), default="cd", show_default=True,
+              help="cd: consistency distillation along the teacher's ODE (folds in guidance); ct: consistency "
+                   "tuning (ECT), no teacher calls.")
+@click.option("--guidance", type=click.FloatRange(min=0.0),
+              help="cd on a conditional run: classifier-free guidance weight folded into the student (default 1.5).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML file with [train] and [distill] tables overriding the defaults.")
+@click.option("--steps", type=int, help="Optimizer steps of the distillation (default 300).")
+@click.option("--batch-size", type=int, help="Clips per optimizer step (default: the teacher's).")
+@click.option("--lr", type=float, help="Learning rate (AdamW; default 1e-4, no warm-up).")
+@click.option("--seed", type=int, help="Seed for data order, noise levels and noise.")
+@click.option("--halve-every", type=int, help="Steps between halvings of the gap between paired noise levels (default 100).")
+@click.option("--label-column", help="For a conditional teacher: the column of DATA_DIR's metadata.csv it was trained on.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@DEVICE
+@friendly
+def distill(run_dir: Path, data_dir: Path, out: Path, method: str, guidance: float | None, config_file: Path | None,
+            steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, halve_every: int | None,
+            label_column: str | None, progress: bool, device: str) -> None:
+    """Distil RUN_DIR (a trained run or a checkpoint file) into a run that samples in 1-4 network calls.
+
+    The student starts as RUN_DIR's EMA network and trains as a consistency model on crops of DATA_DIR's audio
+    (usually the teacher's training folder). The result is a run like any other: `generate` samples it with the
+    consistency sampler in 2 calls by default (--steps 1|2|4), and vary, inpaint and continue take it.
+    """
+    from .run import distill as distill_run
+
+    train_changes = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    overrides = {"train": {k: v for k, v in train_changes.items() if v is not None},
+                 "distill": {"halve_every": halve_every} if halve_every is not None else {}}
+    distill_run(run_dir, data_dir, out, method=method, guidance=guidance, config_file=config_file,
+                overrides=overrides, label_column=label_column, device=device, progress=progress, log=click.echo,
+                warn=lambda m: click.echo(m, err=True))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for sample_NNN.wav and sample_NNN.png.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of clips.")
-@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Network evaluations (1..T).")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True,
-              help="ddim: deterministic (eta 0); ddpm: ancestral Markov chain (use many steps); "
-                   "dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps; "
-                   "heun: Heun on Karras sigmas, 2 network calls per step.")
-@click.option("--eta", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, help="DDIM noise (0 deterministic, 1 DDPM-like).")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Network evaluations (1..T). Default 50, or a distilled run's own (2; 1, 2 and 4 are measured).")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)),
+              help="Default ddim, or consistency for a distilled run. ddim: deterministic (eta 0); ddpm: ancestral "
+                   "Markov chain (use many steps); dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps; "
+                   "heun: Heun on Karras sigmas, 2 network calls per step; consistency: multistep consistency "
+                   "sampling, for runs made by `audiodiff distill`.")
+@click.option("--eta", type=click.FloatRange(0.0, 1.0), help="DDIM noise (0 deterministic, the default; 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
 @click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True),
               help="Clip length; default the training crop. Longer clips are sampled window by window: the first "
@@ -104,7 +146,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
               help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional. "
-                   "Default with --label: 1.5 (pipeline.DEFAULT_GUIDANCE).")
+                   "Default with --label: 1.5 (pipeline.DEFAULT_GUIDANCE); 0 for a distilled run (its own is folded in).")
 @click.option("--autoguide-from", type=click.Path(path_type=Path),
               help="Autoguidance (Karras et al. 2024; also for unconditional runs): guide away from a weaker model of "
                    "the same data, a checkpoint file or run folder, e.g. an earlier checkpoint of RUN_DIR. "
@@ -116,27 +158,23 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @VOCODER
 @DEVICE
 @friendly
-def generate(run_dir: Path, out: Path, n: int, steps: int, sampler: str, eta: float, seed: int,
+def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str | None, eta: float | None, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None,
              autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, vocoder: str | None,
              device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
-    from .pipeline import DEFAULT_GUIDANCE, write_clips
+    from .pipeline import write_clips
 
-    if label is not None and guidance is None and autoguide_from is None:
-        guidance = DEFAULT_GUIDANCE
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device)
-    options = {"eta": eta} if sampler == "ddim" else {}
-    if autoguide_from is not None:
-        options |= {"autoguide_from": autoguide_from, "autoguidance": autoguidance}
+    extra = {"autoguide_from": autoguide_from, "autoguidance": autoguidance} if autoguide_from is not None else {}
+    o = pipe.options(steps=steps, sampler=sampler, eta=eta, seed=seed, batch_size=batch_size, progress=progress,
+                     label=label, guidance=guidance, **extra)
     t0 = time.perf_counter()
-    result = pipe.generate(n, steps=steps, sampler=sampler, seed=seed, seconds=seconds,
-                           batch_size=batch_size, progress=progress, label=label, guidance=guidance, loop=loop,
-                           **options)
+    result = pipe.generate(n, seconds=seconds, loop=loop, options=o)
     elapsed = time.perf_counter() - t0
-    what = f", {label}" + (f", guidance {guidance:g}" if guidance else "") if label else ""
+    what = f", {label}" + (f", guidance {o.guidance:g}" if o.guidance else "") if label else ""
     what += f", autoguidance {autoguidance:g}" if autoguide_from is not None else ""
-    titles = [f"{sampler} {steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
+    titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
     paths = write_clips(out, result, pipe.config.mel, titles=titles)
     audio_s = result.audio.shape[1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
@@ -148,7 +186,8 @@ def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
                      help="Folder for the output WAVs and their spectrogram PNGs."),
-        click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Network evaluations of a full chain (1..T)."),
+        click.option("--steps", type=click.IntRange(min=1),
+                     help="Network evaluations of a full chain (1..T). Default 50, or a distilled run's own."),
         click.option("--seed", default=0, show_default=True, help="Output i uses seed + i."),
         click.option("--force", is_flag=True, help="Overwrite existing output files in --out."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
@@ -203,12 +242,12 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @_run_and_input
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="How far into the noise chain to go: 0 returns the input, 1 an unrelated sample.")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True, help="Sampler.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Sampler. Default ddim, or a distilled run's consistency.")
 @_conditioning
 @_edit_options
 @friendly
-def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, label: str | None, guidance: float | None,
-         out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None, device: str) -> None:
+def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str | None, n: int, label: str | None,
+         guidance: float | None, out: Path, steps: int | None, seed: int, force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
 
     Uses about STRENGTH x STEPS network evaluations. Writes vary_NNN.wav/png to --out.
@@ -217,9 +256,9 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 
     pipe = _prepare_output(run_dir, out, "vary", n, force, vocoder, device)
     t0 = time.perf_counter()
-    result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, steps=steps, sampler=sampler, seed=seed,
-                       progress=progress, label=label, guidance=guidance)
-    _finish_edit(out, "vary", result, pipe, f"{in_audio.name}, strength {strength:g}, {sampler} {steps}", t0, seed)
+    o = pipe.options(steps=steps, sampler=sampler, seed=seed, progress=progress, label=label, guidance=guidance)
+    result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, options=o)
+    _finish_edit(out, "vary", result, pipe, f"{in_audio.name}, strength {strength:g}, {o.sampler} {o.steps}", t0, seed)
 
 
 @main.command()
@@ -234,7 +273,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str, n: int, l
 @_edit_options
 @friendly
 def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
-            resample: int, fade: int, n: int, label: str | None, guidance: float | None, out: Path, steps: int, seed: int,
+            resample: int, fade: int, n: int, label: str | None, guidance: float | None, out: Path, steps: int | None, seed: int,
             force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
 
@@ -261,7 +300,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @_edit_options
 @friendly
 def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
-              guidance: float | None, out: Path, steps: int, seed: int, force: bool, progress: bool, vocoder: str | None,
+              guidance: float | None, out: Path, steps: int | None, seed: int, force: bool, progress: bool, vocoder: str | None,
               device: str) -> None:
     """Continue IN_AUDIO by --seconds: outpaint window by window, each overlapping the last.
 
@@ -283,7 +322,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 @click.option("--frames", type=click.IntRange(min=2), default=5, show_default=True, help="Clips from A to B, both ends included.")
 @_edit_options
 @friendly
-def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int, seed: int,
+def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int | None, seed: int,
                 force: bool, progress: bool, vocoder: str | None, device: str) -> None:
     """Morph AUDIO_A into AUDIO_B: invert both to noise with DDIM, interpolate (slerp), decode.
 
@@ -294,9 +333,9 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
 
     pipe = _prepare_output(run_dir, out, "interp", frames, force, vocoder, device)
     t0 = time.perf_counter()
-    result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames,
-                              steps=steps, progress=progress, seed=seed)
-    _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {steps}", t0, seed)
+    o = pipe.options(steps=steps, progress=progress, seed=seed)
+    result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames, options=o)
+    _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {o.steps}", t0, seed)
 
 
 @main.command()

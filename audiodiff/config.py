@@ -176,6 +176,41 @@ class TrainConfig:
             "preview_count": ">=0", "preview_steps": ">=1"})
 
 
+DISTILL_METHODS = ("cd", "ct")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a run was distilled from a teacher run for few-step sampling (`audiodiff distill`); method "" for a
+    run trained from scratch.
+
+    The student is the teacher's network, started from its EMA weights, read as a consistency function
+    f(x, sigma) (Song et al. 2023): the run's own denoiser, which meets f(x, 0) = x by its parameterization.
+    cd: consistency distillation, the target is the student at the teacher's ODE (Euler) step from sigma to r;
+    ct: consistency tuning (ECT, Geng et al. 2024), the same noise at the smaller level r, no teacher calls.
+    The gap sigma - r starts at sigma (r = 0: the target is x_0) and halves every `halve_every` steps.
+    """
+
+    method: str = ""
+    teacher: str = ""  # the teacher's checkpoint file, as given
+    teacher_sha256: str = ""  # of that file, checked when a distillation continues
+    guidance: float = 0.0  # cd on a conditional run: the classifier-free guidance folded into the student
+    p_mean: float = -1.1  # ln sigma ~ N(p_mean, p_std^2) for the training levels (ECT's values)
+    p_std: float = 2.0
+    halve_every: int = 100  # optimizer steps between halvings of the gap sigma - r
+    huber_c: float = 0.00054  # the pseudo-Huber loss's c, per element of a normalized log-mel (iCT: 0.00054 sqrt(d))
+    sampling_steps: int = 2  # network calls per clip by default (generate --steps overrides)
+
+    def __post_init__(self) -> None:
+        check_ranges("distill", self, {"guidance": ">=0", "p_std": ">0", "halve_every": ">=1", "huber_c": ">0",
+                                       "sampling_steps": ">=1"})
+        if self.method not in ("",) + DISTILL_METHODS:
+            raise ValueError(f"distill: unknown method {self.method!r} ({', '.join(DISTILL_METHODS)})")
+        if self.method == "ct" and self.guidance > 0:
+            raise ValueError("distill: guidance is folded in through the teacher's ODE steps; method ct calls no "
+                             "teacher, use cd")
+
+
 @dataclass(frozen=True)
 class EmbedderConfig:
     """The small CNN that audiodiff trains for evaluation: a classifier, or contrastive without labels."""
@@ -200,15 +235,26 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     preset: str = "custom"
     vocoder: str = "griffinlim"  # the run's default vocoder spec (see vocoders.build_vocoder); commands may override it
 
     def __post_init__(self) -> None:
         if self.diffusion.prediction == "edm" and self.train.min_snr_gamma > 0:
             raise ValueError("train.min_snr_gamma: an edm run weights its loss by EDM's own rule; set it to 0")
+        if self.distill.method and self.diffusion.prediction == "x0":
+            raise ValueError("distill: an x0-prediction network does not meet a consistency function's boundary "
+                             "condition f(x, 0) = x; distil a v, eps or edm run")
+        if self.distill.guidance > 0 and not self.data.labels:
+            raise ValueError("distill.guidance needs a class-conditional run")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def default_sampling(self) -> tuple[str, int]:
+        """(sampler, network calls) a clip of this run takes unless told otherwise: DDIM 50, or for a distilled
+        run its consistency sampler with distill.sampling_steps calls."""
+        return ("consistency", self.distill.sampling_steps) if self.distill.method else ("ddim", 50)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Config | None = None) -> Config:

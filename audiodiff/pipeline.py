@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint
 from .audio import save
 from .conditioning import from_config as conditioning_of
-from .conditioning import guided
+from .conditioning import DEFAULT_GUIDANCE, guided
 from .config import Config, MelConfig
 from .denoiser import autoguided, for_sampling
 from .device import resolve_device
@@ -28,17 +27,12 @@ from .editing import inpaint as editing_inpaint
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .representation import for_run
-from .run import read_checkpoint
+from .run import ema_model, read_checkpoint
 from .sampling import Model, NoiseFn, ddim, get_sampler, item_noise
 from .schedule import GaussianSchedule
 from .unet import UNet
 from .vocoder import Vocoder
 
-# Classifier-free guidance weight used when a label is given and no weight is. Measured with
-# benchmarks/guidance.py on a digits run (2026-11-30, benchmarks/README.md "Classifier-free guidance"):
-# intended digit heard in 72% of clips at w = 0, 92% at 1, 95.5% at 1.5, 96.5% at 2, while the melstats FD
-# rose 75 -> 80 -> 96 -> 118 (floor 54); 1.5 buys most of the accuracy for a moderate loss of variety.
-DEFAULT_GUIDANCE = 1.5
 
 
 @dataclass(frozen=True)
@@ -47,17 +41,19 @@ class Options:
     `pipe.vary(wav, 0.4, steps=20)`, which replace the fields of `options`).
 
     steps: network evaluations of a full chain; sampler: a name in sampling.SAMPLERS (inpaint and extend
-    always take RePaint's DDIM steps, interpolate DDIM); seed: output i uses seed + i; batch_size: outputs
-    computed at once; label: a class of a conditional run; guidance: classifier-free guidance weight w,
-    (1 + w) conditional - w unconditional (None: DEFAULT_GUIDANCE with a label, 0: plain conditional);
+    always take RePaint's DDIM steps, interpolate DDIM); None for either: the run's own (`Config.default_sampling`:
+    DDIM 50, a distilled run's consistency sampler with its few calls); seed: output i uses seed + i; batch_size:
+    outputs computed at once; label: a class of a conditional run; guidance: classifier-free guidance weight w,
+    (1 + w) conditional - w unconditional (None: DEFAULT_GUIDANCE with a label, 0 for a distilled run, which
+    has its guidance folded in; 0: plain conditional);
     guidance_interval (t_lo, t_hi): guide only at those timesteps; autoguide_from: a checkpoint file or run
     folder of a weaker model of the same data and chain (an earlier checkpoint of this run, a smaller run) to
     guide with instead (autoguidance, Karras et al. 2024; works without labels), with weight `autoguidance`:
     (1 + w) model - w weak; eta: DDIM's noise (ddim only); progress: progress bars.
     """
 
-    steps: int = 50
-    sampler: str = "ddim"
+    steps: int | None = None
+    sampler: str | None = None
     seed: int = 0
     batch_size: int = 8
     label: str | None = None
@@ -69,8 +65,9 @@ class Options:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        get_sampler(self.sampler)
-        if self.steps < 1 or self.batch_size < 1:
+        if self.sampler is not None:
+            get_sampler(self.sampler)
+        if (self.steps is not None and self.steps < 1) or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
@@ -78,7 +75,7 @@ class Options:
             raise ValueError(f"autoguidance must be >= 0, got {self.autoguidance}")
         if self.autoguide_from is not None and self.guidance:
             raise ValueError("autoguidance replaces classifier-free guidance: give guidance 0 or no autoguide_from")
-        if self.eta is not None and self.sampler != "ddim":
+        if self.eta is not None and self.sampler not in (None, "ddim"):
             raise ValueError(f"eta is DDIM's noise; the {self.sampler} sampler takes none")
 
     def run(self, model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn,
@@ -107,12 +104,23 @@ class SpectrogramDiffusion:
         self.schedule = GaussianSchedule.from_config(config.diffusion)
         self.rep = for_run(config, self.device, vocoder)  # audio <-> what the model sees (representation.py)
 
+    def options(self, options: Options = Options(), **changes: Any) -> Options:
+        """`options` with `changes`, and this run's own sampler, steps and guidance where they are None."""
+        o = dataclasses.replace(options, **changes)
+        sampler, steps = self.config.default_sampling()
+        if o.sampler is None and o.eta is not None:
+            sampler = "ddim"  # eta is DDIM's
+        guidance = o.guidance
+        if guidance is None and o.label is not None and o.autoguide_from is None:
+            guidance = 0.0 if self.config.distill.method else DEFAULT_GUIDANCE
+        return dataclasses.replace(o, sampler=o.sampler or sampler, steps=o.steps or steps, guidance=guidance)
+
     @classmethod
     def load(cls, run: str | Path, device: str | torch.device | None = None,
              vocoder: Vocoder | None = None) -> SpectrogramDiffusion:
         """Rebuild the model from a run directory (newest checkpoint) or a checkpoint file alone."""
         config, tensors, meta, path = read_checkpoint(run)
-        return cls(_ema_model(config, tensors, path), config, vocoder, device, int(meta.get("step", 0)))
+        return cls(ema_model(config, tensors, path), config, vocoder, device, int(meta.get("step", 0)))
 
     def use_vocoder(self, spec: str) -> None:
         """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoders.build_vocoder`)."""
@@ -152,7 +160,7 @@ class SpectrogramDiffusion:
         loop: sample circularly so the clip's end continues into its start; the length is rounded up to
         whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
         """
-        o = dataclasses.replace(options, **changes)
+        o = self.options(options, **changes)
         model = self._conditioned(o)
         if loop:
             return self._generate_loop(n, seconds, o, model)
@@ -221,7 +229,7 @@ class SpectrogramDiffusion:
         strength 0 returns the clip itself (audio and mel unchanged); 1 starts from nearly pure noise, an
         unrelated sample. Uses round(strength * steps) network steps. Output has the input's length.
         """
-        o = dataclasses.replace(options, **changes)
+        o = self.options(options, **changes)
         start, k = strength_start(self.schedule, strength, o.steps)
         model = self._conditioned(o)
         known = self.rep.encode(wav)
@@ -248,7 +256,7 @@ class SpectrogramDiffusion:
         crossfade. For a time span, the audio outside it is the input's samples too, crossfaded over the
         same frames; with a band, all of the audio comes from the vocoder.
         """
-        o = dataclasses.replace(options, **changes)
+        o = self.options(options, **changes)
         known = self.rep.encode(wav)
         frames = known.shape[-1]
         duration = len(wav) / self.sample_rate
@@ -277,7 +285,7 @@ class SpectrogramDiffusion:
         """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself
         from what came before). The input's own samples are kept, crossfaded into the continuation over
         `fade` frames before its end."""
-        o = dataclasses.replace(options, **changes)
+        o = self.options(options, **changes)
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
         valid = self.rep.context_frames(len(wav))
@@ -305,9 +313,12 @@ class SpectrogramDiffusion:
         b is cut or padded with silence to a's length. The ends reconstruct a and b up to the
         inversion's error, which shrinks as steps grow.
         """
-        o = dataclasses.replace(options, **changes)
+        o = self.options(options, **changes)
         if frames < 2:
             raise ValueError(f"frames must be at least 2 (the two ends), got {frames}")
+        if self.config.distill.method:
+            raise ValueError("interpolate inverts clips to noise along the ODE with DDIM, which a distilled "
+                             f"(consistency) run cannot do; use its teacher, {self.config.distill.teacher}")
         ma = self.rep.encode(wav_a)
         n = ma.shape[-1]
         mb = self.rep.encode(wav_b)[..., :n]
@@ -333,10 +344,10 @@ class SpectrogramDiffusion:
         differ += ["data.labels"] if mine["data"]["labels"] != theirs["data"]["labels"] else []
         if differ:
             raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")
-        return for_sampling(_ema_model(config, tensors, path).to(self.device).eval(), config.diffusion)
+        return for_sampling(ema_model(config, tensors, path).to(self.device).eval(), config.diffusion)
 
     def _conditioned(self, o: Options) -> Callable[[int], Model]:
-        """batch size -> the model to sample from, for o's label and guidance (None: DEFAULT_GUIDANCE)."""
+        """batch size -> the model to sample from, for o's label and guidance (resolved by `options`)."""
         label, guidance = o.label, o.guidance
         cond = conditioning_of(self.config)
         if o.autoguide_from is not None:
@@ -352,16 +363,9 @@ class SpectrogramDiffusion:
         if cond is None:
             raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
         cond.encode(label, 1, self.device)  # an unknown label fails here, before any work
-        w = DEFAULT_GUIDANCE if guidance is None else guidance
+        w = 0.0 if guidance is None else guidance
         return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, o.guidance_interval)
 
-
-
-def _ema_model(config: Config, tensors: dict[str, Tensor], path: Path) -> UNet:
-    """The UNet of a checkpoint's config with its EMA weights (on the CPU)."""
-    model = UNet(config.unet, conditioning_of(config))
-    checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
-    return model
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",

@@ -38,6 +38,7 @@ from .plot import save_spectrogram
 from .sampling import sample
 from .schedule import GaussianSchedule
 from .train import TrainState, check_same_model
+from .unet import UNet
 from .train import train as train_model
 from .trainkit import latest_checkpoint
 from .vocoder_train import VocoderState, check_same_vocoder
@@ -73,6 +74,13 @@ def read_checkpoint(run: str | Path) -> tuple[Config, dict[str, torch.Tensor], d
         return Config.from_dict(meta["config"]), tensors, meta, path
     except (ValueError, TypeError) as e:
         raise checkpoint.CheckpointError(f"{path}: bad config in checkpoint ({e})") from None
+
+
+def ema_model(config: Config, tensors: dict[str, torch.Tensor], path: Path) -> UNet:
+    """The UNet of a checkpoint's config with its EMA weights (on the CPU)."""
+    model = UNet(config.unet, conditioning_of(config))
+    checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
+    return model
 
 
 def run_config(run: str | Path) -> Config | None:
@@ -182,13 +190,86 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     return state
 
 
+# A distillation's training settings unless --config or flags say otherwise (the rest comes from the teacher's run).
+# Measured on the notes main-job model (benchmarks/README.md, "Few-step generation"): see there for the choice.
+DISTILL_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.99, "checkpoint_every": 100}
+
+
+def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, method: str = "cd",
+            guidance: float | None = None, config_file: Path | None = None,
+            overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
+            device: str = "auto", progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
+    """Distil the run (or checkpoint file) `teacher_run` into a few-step consistency model in `out`, training on the
+    audio under data_dir, or continue the distillation in `out`, as `audiodiff distill` does.
+
+    method: "cd" (consistency distillation along the teacher's ODE) or "ct" (consistency tuning, no teacher calls).
+    guidance: for cd on a conditional run, the classifier-free guidance weight folded into the student (default
+    pipeline's DEFAULT_GUIDANCE, 1.5). overrides: {"train": {...}, "distill": {...}} on top of DISTILL_TRAIN and
+    config_file. The teacher's weights are never written to. Returns the final TrainState.
+    """
+    data_dir, out = Path(data_dir), Path(out)
+    t_config, tensors, meta, t_path = read_checkpoint(teacher_run)
+    if t_config.distill.method:
+        raise ValueError(f"{t_path}: already a distilled run; distil its teacher ({t_config.distill.teacher}) instead")
+    stored = run_config(out)
+    if stored is None and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
+    if stored is not None and stored.distill.teacher_sha256 != meta["sha256"]:
+        raise ValueError(f"{out}: was distilled from {stored.distill.teacher} (sha256 {stored.distill.teacher_sha256[:12]}), "
+                         f"not from {t_path} (sha256 {meta['sha256'][:12]})")
+    if guidance is None:
+        guidance = 1.5 if (t_config.data.labels and method == "cd") else 0.0
+    config = stored or Config.from_dict({"train": DISTILL_TRAIN}, t_config).replace(
+        "distill", method=method, teacher=str(t_path), teacher_sha256=meta["sha256"], guidance=guidance)
+    if config_file:
+        config = Config.from_toml(config_file, config)
+    for section, changes in (overrides or {}).items():
+        config = config.replace(section, **changes) if changes else config
+    if stored is not None:
+        check_same_model(stored, config, str(out))
+    dev = resolve_device(None if device == "auto" else device)
+    writable_dir(out)
+    t0 = time.perf_counter()
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress)
+    _report_skipped(report, warn)
+    log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    labels = _teacher_labels(config, data_dir, data.files, label_column)
+    write_text(out / CONFIG_FILE, config.to_toml())
+    d, c = config.distill, config.train
+    log(f"distilling {t_path} ({d.method}{f', guidance {d.guidance:g} folded in' if d.guidance else ''}) on {dev} "
+        f"({c.precision}), {c.steps} steps of {c.batch_size} crops -> {out}")
+    state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
+                        on_checkpoint=preview_writer(config, out), teacher=ema_model(t_config, tensors, t_path))
+    log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+        f"Next: audiodiff generate {out} --out {out / 'generated'} (--steps 1, 2 or 4)")
+    return state
+
+
+def _teacher_labels(config: Config, data_dir: Path, files: list[str], column: str | None) -> torch.Tensor | None:
+    """Class ids of `files` in the teacher's label order, for a conditional teacher; None for an unconditional one."""
+    names = config.data.labels
+    if not names:
+        return None
+    found = file_labels(data_dir, files, column)
+    if found is None:
+        raise ValueError(f"{data_dir}: the teacher is conditional on {len(names)} labels but no labels were found "
+                         "here (first-level subfolders, or --label-column of a metadata.csv)")
+    mine, ids = found
+    unknown = sorted(set(mine) - set(names))
+    if unknown:
+        raise ValueError(f"{data_dir}: labels the teacher was not trained on: {', '.join(unknown[:10])}")
+    return torch.tensor([names.index(mine[i]) for i in ids.tolist()])
+
+
 def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], None]:
-    """A callback (EMA model, step) that samples config.train.preview_count clips with DDIM (conditional runs:
-    cycling through the classes, no guidance) and writes them as WAV + PNG under run_dir/samples."""
+    """A callback (EMA model, step) that samples config.train.preview_count clips with DDIM (a distilled run: its
+    consistency steps; conditional runs: cycling through the classes, no guidance beyond a distilled one's) and writes them as WAV + PNG under run_dir/samples."""
     c, names = config.train, config.data.labels
     seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
     cond = conditioning_of(config)
     mel, schedule = MelSpectrogram(config.mel), GaussianSchedule.from_config(config.diffusion)  # once per run
+    sampler, steps = config.default_sampling()
+    steps = c.preview_steps if sampler == "ddim" else steps
 
     def write(ema: nn.Module, step: int) -> None:
         if not seeds:
@@ -199,8 +280,8 @@ def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], 
         if cond is not None:
             model = guided(model, cond, torch.arange(len(seeds), device=device) % len(names), 0.0)
         with torch.no_grad():
-            logmel = sample(model, schedule, "ddim", (1, config.mel.n_mels, config.data.crop_frames), seeds,
-                            c.preview_steps, device)
+            logmel = sample(model, schedule, sampler, (1, config.mel.n_mels, config.data.crop_frames), seeds,
+                            steps, device)
             wav = build_vocoder(config.vocoder, mel)(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
         out = run_dir / "samples"
         out.mkdir(exist_ok=True)
@@ -208,7 +289,7 @@ def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], 
             stem = out / f"step_{step:08d}_{i}"
             save(stem.with_suffix(".wav"), wav[i].cpu().numpy(), config.mel.sample_rate)
             save_spectrogram(stem.with_suffix(".png"), logmel[i, 0].cpu().numpy(), config.mel,
-                             f"step {step}, DDIM {c.preview_steps} steps, seed {s}"
+                             f"step {step}, {sampler} {steps} steps, seed {s}"
                              + (f", label {names[i % len(names)]}" if names else ""))
 
     return write

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .schedule import GaussianSchedule
+from .schedule import GaussianSchedule, broadcast
 
 NoiseFn = Callable[[], Tensor]
 Model = Callable[[Tensor, Tensor], Tensor] | nn.Module
@@ -136,6 +136,20 @@ def karras_sigmas(schedule: GaussianSchedule, steps: int, rho: float = 7.0, sigm
     return ((hi + ramp * (lo - hi)) ** rho).tolist() + [0.0]
 
 
+def ve_denoiser(model: Model, schedule: GaussianSchedule) -> Callable[[Tensor, Tensor], Tensor]:
+    """The chain's model as D(x, sigma) in the variance-exploding form x = x_0 + sigma n (schedule.EDM's):
+    x float [B, ...], sigma float [B] > 0 (per item) -> x0_hat float32 like x, unclipped. The network is
+    called at x_t = x sqrt(alpha_bar) with alpha_bar = 1 / (1 + sigma^2), at the continuous timestep of sigma."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        sigma = sigma.detach().double().cpu()
+        a = 1 / (1 + sigma.square())
+        x_t = x * broadcast(a.sqrt(), x)
+        return schedule.x0_at(model(x_t, schedule.timesteps_of(sigma).to(x.device)).float(), x_t, a)
+
+    return denoise
+
+
 def heun(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
          clip_x0: bool = True, progress: bool = False, start: int | None = None) -> Tensor:
     """Heun's 2nd-order ODE solver on Karras sigmas (Karras et al. 2022, Alg. 1, deterministic); 2 steps - 1 evaluations.
@@ -143,14 +157,11 @@ def heun(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise:
     Works in the variance-exploding form x_sigma = x_t / sqrt(alpha_bar_t) = x0 + sigma eps, with
     dx/dsigma = (x - D(x; sigma)) / sigma; D calls the network at the continuous timestep of sigma.
     """
-    top = 80.0 if start is None else min(80.0, float(schedule.sigmas()[start]))
-    sigmas = karras_sigmas(schedule, steps, sigma_max=top)
+    sigmas = karras_sigmas(schedule, steps, sigma_max=_top_sigma(schedule, start))
+    net = ve_denoiser(model, schedule)
 
     def denoise(x_ve: Tensor, sigma: float) -> Tensor:
-        a = 1 / (1 + sigma**2)
-        x_t = x_ve * a**0.5
-        t = torch.full((x.shape[0],), schedule.timestep_of(sigma), device=x.device)
-        x0 = schedule.x0_at(model(x_t, t).float(), x_t, a)
+        x0 = net(x_ve, torch.full((x_ve.shape[0],), sigma, dtype=torch.float64))
         return x0.clamp(-1.0, 1.0) if clip_x0 else x0
 
     x = x * (1 + sigmas[0] ** 2) ** 0.5  # x_T ~ N(0, I) in the VP form -> the VE form
@@ -164,12 +175,37 @@ def heun(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise:
     return x
 
 
+def _top_sigma(schedule: GaussianSchedule, start: int | None) -> float:
+    """Where a continuous-sigma sampler starts: sigma 80 (`karras_sigmas`), or the chain's sigma at `start` if lower."""
+    return 80.0 if start is None else min(80.0, float(schedule.sigmas()[start]))
+
+
+def consistency(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
+                clip_x0: bool = True, progress: bool = False, start: int | None = None) -> Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Alg. 1): one call maps noise to x0_hat, then each
+    further step re-noises x0_hat to a lower level with fresh noise and maps it again; `steps` calls in all.
+
+    For runs distilled with `audiodiff distill`, whose network is a consistency function. The levels are the
+    first `steps` of `steps` + 1 Karras sigmas (rho 7) from min(80, sigma_start) to the chain's smallest.
+    """
+    sigmas = karras_sigmas(schedule, steps + 1, sigma_max=_top_sigma(schedule, start))[:steps]
+    net = ve_denoiser(model, schedule)
+    x = x * (1 + sigmas[0] ** 2) ** 0.5  # VP -> VE form, as in heun
+    for i, s in enumerate(tqdm(sigmas, desc="consistency", disable=not progress, leave=False)):
+        x = net(x, torch.full((x.shape[0],), s, dtype=torch.float64))
+        x = x.clamp(-1.0, 1.0) if clip_x0 else x
+        if i + 1 < steps:
+            x = x + sigmas[i + 1] * noise()
+    return x
+
+
 def _vp(schedule: GaussianSchedule, t: int) -> tuple[float, float, float]:
     a = float(schedule.alphas_cumprod[t])
     return a**0.5, (1 - a) ** 0.5, 0.5 * math.log(a / (1 - a))
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim, "dpmpp-2m": dpmpp_2m, "heun": heun}
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm, "ddim": ddim, "dpmpp-2m": dpmpp_2m, "heun": heun,
+                                             "consistency": consistency}
 
 
 def get_sampler(name: str) -> Callable[..., Tensor]:

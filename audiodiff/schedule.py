@@ -72,27 +72,27 @@ class GaussianSchedule:
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """Sample x_t ~ q(x_t | x_0) = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps."""
         a = self.alpha_bar(t)
-        return _bc(a.sqrt(), x0) * x0 + _bc((1 - a).sqrt(), x0) * noise
+        return broadcast(a.sqrt(), x0) * x0 + broadcast((1 - a).sqrt(), x0) * noise
 
     def predict_x0(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
         a = self.alpha_bar(t)
-        return _bc(1 / a.sqrt(), x_t) * x_t - _bc(((1 - a) / a).sqrt(), x_t) * eps
+        return broadcast(1 / a.sqrt(), x_t) * x_t - broadcast(((1 - a) / a).sqrt(), x_t) * eps
 
     def predict_eps(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
         a = self.alpha_bar(t)
-        return _bc(1 / (1 - a).sqrt(), x_t) * x_t - _bc((a / (1 - a)).sqrt(), x_t) * x0
+        return broadcast(1 / (1 - a).sqrt(), x_t) * x_t - broadcast((a / (1 - a)).sqrt(), x_t) * x0
 
     def v_target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0."""
         a = self.alpha_bar(t)
-        return _bc(a.sqrt(), x0) * eps - _bc((1 - a).sqrt(), x0) * x0
+        return broadcast(a.sqrt(), x0) * eps - broadcast((1 - a).sqrt(), x0) * x0
 
     def x0_from_v(self, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
         """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
         a = self.alpha_bar(t)
-        return _bc(a.sqrt(), x_t) * x_t - _bc((1 - a).sqrt(), x_t) * v
+        return broadcast(a.sqrt(), x_t) * x_t - broadcast((1 - a).sqrt(), x_t) * v
 
     def training_target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """What the network learns to output for this schedule's `prediction`."""
@@ -123,9 +123,13 @@ class GaussianSchedule:
         x0 = output if self.prediction == "x0" else self.x0_from_v(x_t, t, output)
         return x0, self.predict_eps(x_t, t, x0)
 
-    def x0_at(self, output: Tensor, x_t: Tensor, alpha_bar: float) -> Tensor:
-        """x0_hat from the network output at a noise level given by alpha_bar itself (continuous-time samplers)."""
-        a, b = alpha_bar**0.5, (1 - alpha_bar) ** 0.5
+    def x0_at(self, output: Tensor, x_t: Tensor, alpha_bar: float | Tensor) -> Tensor:
+        """x0_hat from the network output at a noise level given by alpha_bar itself (continuous-time samplers):
+        one float for the batch, or float64 [B] per item."""
+        if isinstance(alpha_bar, Tensor):
+            a, b = broadcast(alpha_bar.sqrt(), x_t), broadcast((1 - alpha_bar).sqrt(), x_t)
+        else:
+            a, b = alpha_bar**0.5, (1 - alpha_bar) ** 0.5
         if self.prediction == "eps":
             return (x_t - b * output) / a
         return output if self.prediction == "x0" else a * x_t - b * output
@@ -148,6 +152,12 @@ class GaussianSchedule:
         log_sigmas = self.sigmas().log()
         return float(np.interp(np.log(sigma), log_sigmas.numpy(), np.arange(self.num_steps)))
 
+    def timesteps_of(self, sigma: Tensor) -> Tensor:
+        """`timestep_of` for sigmas [B] > 0: float32 [B] on sigma's device, clamped to 0..T-1."""
+        log_sigmas = self.sigmas().log().numpy()
+        t = np.interp(sigma.detach().double().cpu().log().numpy(), log_sigmas, np.arange(self.num_steps))
+        return torch.from_numpy(t).float().to(sigma.device)
+
     def posterior_mean_variance(
         self, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -164,7 +174,7 @@ class GaussianSchedule:
         c0 = a_s.sqrt() * beta / (1 - a_t)
         ct = (1 - beta).sqrt() * (1 - a_s) / (1 - a_t)
         var = beta * (1 - a_s) / (1 - a_t)
-        return _bc(c0, x0) * x0 + _bc(ct, x_t) * x_t, var
+        return broadcast(c0, x0) * x0 + broadcast(ct, x_t) * x_t, var
 
 
 class EDM:
@@ -206,29 +216,30 @@ class EDM:
 
     def noised(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
         """x = x_0 + sigma n, like x0."""
-        return x0 + _bc(sigma, x0) * noise
+        return x0 + broadcast(sigma, x0) * noise
 
     def from_chain(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         """The chain's x_t at the step of noise level sigma, in this form: x = x_t / sqrt(alpha_bar_t)
         = x_t sqrt(1 + sigma^2)."""
-        return _bc((1 + sigma.square()).sqrt(), x_t) * x_t
+        return broadcast((1 + sigma.square()).sqrt(), x_t) * x_t
 
     def network_input(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """(c_in x, c_noise): what F is called with, for noisy x = x_0 + sigma n."""
         _, _, c_in, c_noise = self.coefficients(sigma)
-        return _bc(c_in, x) * x, c_noise.to(x.dtype)
+        return broadcast(c_in, x) * x, c_noise.to(x.dtype)
 
     def training_target(self, x0: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
         """F's target (x_0 - c_skip x) / c_out, like x."""
         c_skip, c_out, _, _ = self.coefficients(sigma)
-        return (x0 - _bc(c_skip, x) * x) / _bc(c_out, x)
+        return (x0 - broadcast(c_skip, x) * x) / broadcast(c_out, x)
 
     def denoise(self, network_output: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
         """D = c_skip x + c_out F, the x_0 estimate, from F's output at (c_in x, c_noise)."""
         c_skip, c_out, _, _ = self.coefficients(sigma)
-        return _bc(c_skip, x) * x + _bc(c_out, x) * network_output.to(x.dtype)
+        return broadcast(c_skip, x) * x + broadcast(c_out, x) * network_output.to(x.dtype)
 
 
-def _bc(coef: Tensor, x: Tensor) -> Tensor:
-    """float64 [B] -> x.dtype [B, 1, ..., 1] broadcastable against x."""
-    return coef.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+def broadcast(coef: Tensor, x: Tensor) -> Tensor:
+    """float64 [B] -> x.dtype [B, 1, ..., 1] on x's device, broadcastable against x (a bool [B] stays bool)."""
+    dtype = torch.bool if coef.dtype == torch.bool else x.dtype
+    return coef.to(x.device, dtype).reshape(-1, *([1] * (x.ndim - 1)))

@@ -19,11 +19,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, consistency
 from .conditioning import from_config as conditioning_of
+from .conditioning import guided
 from .config import Config
 from .data import MelDataset
 from .device import autocast, configure_for_training, grad_scaler, resolve_precision
+from .denoiser import for_sampling
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .schedule import EDM, GaussianSchedule
 from .trainkit import (LossLog, adamw, check_bad_run, check_same, ema_decay_at, ema_update, restore_state,
@@ -48,6 +50,7 @@ class TrainState:
     step: int = 0
     bad_steps: int = 0  # steps skipped so far (non-finite loss or gradients)
     bad_run: int = 0  # of those, how many in a row up to now (training stops at MAX_BAD_STEPS)
+    teacher: UNet | None = None  # a distillation's teacher (EMA weights, frozen); not part of the checkpoint
 
 
 def lr_at(step: int, config: Config) -> float:
@@ -56,14 +59,17 @@ def lr_at(step: int, config: Config) -> float:
     return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
 
 
-def new_state(config: Config, device: torch.device) -> TrainState:
+def new_state(config: Config, device: torch.device, teacher: UNet | None = None) -> TrainState:
+    """A fresh state; with a teacher (distillation), the model starts as a copy of it."""
     torch.manual_seed(config.train.seed)
     model = UNet(config.unet, conditioning_of(config)).to(device)
+    if teacher is not None:
+        model.load_state_dict(teacher.state_dict())
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = adamw(model.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
     precision = resolve_precision(device, config.train.precision)
     return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed), precision,
-                      grad_scaler(device, precision))
+                      grad_scaler(device, precision), teacher=teacher)
 
 
 def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
@@ -79,12 +85,13 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     return write_checkpoint(run_dir, state.step, tensors, meta)
 
 
-def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
+def load_state(path: Path, config: Config, device: torch.device, teacher: UNet | None = None) -> TrainState:
     """Rebuild a TrainState from a checkpoint written by `save_state` for the same config."""
     tensors, meta = checkpoint.read(path)
     stored = Config.from_dict(meta.get("config", {}))
     check_same_model(stored, config, str(path))
     state = new_state(config, device)
+    state.teacher = teacher
     checkpoint.load_weights(state.model, checkpoint.split(tensors, "model"), path)
     checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
     load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
@@ -95,8 +102,8 @@ def load_state(path: Path, config: Config, device: torch.device) -> TrainState:
 
 
 def check_same_model(stored: Config, wanted: Config, what: str) -> None:
-    """Refuse to continue a run whose model, mel, diffusion or data settings differ; name the fields."""
-    check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data"), what)
+    """Refuse to continue a run whose model, mel, diffusion, data or distillation settings differ; name the fields."""
+    check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data", "distill"), what)
 
 
 def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,
@@ -122,7 +129,7 @@ def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0
         # DDP averages gradients over ranks once, in the backward of the last micro-batch
         sync = i == k - 1 or not hasattr(net, "no_sync")
         with contextlib.nullcontext() if sync else net.no_sync():
-            loss = _loss(net, schedule, config, state.precision, *micro) / k
+            loss = _loss(net, schedule, config, state, *micro) / k
             if not all_true(bool(torch.isfinite(loss)), dist):
                 return _skip(state)
             state.scaler.scale(loss).backward()
@@ -150,15 +157,21 @@ def _skip(state: TrainState) -> tuple[float, float]:
 def noise_levels(config: Config, schedule: GaussianSchedule, n: int, generator: torch.Generator) -> Tensor:
     """n training noise levels on the CPU: timesteps long [n] uniform in 0..T-1, or for an edm run sigmas
     float32 [n] with ln sigma ~ N(p_mean, p_std^2)."""
+    if config.distill.method:
+        return consistency.sample_sigma(config.distill, schedule, n, generator).float()
     if config.diffusion.prediction == "edm":  # float32: MPS has no float64
         return EDM.from_config(config.diffusion).sample_sigma(n, generator).float()
     return torch.randint(0, schedule.num_steps, (n,), generator=generator)
 
 
-def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision: str, x0: Tensor, t: Tensor,
+def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, state: TrainState, x0: Tensor, t: Tensor,
           noise: Tensor, y: Tensor | None = None) -> Tensor:
     """The (min-SNR weighted) MSE on the schedule's prediction target for clean x0 [b, 1, F, N] at timesteps t;
-    for an edm run t holds sigmas and the loss is EDM's (the MSE on F's target)."""
+    for an edm run t holds sigmas and the loss is EDM's (the MSE on F's target); for a distillation t holds
+    sigmas and the loss is the consistency loss (consistency.py) against state.teacher."""
+    precision = state.precision
+    if config.distill.method:
+        return _consistency_loss(net, schedule, config, state, x0, t, noise, y)
     if config.diffusion.prediction == "edm":
         edm = EDM.from_config(config.diffusion)
         x = edm.noised(x0, t, noise)
@@ -173,16 +186,36 @@ def _loss(net: nn.Module, schedule: GaussianSchedule, config: Config, precision:
     return (schedule.loss_weight(t, config.train.min_snr_gamma) * per_sample).mean()
 
 
+def _consistency_loss(net: nn.Module, schedule: GaussianSchedule, config: Config, state: TrainState, x0: Tensor,
+                      sigma: Tensor, noise: Tensor, y: Tensor | None) -> Tensor:
+    """Consistency distillation (teacher's ODE steps, with its guidance folded in) or tuning (ct) at levels sigma [b]."""
+    d = config.distill
+    student = for_sampling(net, config.diffusion)
+    teacher, cond = None, conditioning_of(config)
+    if d.method == "cd":
+        teacher = for_sampling(state.teacher, config.diffusion)
+        teacher = teacher if cond is None else guided(teacher, cond, y, d.guidance)
+    sigma = sigma.double().cpu()
+    r = consistency.paired_level(d, schedule, sigma, state.step)
+    with autocast(x0.device, state.precision):
+        return consistency.loss(lambda x, t: student(x, t, y), schedule, d, x0, sigma, r, noise, teacher)
+
+
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
           log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist(),
-          on_checkpoint: OnCheckpoint | None = None) -> TrainState:
+          on_checkpoint: OnCheckpoint | None = None, teacher: UNet | None = None) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
     dist: this process's rank when started by torchrun (distributed.py); rank 0 writes everything.
     on_checkpoint(ema, step): called on rank 0 after each checkpoint is written, e.g. to write previews
     (`run.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does).
+    teacher: for a distillation (config.distill.method set), the teacher's network with its EMA weights; a new
+    run starts as a copy of it (`run.distill` sets this up as `audiodiff distill` does).
     """
+    if bool(config.distill.method) != (teacher is not None):
+        raise ValueError("a distilled run (config.distill.method set) continues with `audiodiff distill` and its "
+                         "teacher; a run trained from scratch takes no teacher")
     if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
         raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
                          "and a class id per file; unconditional training needs none of them")
@@ -194,7 +227,9 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     schedule = GaussianSchedule.from_config(config.diffusion)
     cond = conditioning_of(config)
     latest = latest_checkpoint(run_dir)
-    state = load_state(latest, config, device) if latest else new_state(config, device)
+    if teacher is not None:
+        teacher = teacher.to(device).requires_grad_(False).eval()
+    state = load_state(latest, config, device, teacher) if latest else new_state(config, device, teacher)
     if latest:
         log(f"resuming from {latest} (step {state.step})")
     if state.precision != c.precision:
