@@ -89,9 +89,9 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="The distilled run's directory. An existing one (from the same teacher) is continued.")
-@click.option("--method", type=click.Choice(list(DISTILL_METHODS)), default="cd", show_default=True,
-              help="cd: consistency distillation along the teacher's ODE (folds in guidance); ct: consistency "
-                   "tuning (ECT), no teacher calls.")
+@click.option("--method", type=click.Choice(list(DISTILL_METHODS)),
+              help="ct: consistency tuning (ECT), no teacher calls; cd: consistency distillation along the teacher's "
+                   "ODE, folding in guidance. Default: ct for an unconditional run, cd for a conditional one.")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
               help="cd on a conditional run: classifier-free guidance weight folded into the student (default 1.5).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
@@ -105,7 +105,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @friendly
-def distill(run_dir: Path, data_dir: Path, out: Path, method: str, guidance: float | None, config_file: Path | None,
+def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidance: float | None, config_file: Path | None,
             steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, halve_every: int | None,
             label_column: str | None, progress: bool, device: str) -> None:
     """Distil RUN_DIR (a trained run or a checkpoint file) into a run that samples in 1-4 network calls.

@@ -18,13 +18,16 @@ in the variance-exploding form of schedule.EDM, x_sigma = x_0 + sigma n:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
 from .config import DistillConfig
-from .sampling import Model, ve_denoiser
+from .denoiser import ve_denoiser
 from .schedule import GaussianSchedule, broadcast
 
+Model = Callable[[Tensor, Tensor], Tensor]  # a chain model (x_t, t) -> output, as the samplers take it
 SIGMA_MAX = 80.0  # as in sampling.karras_sigmas: where the consistency sampler starts
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 from torch import Tensor, nn
 
 from .config import DiffusionConfig
-from .schedule import EDM, GaussianSchedule
+from .schedule import EDM, GaussianSchedule, broadcast
 
 
 class EDMDenoiser(nn.Module):
@@ -52,3 +52,17 @@ def autoguided(model: nn.Module, weak: nn.Module, guidance: float, c: Tensor | N
         return out if guidance == 0 else out + guidance * (out - weak(x, t, c))
 
     return model_fn
+
+
+def ve_denoiser(model: Callable[[Tensor, Tensor], Tensor], schedule: GaussianSchedule) -> Callable[[Tensor, Tensor], Tensor]:
+    """A chain model (x_t, t) -> output (a sampler's Model) as D(x, sigma) in the variance-exploding form x = x_0 + sigma n (schedule.EDM's):
+    x float [B, ...], sigma float [B] > 0 (per item) -> x0_hat like x, unclipped. The network is
+    called at x_t = x sqrt(alpha_bar) with alpha_bar = 1 / (1 + sigma^2), at the continuous timestep of sigma."""
+
+    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+        sigma = sigma.detach().double().cpu()
+        a = 1 / (1 + sigma.square())
+        x_t = x * broadcast(a.sqrt(), x)
+        return schedule.x0_at(model(x_t, schedule.timesteps_of(sigma).to(x.device)).float(), x_t, a)
+
+    return denoise

@@ -27,7 +27,7 @@ from . import checkpoint
 from .audio import save
 from .config import Config, MelConfig, VocoderConfig, preset
 from .conditioning import from_config as conditioning_of
-from .conditioning import guided
+from .conditioning import DEFAULT_GUIDANCE, guided
 from .data import DataReport, file_labels, load_mels, load_waves
 from .denoiser import for_sampling
 from .device import peak_memory, resolve_device
@@ -195,14 +195,16 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
 DISTILL_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.99, "checkpoint_every": 100}
 
 
-def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, method: str = "cd",
+def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, method: str | None = None,
             guidance: float | None = None, config_file: Path | None = None,
             overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
             device: str = "auto", progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
     """Distil the run (or checkpoint file) `teacher_run` into a few-step consistency model in `out`, training on the
     audio under data_dir, or continue the distillation in `out`, as `audiodiff distill` does.
 
-    method: "cd" (consistency distillation along the teacher's ODE) or "ct" (consistency tuning, no teacher calls).
+    method: "cd" (consistency distillation along the teacher's ODE) or "ct" (consistency tuning, no teacher calls);
+    None: ct for an unconditional teacher (better than cd at equal time on the notes model), cd for a conditional
+    one (only cd folds guidance in); benchmarks/README.md, "Few-step generation".
     guidance: for cd on a conditional run, the classifier-free guidance weight folded into the student (default
     pipeline's DEFAULT_GUIDANCE, 1.5). overrides: {"train": {...}, "distill": {...}} on top of DISTILL_TRAIN and
     config_file. The teacher's weights are never written to. Returns the final TrainState.
@@ -217,10 +219,13 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     if stored is not None and stored.distill.teacher_sha256 != meta["sha256"]:
         raise ValueError(f"{out}: was distilled from {stored.distill.teacher} (sha256 {stored.distill.teacher_sha256[:12]}), "
                          f"not from {t_path} (sha256 {meta['sha256'][:12]})")
+    if method is None:
+        method = stored.distill.method if stored else ("cd" if t_config.data.labels else "ct")
     if guidance is None:
-        guidance = 1.5 if (t_config.data.labels and method == "cd") else 0.0
-    config = stored or Config.from_dict({"train": DISTILL_TRAIN}, t_config).replace(
-        "distill", method=method, teacher=str(t_path), teacher_sha256=meta["sha256"], guidance=guidance)
+        guidance = stored.distill.guidance if stored else DEFAULT_GUIDANCE if t_config.data.labels and method == "cd" else 0.0
+    config = (stored or Config.from_dict({"train": DISTILL_TRAIN}, t_config)).replace(
+        "distill", method=method, guidance=guidance, teacher=stored.distill.teacher if stored else str(t_path),
+        teacher_sha256=meta["sha256"])  # a method or guidance other than the stored one is refused below
     if config_file:
         config = Config.from_toml(config_file, config)
     for section, changes in (overrides or {}).items():

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .schedule import GaussianSchedule, broadcast
+from .denoiser import ve_denoiser
+from .schedule import GaussianSchedule
 
 NoiseFn = Callable[[], Tensor]
 Model = Callable[[Tensor, Tensor], Tensor] | nn.Module
@@ -134,20 +135,6 @@ def karras_sigmas(schedule: GaussianSchedule, steps: int, rho: float = 7.0, sigm
     lo, hi = float(sig[0]) ** (1 / rho), min(float(sig[-1]), sigma_max) ** (1 / rho)
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     return ((hi + ramp * (lo - hi)) ** rho).tolist() + [0.0]
-
-
-def ve_denoiser(model: Model, schedule: GaussianSchedule) -> Callable[[Tensor, Tensor], Tensor]:
-    """The chain's model as D(x, sigma) in the variance-exploding form x = x_0 + sigma n (schedule.EDM's):
-    x float [B, ...], sigma float [B] > 0 (per item) -> x0_hat float32 like x, unclipped. The network is
-    called at x_t = x sqrt(alpha_bar) with alpha_bar = 1 / (1 + sigma^2), at the continuous timestep of sigma."""
-
-    def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-        sigma = sigma.detach().double().cpu()
-        a = 1 / (1 + sigma.square())
-        x_t = x * broadcast(a.sqrt(), x)
-        return schedule.x0_at(model(x_t, schedule.timesteps_of(sigma).to(x.device)).float(), x_t, a)
-
-    return denoise
 
 
 def heun(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, noise: NoiseFn, *,
