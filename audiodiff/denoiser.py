@@ -55,9 +55,10 @@ def autoguided(model: nn.Module, weak: nn.Module, guidance: float, c: Tensor | N
 
 
 def ve_denoiser(model: Callable[[Tensor, Tensor], Tensor], schedule: GaussianSchedule) -> Callable[[Tensor, Tensor], Tensor]:
-    """A chain model (x_t, t) -> output (a sampler's Model) as D(x, sigma) in the variance-exploding form x = x_0 + sigma n (schedule.EDM's):
-    x float [B, ...], sigma float [B] > 0 (per item) -> x0_hat like x, unclipped. The network is
-    called at x_t = x sqrt(alpha_bar) with alpha_bar = 1 / (1 + sigma^2), at the continuous timestep of sigma."""
+    """A chain model (x_t, t) -> output (a sampler's Model) as D(x, sigma) in the variance-exploding form
+    x = x_0 + sigma n (schedule.EDM's): x float [B, ...], sigma float [B] > 0 (per item) -> x0_hat like x,
+    unclipped. The network is called at x_t = x sqrt(alpha_bar) with alpha_bar = 1 / (1 + sigma^2), at the
+    continuous timestep of sigma."""
 
     def denoise(x: Tensor, sigma: Tensor) -> Tensor:
         sigma = sigma.detach().double().cpu()

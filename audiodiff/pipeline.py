@@ -34,7 +34,6 @@ from .unet import UNet
 from .vocoder import Vocoder
 
 
-
 @dataclass(frozen=True)
 class Options:
     """How the chain runs, shared by `generate` and every edit (each also takes these as keywords, e.g.
@@ -365,7 +364,6 @@ class SpectrogramDiffusion:
         cond.encode(label, 1, self.device)  # an unknown label fails here, before any work
         w = 0.0 if guidance is None else guidance
         return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, o.guidance_interval)
-
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",
