@@ -2,7 +2,7 @@
 
 Notation (Song et al. 2023, "Consistency Models"; Geng et al. 2024, "Consistency models made easy" (ECT)),
 in the variance-exploding form of schedule.EDM, x_sigma = x_0 + sigma n:
-    D(x; sigma)            the run's denoiser on the chain (`sampling.ve_denoiser`), x0_hat
+    D(x; sigma)            the run's denoiser on the chain (`denoiser.ve_denoiser`), x0_hat
     f(x; sigma)            the consistency function: every x_sigma on one ODE trajectory maps to its x_0.
                            Here f = D of the student, whose v, eps or edm parameterization gives f(x; 0) = x
                            (the boundary condition) for free, so the student can start as the teacher.

@@ -113,20 +113,29 @@ def resolve_config(out: Path, config_file: Path | None = None, preset_name: str 
     """(config to train with, the run's stored config or None): the run's own when continuing, else
     preset (default small) < TOML file < overrides {section: {field: value}}. Labels come later, from the data."""
     stored = run_config(out)
-    if stored is None:
-        if resume:
-            raise ValueError(f"{out}: resume asked for but there is no run here (no {CONFIG_FILE})")
-        if out.exists() and any(out.iterdir()):
-            raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
-    config = preset(preset_name) if preset_name else stored or preset("small")
+    if stored is None and resume:
+        raise ValueError(f"{out}: resume asked for but there is no run here (no {CONFIG_FILE})")
+    _refuse_foreign(out, stored)
+    config = _changed(preset(preset_name) if preset_name else stored or preset("small"), config_file, overrides)
+    if resume and latest_checkpoint(out) is None:
+        raise ValueError(f"{out}: resume asked for but no checkpoint yet in {out / 'checkpoints'}")
+    return config, stored
+
+
+def _refuse_foreign(out: Path, stored: Config | None) -> None:
+    """ValueError if `out` holds files but no run (stored None): nothing a user made is written over."""
+    if stored is None and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
+
+
+def _changed(config: Config, config_file: Path | None, overrides: dict[str, dict[str, Any]] | None) -> Config:
+    """config < the TOML file config_file < overrides {section: {field: value}} (empty sections ignored)."""
     if config_file:
         config = Config.from_toml(config_file, config)
     for section, changes in (overrides or {}).items():
         if changes:
             config = config.replace(section, **changes)
-    if resume and latest_checkpoint(out) is None:
-        raise ValueError(f"{out}: resume asked for but no checkpoint yet in {out / 'checkpoints'}")
-    return config, stored
+    return config
 
 
 def _report_skipped(report: DataReport, warn: Log) -> None:
@@ -214,8 +223,7 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     if t_config.distill.method:
         raise ValueError(f"{t_path}: already a distilled run; distil its teacher ({t_config.distill.teacher}) instead")
     stored = run_config(out)
-    if stored is None and out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
+    _refuse_foreign(out, stored)
     if stored is not None and stored.distill.teacher_sha256 != meta["sha256"]:
         raise ValueError(f"{out}: was distilled from {stored.distill.teacher} (sha256 {stored.distill.teacher_sha256[:12]}), "
                          f"not from {t_path} (sha256 {meta['sha256'][:12]})")
@@ -226,10 +234,7 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     config = (stored or Config.from_dict({"train": DISTILL_TRAIN}, t_config)).replace(
         "distill", method=method, guidance=guidance, teacher=stored.distill.teacher if stored else str(t_path),
         teacher_sha256=meta["sha256"])  # a method or guidance other than the stored one is refused below
-    if config_file:
-        config = Config.from_toml(config_file, config)
-    for section, changes in (overrides or {}).items():
-        config = config.replace(section, **changes) if changes else config
+    config = _changed(config, config_file, overrides)
     if stored is not None:
         check_same_model(stored, config, str(out))
     dev = resolve_device(None if device == "auto" else device)
