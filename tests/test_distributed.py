@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from audiodiff import checkpoint
-from audiodiff.distributed import Dist
+from audiodiff.distributed import Dist, shutdown
 from audiodiff.train import latest_checkpoint
 
 from .test_cli import invoke
@@ -59,3 +59,23 @@ def test_batch_must_divide_among_processes(tmp_path, audio_dir, tiny_config, bat
     proc = torchrun("train", str(audio_dir), "--out", str(tmp_path / "r"), "--config", str(cfg), "--device", "cpu",
                     "--no-progress")
     assert proc.returncode != 0 and "batch size 3 does not divide among 2 processes" in proc.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread names come from Linux's /proc")
+def test_shutdown_stops_the_process_groups_threads(tmp_path):
+    """A DDP-wrapped model must not keep the gloo group (and its threads) alive past shutdown: threads left to die
+    with the interpreter aborted a rank now and then."""
+    def gloo_threads() -> int:
+        tasks = os.listdir("/proc/self/task")
+        return sum(open(f"/proc/self/task/{t}/comm").read().startswith(("pt_gloo", "gloo")) for t in tasks)
+
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        assert gloo_threads() > 0
+        net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))
+        net(torch.randn(4, 3)).sum().backward()
+        del net
+    finally:
+        shutdown(Dist(0, 2))  # `active` is what shutdown checks; this process's group has one rank
+    assert not torch.distributed.is_initialized() and gloo_threads() == 0
