@@ -1,9 +1,11 @@
 """Folder of audio files -> log-mels computed once and cached -> random crops for training.
 
 Every file soundfile can read under the folder (recursively) is decoded once, mixed to mono,
-resampled, and turned into a normalized log-mel. The mels are cached in one safetensors file keyed
-by the mel config and the files' paths, sizes and modification times, so later epochs and later
-runs never decode audio again. Unusable files are skipped and reported, never fatal on their own.
+resampled, and turned into a normalized log-mel, in a pool of worker processes for large folders.
+The mels go to a sharded, memory-mapped store (`melcache.py`) in the run's cache folder, keyed per
+file by path, size and modification time: adding or removing files prepares only those files, and
+training reads its crops from the mapped shards, so memory stays flat in the size of the data and
+processes on one machine share it. Unusable files are skipped and reported, never fatal on their own.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -22,25 +26,33 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import checkpoint
 from .audio import AudioError, audio_extensions, load
 from .config import MelConfig
 from .mel import SILENCE, MelSpectrogram
+from .melcache import SHARD_BYTES, ShardWriter, Store
 
 # Bump when the audio -> mel preprocessing changes (1: DC removal added), so older caches are rebuilt.
 PREPROCESS_VERSION = 1
 SILENCE_PEAK = 1e-4  # a file whose |peak| stays below this (-80 dBFS) is treated as silent
+FILES_PER_WORKER = 16  # fewer files to prepare than this per worker: prepared in this process (a pool takes seconds)
 
 
 @dataclass
 class DataReport:
-    """What happened to each file found: used, padded (shorter than a crop) or skipped with a reason."""
+    """What happened to each file found: used, padded (shorter than a crop) or skipped with a reason; how many
+    mels came from the cache and how many were prepared now; notes about the cache itself."""
 
     found: int = 0
     used: int = 0
     padded: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    from_cache: bool = False
+    cached: int = 0
+    prepared: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def from_cache(self) -> bool:
+        return self.cached > 0 and self.prepared == 0
 
     def summary(self) -> str:
         reasons = Counter(reason.split(" (")[0] for _, reason in self.skipped)
@@ -49,20 +61,38 @@ class DataReport:
             text += f", {len(self.skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
         if self.padded:
             text += f", {self.padded} shorter than a crop (padded with silence)"
-        return text + (" [mel cache]" if self.from_cache else "")
+        if self.from_cache:
+            text += " [mel cache]"
+        elif self.cached:
+            text += f" [mel cache: {self.cached} files cached, {self.prepared} prepared now]"
+        return text
 
 
 class MelDataset:
-    """Per-file normalized log-mels [F, N_i] (float16, concatenated), sampled as random crops."""
+    """Per-file normalized log-mels, float16, time-major [N_i, F] inside flat chunks (memory-mapped shards or
+    arrays in memory), sampled as random crops [F, crop_frames]."""
 
-    def __init__(self, mels: Tensor, lengths: Tensor, files: list[str], crop_frames: int) -> None:
-        self.mels = mels  # [F, sum N_i]
-        self.lengths = lengths  # long [num_files]
-        self.offsets = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+    def __init__(self, chunks: list[np.ndarray], where: np.ndarray, files: list[str], n_mels: int,
+                 crop_frames: int) -> None:
+        self.chunks = chunks  # flat float16 arrays
+        self.where = where  # int64 [num_files, 3]: chunk, offset (in values), frames
+        self.lengths = torch.from_numpy(where[:, 2].copy())  # long [num_files]: frames N_i
         self.files = files
+        self.n_mels = n_mels
         self.crop_frames = crop_frames
         # Choose files in proportion to their number of crop positions, so every frame is seen equally often.
-        self.weights = (lengths - crop_frames + 1).clamp_min(1).double()
+        self.weights = (self.lengths - crop_frames + 1).clamp_min(1).double()
+
+    @classmethod
+    def from_mels(cls, mels: list[Tensor], files: list[str], crop_frames: int) -> MelDataset:
+        """A dataset in memory from per-file mels [F, N_i]."""
+        chunks = [m.T.contiguous().half().numpy().reshape(-1) for m in mels]
+        where = np.array([(i, 0, m.shape[1]) for i, m in enumerate(mels)], dtype=np.int64).reshape(-1, 3)
+        return cls(chunks, where, files, mels[0].shape[0], crop_frames)
+
+    def subset(self, idx: list[int]) -> MelDataset:
+        """The files at indices `idx`, sharing this dataset's chunks."""
+        return MelDataset(self.chunks, self.where[idx], [self.files[i] for i in idx], self.n_mels, self.crop_frames)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -78,17 +108,23 @@ class MelDataset:
     def crops(self, files: Tensor, generator: torch.Generator) -> Tensor:
         """One random crop of each file index in `files` [B] -> float32 [B, 1, F, crop_frames]."""
         u = torch.rand(len(files), generator=generator, dtype=torch.float64)
-        out = torch.full((len(files), 1, self.mels.shape[0], self.crop_frames), SILENCE)  # short files: padded
+        out = torch.full((len(files), 1, self.n_mels, self.crop_frames), SILENCE)  # short files: padded
         for b, i in enumerate(files.tolist()):
-            n = int(self.lengths[i])
+            n = int(self.where[i, 2])
             start = int(u[b] * max(1, n - self.crop_frames + 1))
-            crop = self.mels[:, self.offsets[i] + start : self.offsets[i] + min(n, start + self.crop_frames)]
-            out[b, 0, :, : crop.shape[1]] = crop.float()
+            crop = self._frames(i, start, min(n, start + self.crop_frames))
+            out[b, 0, :, : crop.shape[1]] = crop
         return out
 
     def file_mel(self, i: int) -> Tensor:
         """The whole normalized log-mel of file i, float32 [F, N_i]."""
-        return self.mels[:, int(self.offsets[i]) : int(self.offsets[i + 1])].float()
+        return self._frames(i, 0, int(self.where[i, 2]))
+
+    def _frames(self, i: int, start: int, stop: int) -> Tensor:
+        """Frames start..stop-1 of file i, float32 [F, stop - start]; reads only those values of its chunk."""
+        chunk, offset, _ = self.where[i]
+        flat = self.chunks[chunk][offset + start * self.n_mels : offset + stop * self.n_mels]
+        return torch.from_numpy(flat.astype(np.float32).reshape(stop - start, self.n_mels).T)
 
 
 def find_audio_files(data_dir: Path) -> list[Path]:
@@ -102,10 +138,14 @@ def find_audio_files(data_dir: Path) -> list[Path]:
 
 
 def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache_dir: Path | None = None,
-              progress: bool = True, skip_silent: bool = True) -> tuple[MelDataset, DataReport]:
-    """Build (or load from cache) the mel dataset of every usable audio file under data_dir.
+              progress: bool = True, skip_silent: bool = True, workers: int | None = None,
+              prepare: bool = True, shard_bytes: int = SHARD_BYTES) -> tuple[MelDataset, DataReport]:
+    """The mel dataset of every usable audio file under data_dir, from (and kept in) the store in cache_dir.
 
     skip_silent=False keeps silent files (evaluation must score a generator that outputs silence).
+    workers: processes that decode and compute mels (default: the cores; results do not depend on it).
+    prepare=False: only read a store another process keeps up to date (DDP ranks other than 0); a file
+    the store lacks is then an error. cache_dir=None keeps the mels in memory.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -113,51 +153,152 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
     files = find_audio_files(data_dir)
     if not files:
         raise ValueError(f"{data_dir}: no audio files found (looked for {', '.join(sorted(audio_extensions()))})")
-    cache = cache_dir / f"mels-{_cache_key(data_dir, files, mel.config)}.safetensors" if cache_dir else None
-    if cache is not None and cache.exists():
-        loaded = _read_cache(cache, crop_frames)
-        if loaded is not None:
-            return loaded
-    mels, lengths, used, report = _compute(data_dir, files, mel, progress, skip_silent)
-    if not used:
+    listing = {str(p.relative_to(data_dir)): _stat(p) for p in files}
+    report = DataReport(found=len(files))
+    if cache_dir is None:
+        entries, chunks = {}, {}
+
+        def keep(f: str, record: dict, m: np.ndarray | None) -> None:  # each file its own chunk, named after it
+            entries[f] = record if m is None else {**record, "shard": f, "offset": 0, "frames": m.shape[0]}
+            chunks[f] = m.reshape(-1) if m is not None else None
+        _prepare(data_dir, list(listing.items()), mel, skip_silent, workers, progress, report, keep)
+    else:
+        store = _open_store(cache_dir, mel.config, report, checksums=prepare)
+        todo = _update_index(store, listing, prepare)
+        report.cached = len(listing) - len(todo)
+        if todo:
+            writer = ShardWriter(store, shard_bytes)
+            _prepare(data_dir, todo, mel, skip_silent, workers, progress, report, writer.add)
+            writer.flush()
+            store.save()
+        entries, chunks = store.entries, store.maps()
+    for f in listing:
+        if "skipped" in entries.get(f, {}):
+            report.skipped.append((str(data_dir / f), entries[f]["skipped"]))
+    data = _dataset(listing, entries, chunks, mel.config.n_mels, crop_frames)
+    if data is None:
         first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3])
         raise ValueError(f"{data_dir}: none of the {len(files)} audio files is usable ({first})")
-    report.padded = sum(n < crop_frames for n in lengths)
-    data = MelDataset(torch.cat(mels, dim=1), torch.tensor(lengths), used, crop_frames)
-    if cache is not None:
-        _write_cache(cache, data, report)
+    report.used, report.padded = len(data), int((data.lengths < crop_frames).sum())
     return data, report
 
 
-def _compute(data_dir: Path, files: list[Path], mel: MelSpectrogram, progress: bool, skip_silent: bool):
-    report = DataReport(found=len(files))
-    mels, lengths, used = [], [], []
-    for name, wav in _usable_waves(data_dir, files, mel, report, progress, skip_silent, "mel cache"):
-        with torch.no_grad():
-            m = mel(torch.from_numpy(wav)[None])[0, 0].half()
-        mels.append(m)
-        lengths.append(m.shape[1])
-        used.append(name)
-    report.used = len(used)
-    return mels, lengths, used, report
+def _stat(path: Path) -> dict:
+    """What identifies a version of a file for the cache; an unreadable file (a dangling link) is size -1,
+    and decoding it reports why."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"size": -1, "mtime_ns": 0}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _usable_waves(data_dir: Path, files: list[Path], mel: MelSpectrogram, report: DataReport, progress: bool,
-                  skip_silent: bool, desc: str) -> Iterator[tuple[str, np.ndarray]]:
-    """(path relative to data_dir, float32 mono wav at the mel's rate, DC removed) of each usable file;
-    the others are added to report.skipped with their reason."""
-    for path in tqdm(files, desc=desc, unit="file", disable=not progress, leave=False):
-        try:
-            wav = load(path, mel.config.sample_rate)
-        except AudioError as e:
-            report.skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
-            continue
-        wav = wav - wav.mean()  # a DC offset is a recording defect, not something to learn as bass
-        reason = _unusable(wav, mel, skip_silent)
-        if reason:
-            report.skipped.append((str(path), reason))
-            continue
-        yield str(path.relative_to(data_dir)), np.ascontiguousarray(wav, dtype=np.float32)
+def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, checksums: bool) -> Store:
+    """The store for this mel config in cache_dir, with damaged shards (and their files' entries) dropped."""
+    old = sorted(cache_dir.glob("mels-*.safetensors")) if cache_dir.is_dir() else []
+    for path in old:  # the single-file cache of audiodiff <= 0.x: replaced by the sharded store
+        path.unlink(missing_ok=True)
+    if old:
+        report.notes.append(f"note: {cache_dir}: mel cache in the old single-file format; rebuilding it as shards")
+    store = Store.open(cache_dir / f"mels-{_config_key(config)}", config.n_mels)
+    bad = store.damaged(checksums)
+    if bad and checksums:
+        lost = store.drop_shards(bad)
+        report.notes.append(f"warning: {store.root}: {len(bad)} damaged shard(s) ({', '.join(bad)}); "
+                            f"preparing their {len(lost)} files again")
+    elif bad:
+        raise ValueError(f"{store.root}: shards {', '.join(bad)} are missing or truncated")
+    return store
+
+
+def _update_index(store: Store, listing: dict[str, dict], prepare: bool) -> list[tuple[str, dict]]:
+    """Forget entries of files gone or changed; returns the files to prepare, (relative path, stat record)."""
+    todo = [(f, rec) for f, rec in listing.items()
+            if {k: store.entries.get(f, {}).get(k) for k in rec} != rec]
+    if not prepare:
+        if todo:
+            raise ValueError(f"{store.root}: the mel cache lacks {todo[0][0]} (and {len(todo) - 1} more files)")
+        return []
+    for f in [f for f in store.entries if f not in listing] + [f for f, _ in todo]:
+        store.entries.pop(f, None)
+    store.tidy()
+    return todo
+
+
+def _dataset(listing: dict[str, dict], entries: dict[str, dict], chunks: dict[str, np.ndarray], n_mels: int,
+             crop_frames: int) -> MelDataset | None:
+    """The dataset of the usable files among `listing`, in its (sorted) order; None if there is none."""
+    used = [f for f in listing if "shard" in entries[f]]
+    if not used:
+        return None
+    names = list(chunks)
+    index = {name: i for i, name in enumerate(names)}
+    where = np.array([(index[e["shard"]], e["offset"], e["frames"]) for e in map(entries.get, used)], dtype=np.int64)
+    return MelDataset([chunks[n] for n in names], where, used, n_mels, crop_frames)
+
+
+def _prepare(data_dir: Path, todo: list[tuple[str, dict]], mel: MelSpectrogram, skip_silent: bool,
+             workers: int | None, progress: bool, report: DataReport, keep) -> None:
+    """Decode and compute the mel of each file in `todo`, calling keep(file, record, mel float16 [N, F] or None);
+    a skipped file's record gains "skipped": reason. A file that changes meanwhile is an error."""
+    workers = min(workers or _cores(), max(1, len(todo) // FILES_PER_WORKER))
+    paths = [str(data_dir / f) for f, _ in todo]
+    bar = tqdm(total=len(todo), desc="preparing mels", unit="file", disable=not progress, leave=False)
+    if workers > 1:
+        ctx = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools
+        with ProcessPoolExecutor(workers, ctx, initializer=_start_worker, initargs=(mel.config,)) as pool:
+            results = pool.map(_worker_mel, paths, [skip_silent] * len(paths), chunksize=4)
+            _collect(data_dir, todo, results, report, keep, bar)
+    else:
+        _collect(data_dir, todo, (_file_mel(p, mel, skip_silent) for p in paths), report, keep, bar)
+    bar.close()
+
+
+def _collect(data_dir: Path, todo: list[tuple[str, dict]], results: Iterator, report: DataReport, keep, bar) -> None:
+    for (f, record), (m, reason) in zip(todo, results):
+        if _stat(data_dir / f) != record:
+            raise ValueError(f"{data_dir / f}: changed while its mel was being prepared; run again once the "
+                             "folder is no longer being written to")
+        keep(f, {**record, "skipped": reason} if reason else record, m)
+        report.prepared += 1
+        bar.update(1)
+
+
+def _file_mel(path: str, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
+    """(normalized log-mel float16 [N, F], None) of a usable file, or (None, why it is skipped)."""
+    wav, reason = _usable_wave(Path(path), mel, skip_silent)
+    if wav is None:
+        return None, reason
+    with torch.no_grad():
+        m = mel(torch.from_numpy(wav)[None])[0, 0].half()
+    return m.T.contiguous().numpy(), None
+
+
+_WORKER_MEL: list[MelSpectrogram] = []  # the mel transform of a preparation worker process, built once per process
+
+
+def _start_worker(config: MelConfig) -> None:
+    torch.set_num_threads(1)  # one process per core already
+    _WORKER_MEL.append(MelSpectrogram(config))
+
+
+def _worker_mel(path: str, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
+    return _file_mel(path, _WORKER_MEL[0], skip_silent)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _usable_wave(path: Path, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
+    """(float32 mono wav at the mel's rate, DC removed; None) of a usable file, or (None, why it is not)."""
+    try:
+        wav = load(path, mel.config.sample_rate)
+    except AudioError as e:
+        return None, str(e).removeprefix(f"{path}: ")
+    wav = wav - wav.mean()  # a DC offset is a recording defect, not something to learn as bass
+    reason = _unusable(wav, mel, skip_silent)
+    return (None, reason) if reason else (np.ascontiguousarray(wav, dtype=np.float32), None)
 
 
 def _unusable(wav: np.ndarray, mel: MelSpectrogram, skip_silent: bool) -> str | None:
@@ -169,32 +310,9 @@ def _unusable(wav: np.ndarray, mel: MelSpectrogram, skip_silent: bool) -> str | 
     return None
 
 
-def _cache_key(data_dir: Path, files: list[Path], config: MelConfig) -> str:
-    h = hashlib.sha256(json.dumps({**config.__dict__, "preprocess": PREPROCESS_VERSION}, sort_keys=True).encode())
-    for p in files:
-        st = p.stat()
-        h.update(f"{p.relative_to(data_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def _write_cache(path: Path, data: MelDataset, report: DataReport) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"files": data.files, "report": report.__dict__}
-    checkpoint.write(path, {"mels": data.mels, "lengths": data.lengths}, meta)
-
-
-def _read_cache(path: Path, crop_frames: int) -> tuple[MelDataset, DataReport] | None:
-    """The cached dataset, or None (recompute) if the cache file is damaged."""
-    try:
-        tensors, meta = checkpoint.read(path)
-        report = DataReport(**meta["report"])
-        data = MelDataset(tensors["mels"], tensors["lengths"], meta["files"], crop_frames)
-    except (checkpoint.CheckpointError, KeyError, TypeError):
-        return None
-    report.skipped = [tuple(s) for s in report.skipped]
-    report.padded = int((data.lengths < crop_frames).sum())
-    report.from_cache = True
-    return data, report
+def _config_key(config: MelConfig) -> str:
+    key = json.dumps({**config.__dict__, "preprocess": PREPROCESS_VERSION}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class WaveDataset:
@@ -232,9 +350,13 @@ def load_waves(data_dir: str | Path, mel: MelSpectrogram, progress: bool = True)
     files = find_audio_files(data_dir)
     report = DataReport(found=len(files))
     waves, used = [], []
-    for name, wav in _usable_waves(data_dir, files, mel, report, progress, True, "loading audio"):
+    for path in tqdm(files, desc="loading audio", unit="file", disable=not progress, leave=False):
+        wav, reason = _usable_wave(path, mel, True)
+        if wav is None:
+            report.skipped.append((str(path), reason))
+            continue
         waves.append(torch.from_numpy(wav))
-        used.append(name)
+        used.append(str(path.relative_to(data_dir)))
     report.used = len(used)
     if not used:
         first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3]) or "no audio files found"

@@ -139,6 +139,8 @@ def _changed(config: Config, config_file: Path | None, overrides: dict[str, dict
 
 
 def _report_skipped(report: DataReport, warn: Log) -> None:
+    for note in report.notes:
+        warn(note)
     for path, reason in report.skipped[:10]:
         warn(f"warning: skipped {path}: {reason}")
     if len(report.skipped) > 10:
@@ -148,12 +150,13 @@ def _report_skipped(report: DataReport, warn: Log) -> None:
 def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = None, preset_name: str | None = None,
           overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
           unconditional: bool = False, vocoder: str | None = None, resume: bool = False, device: str = "auto",
-          progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
+          workers: int | None = None, progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
     """Train a run on every audio file under data_dir, or continue the run in `out`, as `audiodiff train` does.
 
     overrides: {"train": {"steps": 2000, ...}, "diffusion": {...}} on top of preset and config_file.
     Labels: first-level subfolders, or `label_column` of a metadata.csv (unconditional=True ignores them).
     vocoder: the run's default vocoder spec (a saved vocoder's folder is stored as an absolute path).
+    workers: processes preparing the mel cache (default: the cores).
     When started by torchrun, every rank calls this; rank 0 writes and logs. Returns the final TrainState.
     """
     data_dir, out = Path(data_dir), Path(out)
@@ -172,7 +175,7 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     if not dist.main:
         barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
-                             progress and dist.main)
+                             progress and dist.main, workers=workers, prepare=dist.main)
     if dist.main:
         barrier(dist)
     _report_skipped(report, warn)
@@ -207,7 +210,8 @@ DISTILL_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.99,
 def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, method: str | None = None,
             guidance: float | None = None, config_file: Path | None = None,
             overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
-            device: str = "auto", progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
+            device: str = "auto", workers: int | None = None, progress: bool = True, log: Log = print,
+            warn: Log = print) -> TrainState:
     """Distil the run (or checkpoint file) `teacher_run` into a few-step consistency model in `out`, training on the
     audio under data_dir, or continue the distillation in `out`, as `audiodiff distill` does.
 
@@ -240,7 +244,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     dev = resolve_device(None if device == "auto" else device)
     writable_dir(out)
     t0 = time.perf_counter()
-    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress)
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
+                             workers=workers)
     _report_skipped(report, warn)
     log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
     labels = _teacher_labels(config, data_dir, data.files, label_column)

@@ -59,11 +59,6 @@ VARIANTS: dict[str, Callable[[Config], Config]] = {
 EVAL_MEL = MelConfig(sample_rate=16000, f_max=8000.0)  # `audiodiff evaluate generated`'s default front end
 
 
-def subset(data: MelDataset, idx: list[int]) -> MelDataset:
-    parts = [data.mels[:, data.offsets[i] : data.offsets[i + 1]] for i in idx]
-    return MelDataset(torch.cat(parts, dim=1), data.lengths[idx], [data.files[i] for i in idx], data.crop_frames)
-
-
 def split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(training, validation) file indices: a seeded random `fraction` of the files for validation."""
     order = np.random.default_rng(seed).permutation(n).tolist()
@@ -169,7 +164,7 @@ def main() -> None:
     labelled = file_labels(args.train_dir, data.files, args.label_column)
     names, labels = labelled if labelled else ((), None)
     base = base.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
-    train_data = subset(data, train_idx)
+    train_data = data.subset(train_idx)
     train_labels = labels[train_idx] if labels is not None else None
     ref = reference_features(args.train_dir, [data.files[i] for i in val_idx])
     embedder = None
