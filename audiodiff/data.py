@@ -168,9 +168,13 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
         report.cached = len(listing) - len(todo)
         if todo:
             writer = ShardWriter(store, shard_bytes)
-            _prepare(data_dir, todo, mel, skip_silent, workers, progress, report, writer.add)
-            writer.flush()
-            store.save()
+            try:
+                _prepare(data_dir, todo, mel, skip_silent, workers, progress, report, writer.add)
+                writer.flush()
+                store.save()
+            except OSError as e:  # a full disk, say: every shard the index names is whole, the rest is tidied later
+                raise OSError(e.errno, f"{store.root}: cannot extend the mel cache ({e.strerror or e}); the files "
+                                       f"cached so far are intact") from None
         entries, chunks = store.entries, store.maps()
     for f in listing:
         if "skipped" in entries.get(f, {}):
@@ -219,9 +223,11 @@ def _update_index(store: Store, listing: dict[str, dict], prepare: bool) -> list
         if todo:
             raise ValueError(f"{store.root}: the mel cache lacks {todo[0][0]} (and {len(todo) - 1} more files)")
         return []
-    for f in [f for f in store.entries if f not in listing] + [f for f, _ in todo]:
-        store.entries.pop(f, None)
-    store.tidy()
+    stale = [f for f in store.entries if f not in listing] + [f for f, _ in todo if f in store.entries]
+    for f in stale:
+        del store.entries[f]
+    if store.tidy() or stale:
+        store.save()
     return todo
 
 

@@ -77,14 +77,17 @@ class Store:
             (self.root / name).unlink(missing_ok=True)
         return lost
 
-    def tidy(self) -> None:
-        """Delete shards no entry points to, and files in the folder the index does not know (left by a crash)."""
+    def tidy(self) -> bool:
+        """Delete shards no entry points to, and shard files the index does not know (left by a crash or a full
+        disk). Returns whether the index changed."""
         live = {e["shard"] for e in self.entries.values() if "shard" in e}
-        self.drop_shards([s for s in self.shards if s not in live])
+        dead = [s for s in self.shards if s not in live]
+        self.drop_shards(dead)
         if self.root.is_dir():
-            for path in self.root.glob("shard-*"):
+            for path in [*self.root.glob("shard-*"), *self.root.glob(".shard-*")]:
                 if path.name not in self.shards:
                     path.unlink(missing_ok=True)
+        return bool(dead)
 
     def maps(self) -> dict[str, np.ndarray]:
         """Every shard mapped read-only: {name: float16 [values]}."""

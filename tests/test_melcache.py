@@ -1,0 +1,154 @@
+"""The sharded mel cache: incremental updates, damaged shards, worker equality, failures while writing."""
+
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff import data as data_module
+from audiodiff.data import load_mels
+from audiodiff.mel import MelSpectrogram
+from audiodiff.melcache import INDEX, ShardWriter
+
+from .conftest import SR, tone
+
+SMALL_SHARDS = 3000  # bytes: the six test files fill several shards
+
+
+def load(audio_dir, tiny_config, cache, **kw):
+    return load_mels(audio_dir, MelSpectrogram(tiny_config.mel), 16, cache, progress=False,
+                     shard_bytes=SMALL_SHARDS, **kw)
+
+
+def same_mels(a, b) -> bool:
+    return a.files == b.files and all(torch.equal(a.file_mel(i), b.file_mel(i)) for i in range(len(a)))
+
+
+def store_dir(cache):
+    return next(cache.glob("mels-*"))
+
+
+def test_shards_read_like_memory(tmp_path, audio_dir, tiny_config):
+    memory, _ = load(audio_dir, tiny_config, None)
+    sharded, report = load(audio_dir, tiny_config, tmp_path / "cache")
+    assert len(list(store_dir(tmp_path / "cache").glob("shard-*.bin"))) >= 3 and report.prepared == 6
+    assert all(isinstance(c, np.memmap) for c in sharded.chunks)
+    assert same_mels(memory, sharded)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(memory.sample(8, g1), sharded.sample(8, g2))
+    assert torch.equal(memory.subset([4, 1]).file_mel(1), memory.file_mel(1))
+
+
+def test_adding_removing_and_changing_files_prepares_only_those(tmp_path, audio_dir, tiny_config):
+    cache = tmp_path / "cache"
+    load(audio_dir, tiny_config, cache)
+    sf.write(audio_dir / "seven.wav", tone(990, 0.4), SR)
+    data, report = load(audio_dir, tiny_config, cache)
+    assert (report.cached, report.prepared, len(data)) == (6, 1, 7)
+    assert "6 files cached, 1 prepared now" in report.summary()
+    (audio_dir / "one.wav").unlink()
+    sf.write(audio_dir / "two.flac", tone(100, 0.4, sr=16000), 16000)  # same name, new content
+    data, report = load(audio_dir, tiny_config, cache)
+    assert (report.cached, report.prepared, len(data)) == (5, 1, 6) and "one.wav" not in data.files
+    assert same_mels(data, load(audio_dir, tiny_config, None)[0])
+    again, report = load(audio_dir, tiny_config, cache)
+    assert report.from_cache and report.summary().endswith("[mel cache]") and same_mels(again, data)
+    index = json.loads((store_dir(cache) / INDEX).read_text())
+    on_disk = {p.name for p in store_dir(cache).glob("shard-*")}
+    assert on_disk == set(index["shards"]) == {e["shard"] for e in index["entries"].values()}  # no dead shard kept
+
+
+def test_skipped_files_are_remembered_with_their_reason(tmp_path, audio_dir, tiny_config):
+    (audio_dir / "fake.flac").write_text("definitely not flac")
+    sf.write(audio_dir / "silent.wav", np.zeros(4000, dtype=np.float32), SR)
+    _, first = load(audio_dir, tiny_config, tmp_path / "cache")
+    _, again = load(audio_dir, tiny_config, tmp_path / "cache")
+    assert again.prepared == 0 and sorted(again.skipped) == sorted(first.skipped) and len(again.skipped) == 2
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_a_damaged_shard_is_rebuilt_alone(tmp_path, audio_dir, tiny_config, damage):
+    cache = tmp_path / "cache"
+    load(audio_dir, tiny_config, cache)
+    index = json.loads((store_dir(cache) / INDEX).read_text())
+    victim = sorted(index["shards"])[1]
+    in_victim = sum(e.get("shard") == victim for e in index["entries"].values())
+    path = store_dir(cache) / victim
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0x40
+        path.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        path.write_bytes(bytes(raw[:-10]))
+    else:
+        path.unlink()
+    again, report = load(audio_dir, tiny_config, cache)
+    assert report.prepared == in_victim > 0 and report.cached == 6 - in_victim
+    assert any("damaged shard" in n and victim in n for n in report.notes)
+    assert same_mels(again, load(audio_dir, tiny_config, None)[0])
+
+
+def test_workers_give_the_same_result_as_one(tmp_path, audio_dir, tiny_config, monkeypatch):
+    (audio_dir / "fake.flac").write_text("definitely not flac")
+    pools = []
+
+    class Pool(data_module.ProcessPoolExecutor):
+        def __init__(self, n, *a, **kw):
+            pools.append(n)
+            super().__init__(n, *a, **kw)
+    monkeypatch.setattr(data_module, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(data_module, "FILES_PER_WORKER", 1)  # a pool even for seven files
+    one, r1 = load(audio_dir, tiny_config, None, workers=1)
+    assert pools == []
+    two, r2 = load(audio_dir, tiny_config, tmp_path / "cache", workers=2)
+    assert pools == [2] and same_mels(one, two) and r1.skipped == r2.skipped and r2.prepared == 7
+
+
+def test_a_full_disk_keeps_what_was_cached(tmp_path, audio_dir, tiny_config, monkeypatch):
+    cache = tmp_path / "cache"
+    before, _ = load(audio_dir, tiny_config, cache)
+    sf.write(audio_dir / "seven.wav", tone(990, 0.4), SR)
+
+    def full(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(ShardWriter, "flush", full)
+    with pytest.raises(OSError, match="cannot extend the mel cache .No space left on device.; the files cached so far"):
+        load(audio_dir, tiny_config, cache)
+    monkeypatch.undo()
+    (audio_dir / "seven.wav").unlink()
+    after, report = load(audio_dir, tiny_config, cache)
+    assert report.from_cache and same_mels(after, before)
+
+
+def test_a_file_changing_during_preparation_is_an_error(tmp_path, audio_dir, tiny_config, monkeypatch):
+    real = data_module._file_mel
+
+    def and_rewrite(path, mel, skip_silent):
+        out = real(path, mel, skip_silent)
+        if path.endswith("one.wav"):
+            sf.write(path, tone(100, 0.9), SR)
+        return out
+    monkeypatch.setattr(data_module, "_file_mel", and_rewrite)
+    with pytest.raises(ValueError, match="one.wav: changed while its mel was being prepared"):
+        load(audio_dir, tiny_config, tmp_path / "cache")
+
+
+def test_a_reader_refuses_a_cache_that_lacks_files(tmp_path, audio_dir, tiny_config):
+    load(audio_dir, tiny_config, tmp_path / "cache")
+    sf.write(audio_dir / "seven.wav", tone(990, 0.4), SR)
+    with pytest.raises(ValueError, match="the mel cache lacks seven.wav"):
+        load(audio_dir, tiny_config, tmp_path / "cache", prepare=False)
+    data, report = load(audio_dir, tiny_config, tmp_path / "cache")
+    assert report.prepared == 1 and len(data) == 7
+
+
+def test_the_old_single_file_cache_is_replaced(tmp_path, audio_dir, tiny_config):
+    old = tmp_path / "cache" / "mels-0123456789abcdef.safetensors"
+    old.parent.mkdir()
+    old.write_bytes(b"an old cache")
+    data, report = load(audio_dir, tiny_config, tmp_path / "cache")
+    assert not old.exists() and len(data) == 6 and "old single-file format" in report.notes[0]
