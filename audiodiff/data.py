@@ -15,6 +15,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -251,7 +252,7 @@ def _prepare(data_dir: Path, todo: list[tuple[str, dict]], mel: MelSpectrogram, 
     paths = [str(data_dir / f) for f, _ in todo]
     bar = tqdm(total=len(todo), desc="preparing mels", unit="file", disable=not progress, leave=False)
     if workers > 1:
-        ctx = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools
+        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")  # fork: no re-imports
         with ProcessPoolExecutor(workers, ctx, initializer=_start_worker, initargs=(mel.config,)) as pool:
             results = pool.map(_worker_mel, paths, [skip_silent] * len(paths), chunksize=4)
             _collect(data_dir, todo, results, report, keep, bar)
