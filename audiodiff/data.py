@@ -161,10 +161,11 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
 
         def keep(f: str, record: dict, m: np.ndarray | None) -> None:  # each file its own chunk, named after it
             entries[f] = record if m is None else {**record, "shard": f, "offset": 0, "frames": m.shape[0]}
-            chunks[f] = m.reshape(-1) if m is not None else None
+            if m is not None:
+                chunks[f] = m.reshape(-1)
         _prepare(data_dir, list(listing.items()), mel, skip_silent, workers, progress, report, keep)
     else:
-        store = _open_store(cache_dir, mel.config, report, checksums=prepare)
+        store = _open_store(cache_dir, mel.config, report, prepare)
         todo = _update_index(store, listing, prepare)
         report.cached = len(listing) - len(todo)
         if todo:
@@ -198,16 +199,17 @@ def _stat(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, checksums: bool) -> Store:
-    """The store for this mel config in cache_dir, with damaged shards (and their files' entries) dropped."""
-    old = sorted(cache_dir.glob("mels-*.safetensors")) if cache_dir.is_dir() else []
-    for path in old:  # the single-file cache of audiodiff <= 0.x: replaced by the sharded store
+def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, prepare: bool) -> Store:
+    """The store for this mel config in cache_dir, with damaged shards (and their files' entries) dropped.
+    prepare=False (a reader): nothing is changed or verified beyond the shards' sizes."""
+    old = sorted(cache_dir.glob("mels-*.safetensors")) if cache_dir.is_dir() and prepare else []
+    for path in old:  # the single-file cache of earlier versions, replaced by the sharded store
         path.unlink(missing_ok=True)
     if old:
         report.notes.append(f"note: {cache_dir}: mel cache in the old single-file format; rebuilding it as shards")
     store = Store.open(cache_dir / f"mels-{_config_key(config)}", config.n_mels)
-    bad = store.damaged(checksums)
-    if bad and checksums:
+    bad = store.damaged(checksums=prepare)
+    if bad and prepare:
         lost = store.drop_shards(bad)
         report.notes.append(f"warning: {store.root}: {len(bad)} damaged shard(s) ({', '.join(bad)}); "
                             f"preparing their {len(lost)} files again")
