@@ -126,8 +126,7 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
                  "distill": {"halve_every": halve_every} if halve_every is not None else {}}
     distill_run(run_dir, data_dir, out, method=method, guidance=guidance, config_file=config_file,
                 overrides=overrides, label_column=label_column, device=device, workers=workers, progress=progress,
-                log=click.echo,
-                warn=lambda m: click.echo(m, err=True))
+                log=click.echo, warn=lambda m: click.echo(m, err=True))
 
 
 @main.command()
