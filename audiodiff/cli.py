@@ -56,14 +56,17 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Processes that decode audio and compute mels for the cache (default: the CPU cores).")
+@click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True,
+              help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, samples/s, "
+                   "preview audio and spectrograms) to OUT/tensorboard. Needs pip install 'audiodiff[tensorboard]'.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @friendly
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
           compile_: bool | None, prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
-          label_column: str | None, unconditional: bool, resume: bool, workers: int | None, progress: bool,
-          device: str) -> None:
+          label_column: str | None, unconditional: bool, resume: bool, workers: int | None, log_to: str,
+          progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
     Files of any format soundfile reads (wav, flac, ogg, ...), any sample rate and channel count
@@ -84,7 +87,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
         raise ValueError(f"{out}: --resume given but there is no run here (no config.toml)")
     train_run(data_dir, out, config_file=config_file, preset_name=preset_name, overrides=overrides,
               label_column=label_column, unconditional=unconditional, vocoder=vocoder, resume=resume, device=device,
-              workers=workers, progress=progress, log=click.echo, warn=lambda m: click.echo(m, err=True))
+              workers=workers, log_to=log_to, progress=progress, log=click.echo, warn=lambda m: click.echo(m, err=True))
 
 
 @main.command()
@@ -107,12 +110,15 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--label-column", help="For a conditional teacher: the column of DATA_DIR's metadata.csv it was trained on.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Processes that decode audio and compute mels for the cache (default: the CPU cores).")
+@click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True,
+              help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, samples/s, "
+                   "preview audio and spectrograms) to OUT/tensorboard. Needs pip install 'audiodiff[tensorboard]'.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @friendly
 def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidance: float | None, config_file: Path | None,
             steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, halve_every: int | None,
-            label_column: str | None, workers: int | None, progress: bool, device: str) -> None:
+            label_column: str | None, workers: int | None, log_to: str, progress: bool, device: str) -> None:
     """Distil RUN_DIR (a trained run or a checkpoint file) into a run that samples in 1-4 network calls.
 
     The student starts as RUN_DIR's EMA network and trains as a consistency model on crops of DATA_DIR's audio
@@ -125,8 +131,8 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
     overrides = {"train": {k: v for k, v in train_changes.items() if v is not None},
                  "distill": {"halve_every": halve_every} if halve_every is not None else {}}
     distill_run(run_dir, data_dir, out, method=method, guidance=guidance, config_file=config_file,
-                overrides=overrides, label_column=label_column, device=device, workers=workers, progress=progress,
-                log=click.echo, warn=lambda m: click.echo(m, err=True))
+                overrides=overrides, label_column=label_column, device=device, workers=workers, log_to=log_to,
+                progress=progress, log=click.echo, warn=lambda m: click.echo(m, err=True))
 
 
 @main.command()

@@ -25,6 +25,7 @@ from torch import nn
 
 from . import checkpoint
 from .audio import save
+from .board import Board
 from .config import Config, MelConfig, VocoderConfig, preset
 from .conditioning import from_config as conditioning_of
 from .conditioning import DEFAULT_GUIDANCE, guided
@@ -150,13 +151,15 @@ def _report_skipped(report: DataReport, warn: Log) -> None:
 def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = None, preset_name: str | None = None,
           overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
           unconditional: bool = False, vocoder: str | None = None, resume: bool = False, device: str = "auto",
-          workers: int | None = None, progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
+          workers: int | None = None, log_to: str = "csv", progress: bool = True, log: Log = print,
+          warn: Log = print) -> TrainState:
     """Train a run on every audio file under data_dir, or continue the run in `out`, as `audiodiff train` does.
 
     overrides: {"train": {"steps": 2000, ...}, "diffusion": {...}} on top of preset and config_file.
     Labels: first-level subfolders, or `label_column` of a metadata.csv (unconditional=True ignores them).
     vocoder: the run's default vocoder spec (a saved vocoder's folder is stored as an absolute path).
     workers: processes preparing the mel cache (default: the cores).
+    log_to: "csv" (loss.csv, always written) or "tensorboard" (also event files in out/tensorboard, board.py).
     When started by torchrun, every rank calls this; rank 0 writes and logs. Returns the final TrainState.
     """
     data_dir, out = Path(data_dir), Path(out)
@@ -192,11 +195,14 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     where = f"{dist.world} processes ({dev.type})" if dist.active else str(dev)
     say(f"training preset={config.preset} on {where} ({config.train.precision}), {config.train.steps} steps of "
         f"{config.train.batch_size} x {config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
+    board = _board(out, log_to) if dist.main else None
     try:
         state = train_model(config, data, out, dev, progress=progress, log=say, labels=labels, dist=dist,
-                            on_checkpoint=preview_writer(config, out))
+                            on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars)
     finally:
         shutdown(dist)
+        if board:
+            board.close()
     say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)} (rank 0). "
         f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
     return state
@@ -210,8 +216,8 @@ DISTILL_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.99,
 def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, method: str | None = None,
             guidance: float | None = None, config_file: Path | None = None,
             overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
-            device: str = "auto", workers: int | None = None, progress: bool = True, log: Log = print,
-            warn: Log = print) -> TrainState:
+            device: str = "auto", workers: int | None = None, log_to: str = "csv", progress: bool = True,
+            log: Log = print, warn: Log = print) -> TrainState:
     """Distil the run (or checkpoint file) `teacher_run` into a few-step consistency model in `out`, training on the
     audio under data_dir, or continue the distillation in `out`, as `audiodiff distill` does.
 
@@ -253,8 +259,14 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     d, c = config.distill, config.train
     log(f"distilling {t_path} ({d.method}{f', guidance {d.guidance:g} folded in' if d.guidance else ''}) on {dev} "
         f"({c.precision}), {c.steps} steps of {c.batch_size} crops -> {out}")
-    state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
-                        on_checkpoint=preview_writer(config, out), teacher=ema_model(t_config, tensors, t_path))
+    board = _board(out, log_to)
+    try:
+        state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
+                            on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars,
+                            teacher=ema_model(t_config, tensors, t_path))
+    finally:
+        if board:
+            board.close()
     log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
         f"Next: audiodiff generate {out} --out {out / 'generated'} (--steps 1, 2 or 4)")
     return state
@@ -276,9 +288,20 @@ def _teacher_labels(config: Config, data_dir: Path, files: list[str], column: st
     return torch.tensor([names.index(mine[i]) for i in ids.tolist()])
 
 
-def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], None]:
+def _board(out: Path, log_to: str) -> Board | None:
+    """The TensorBoard writer of a run (log_to="tensorboard"), its events past the newest checkpoint dropped."""
+    if log_to not in ("csv", "tensorboard"):
+        raise ValueError(f"log_to: {log_to!r} is neither 'csv' nor 'tensorboard'")
+    if log_to == "csv":
+        return None
+    latest = latest_checkpoint(out)
+    return Board(out, int(latest.stem.split("_")[-1]) if latest else 0)
+
+
+def preview_writer(config: Config, run_dir: Path, board: Board | None = None) -> Callable[[nn.Module, int], None]:
     """A callback (EMA model, step) that samples config.train.preview_count clips with DDIM (a distilled run: its
-    consistency steps; conditional runs: cycling through the classes, no guidance beyond a distilled one's) and writes them as WAV + PNG under run_dir/samples."""
+    consistency steps; conditional runs: cycling through the classes, no guidance beyond a distilled one's) and
+    writes them as WAV + PNG under run_dir/samples, and to `board` if given."""
     c, names = config.train, config.data.labels
     seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
     cond = conditioning_of(config)
@@ -303,6 +326,8 @@ def preview_writer(config: Config, run_dir: Path) -> Callable[[nn.Module, int], 
         for i, s in enumerate(seeds):
             stem = out / f"step_{step:08d}_{i}"
             save(stem.with_suffix(".wav"), wav[i].cpu().numpy(), config.mel.sample_rate)
+            if board is not None:
+                board.preview(step, i, wav[i].cpu().numpy(), config.mel.sample_rate, logmel[i, 0].cpu().numpy())
             save_spectrogram(stem.with_suffix(".png"), logmel[i, 0].cpu().numpy(), config.mel,
                              f"step {step}, {sampler} {steps} steps, seed {s}"
                              + (f", label {names[i % len(names)]}" if names else ""))

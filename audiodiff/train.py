@@ -203,7 +203,8 @@ def _consistency_loss(net: nn.Module, schedule: GaussianSchedule, config: Config
 
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
           log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist(),
-          on_checkpoint: OnCheckpoint | None = None, teacher: UNet | None = None) -> TrainState:
+          on_checkpoint: OnCheckpoint | None = None, teacher: UNet | None = None,
+          on_log: Callable[[dict], None] | None = None) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
@@ -212,6 +213,7 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     (`run.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does).
     teacher: for a distillation (config.distill.method set), the teacher's network with its EMA weights; a new
     run starts as a copy of it (`run.distill` sets this up as `audiodiff distill` does).
+    on_log(row): called on rank 0 with each loss.csv row (e.g. `board.Board.scalars`).
     """
     if bool(config.distill.method) != (teacher is not None):
         raise ValueError("a distilled run (config.distill.method set) continues with `audiodiff distill` and its "
@@ -255,8 +257,11 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         if loss_log and (state.step % c.log_every == 0 or state.step == c.steps):
             speed = (state.step - n0) * c.batch_size / (time.perf_counter() - t0)
             mean = sum(losses) / len(losses)  # rank 0's share of the batch
-            loss_log.append(step=state.step, loss=f"{mean:.5f}", lr=f"{lr_at(state.step - 1, config):.3g}",
-                            grad_norm=f"{grad_norm:.3f}", samples_per_s=f"{speed:.2f}", bad_steps=state.bad_steps)
+            row = dict(step=state.step, loss=f"{mean:.5f}", lr=f"{lr_at(state.step - 1, config):.3g}",
+                       grad_norm=f"{grad_norm:.3f}", samples_per_s=f"{speed:.2f}", bad_steps=state.bad_steps)
+            loss_log.append(**row)
+            if on_log is not None:
+                on_log(row)
             bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{speed:.1f}")
             losses, t0, n0 = [], time.perf_counter(), state.step
         bar.update(1)

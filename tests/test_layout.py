@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audiodiff"
 
 # Lower layers never import higher ones (equal layers do not import each other either).
 LAYERS = [
-    ["config", "files", "reports", "device"],
+    ["config", "files", "reports", "device", "board"],
     ["checkpoint", "audio", "mel", "distributed", "melcache"],
     ["vocoder", "metrics", "data", "conditioning", "schedule", "trainkit", "plot"],
     ["denoiser"],
