@@ -6,6 +6,7 @@ Waveforms here are float32 numpy arrays in [-1, 1] of shape [T] (mono).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -28,20 +29,22 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(exts)
 
 
-def load(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read `path`, mix channels to mono by averaging, resample to `sample_rate`.
+def load(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None) -> np.ndarray:
+    """Read `path` (or an open binary file, e.g. a member of a tar, called `name` in errors), mix channels to mono
+    by averaging, resample to `sample_rate`.
 
     Returns float32 [T]. Raises AudioError for unreadable, empty or non-finite audio.
     """
-    path = Path(path)
+    path = path if hasattr(path, "read") else Path(path)
+    path_name = name or str(path)
     try:
         x, sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
-        raise AudioError(f"{path}: cannot read audio ({_short(e)})") from None
+        raise AudioError(f"{path_name}: cannot read audio ({_short(e)})") from None
     if x.shape[0] == 0:
-        raise AudioError(f"{path}: no samples")
+        raise AudioError(f"{path_name}: no samples")
     if not np.isfinite(x).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
+        raise AudioError(f"{path_name}: contains NaN or infinite samples")
     mono = x.mean(axis=1)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)

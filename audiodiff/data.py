@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import multiprocessing
 import os
 import sys
+import tarfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import torch
@@ -128,9 +130,10 @@ class MelDataset:
         return torch.from_numpy(flat.astype(np.float32).reshape(stop - start, self.n_mels).T)
 
 
-def find_audio_files(data_dir: Path) -> list[Path]:
-    """Files under data_dir with an extension soundfile reads, sorted; symlinked folders are not followed."""
-    exts = audio_extensions()
+def find_audio_files(data_dir: Path, exts: frozenset[str] | None = None) -> list[Path]:
+    """Files under data_dir with an extension soundfile reads (or one of `exts`), sorted; symlinked folders are
+    not followed."""
+    exts = exts or audio_extensions()
     found = []
     for root, dirs, files in os.walk(data_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -151,11 +154,11 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"{data_dir}: not a folder")
-    files = find_audio_files(data_dir)
-    if not files:
-        raise ValueError(f"{data_dir}: no audio files found (looked for {', '.join(sorted(audio_extensions()))})")
-    listing = {str(p.relative_to(data_dir)): _stat(p) for p in files}
-    report = DataReport(found=len(files))
+    listing = _listing(data_dir)
+    if not listing:
+        raise ValueError(f"{data_dir}: no audio files found (looked for {', '.join(sorted(audio_extensions()))}, "
+                         "also inside .tar files)")
+    report = DataReport(found=len(listing))
     if cache_dir is None:
         entries, chunks = {}, {}
 
@@ -184,9 +187,38 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
     data = _dataset(listing, entries, chunks, mel.config.n_mels, crop_frames)
     if data is None:
         first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3])
-        raise ValueError(f"{data_dir}: none of the {len(files)} audio files is usable ({first})")
+        raise ValueError(f"{data_dir}: none of the {len(listing)} audio files is usable ({first})")
     report.used, report.padded = len(data), int((data.lengths < crop_frames).sum())
     return data, report
+
+
+def _listing(data_dir: Path) -> dict[str, dict]:
+    """{path relative to data_dir: record} of every audio file under data_dir, then of every audio member of the
+    uncompressed .tar files there (WebDataset-style shards, read in place: key TAR/MEMBER, record with the
+    member's size and data offset and the tar's mtime). A .tar that cannot be read is listed as a file, so that
+    it is reported as skipped with the reason."""
+    listing = {str(p.relative_to(data_dir)): _stat(p) for p in find_audio_files(data_dir)}
+    exts = audio_extensions()
+    for tar in find_audio_files(data_dir, frozenset({"tar"})):
+        rel, record = str(tar.relative_to(data_dir)), _stat(tar)
+        try:
+            with tarfile.open(tar, "r:") as archive:
+                members = [m for m in archive if m.isfile() and not Path(m.name).name.startswith(".")
+                           and m.name.rsplit(".", 1)[-1].lower() in exts]
+        except (tarfile.TarError, OSError):
+            listing[rel] = record
+            continue
+        for m in members:
+            listing[f"{rel}/{m.name}"] = {"size": m.size, "mtime_ns": record["mtime_ns"], "tar_offset": m.offset_data}
+    return listing
+
+
+def _container(data_dir: Path, f: str, record: dict) -> Path:
+    """The file on disk that holds entry f: itself, or the .tar it is a member of."""
+    if "tar_offset" not in record:
+        return data_dir / f
+    parts = Path(f).parts
+    return data_dir.joinpath(*parts[: next(i for i, p in enumerate(parts) if p.endswith(".tar")) + 1])
 
 
 def _stat(path: Path) -> dict:
@@ -251,21 +283,23 @@ def _prepare(data_dir: Path, todo: list[tuple[str, dict]], mel: MelSpectrogram, 
     """Decode and compute the mel of each file in `todo`, calling keep(file, record, mel float16 [N, F] or None);
     a skipped file's record gains "skipped": reason. A file that changes meanwhile is an error."""
     workers = min(workers or _cores(), max(1, len(todo) // FILES_PER_WORKER))
-    paths = [str(data_dir / f) for f, _ in todo]
+    sources = [(str(data_dir / f), str(_container(data_dir, f, rec)), rec.get("tar_offset"), rec["size"])
+               for f, rec in todo]
     bar = tqdm(total=len(todo), desc="preparing mels", unit="file", disable=not progress, leave=False)
     if workers > 1:
         ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")  # fork: no re-imports
         with ProcessPoolExecutor(workers, ctx, initializer=_start_worker, initargs=(mel.config,)) as pool:
-            results = pool.map(_worker_mel, paths, [skip_silent] * len(paths), chunksize=4)
+            results = pool.map(_worker_mel, sources, [skip_silent] * len(sources), chunksize=4)
             _collect(data_dir, todo, results, report, keep, bar)
     else:
-        _collect(data_dir, todo, (_file_mel(p, mel, skip_silent) for p in paths), report, keep, bar)
+        _collect(data_dir, todo, (_file_mel(s, mel, skip_silent) for s in sources), report, keep, bar)
     bar.close()
 
 
 def _collect(data_dir: Path, todo: list[tuple[str, dict]], results: Iterator, report: DataReport, keep, bar) -> None:
     for (f, record), (m, reason) in zip(todo, results):
-        if _stat(data_dir / f) != record:
+        now = _stat(_container(data_dir, f, record))
+        if now["mtime_ns"] != record["mtime_ns"] or ("tar_offset" not in record and now != record):
             raise ValueError(f"{data_dir / f}: changed while its mel was being prepared; run again once the "
                              "folder is no longer being written to")
         keep(f, {**record, "skipped": reason} if reason else record, m)
@@ -273,9 +307,16 @@ def _collect(data_dir: Path, todo: list[tuple[str, dict]], results: Iterator, re
         bar.update(1)
 
 
-def _file_mel(path: str, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
-    """(normalized log-mel float16 [N, F], None) of a usable file, or (None, why it is skipped)."""
-    wav, reason = _usable_wave(Path(path), mel, skip_silent)
+def _file_mel(source: tuple, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
+    """(normalized log-mel float16 [N, F], None) of a usable file, or (None, why it is skipped).
+    source: (name, file on disk, offset of the data in it or None for the whole file, size)."""
+    name, path, offset, size = source
+    if offset is None:
+        wav, reason = _usable_wave(Path(path), name, mel, skip_silent)
+    else:  # a tar member: its bytes sit at offset in the (uncompressed) tar
+        with open(path, "rb") as f:
+            f.seek(offset)
+            wav, reason = _usable_wave(io.BytesIO(f.read(size)), name, mel, skip_silent)
     if wav is None:
         return None, reason
     with torch.no_grad():
@@ -291,20 +332,21 @@ def _start_worker(config: MelConfig) -> None:
     _WORKER_MEL.append(MelSpectrogram(config))
 
 
-def _worker_mel(path: str, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
-    return _file_mel(path, _WORKER_MEL[0], skip_silent)
+def _worker_mel(source: tuple, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
+    return _file_mel(source, _WORKER_MEL[0], skip_silent)
 
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _usable_wave(path: Path, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
+def _usable_wave(source: Path | BinaryIO, name: str, mel: MelSpectrogram,
+                 skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
     """(float32 mono wav at the mel's rate, DC removed; None) of a usable file, or (None, why it is not)."""
     try:
-        wav = load(path, mel.config.sample_rate)
+        wav = load(source, mel.config.sample_rate, name)
     except AudioError as e:
-        return None, str(e).removeprefix(f"{path}: ")
+        return None, str(e).removeprefix(f"{name}: ")
     wav = wav - wav.mean()  # a DC offset is a recording defect, not something to learn as bass
     reason = _unusable(wav, mel, skip_silent)
     return (None, reason) if reason else (np.ascontiguousarray(wav, dtype=np.float32), None)
@@ -360,7 +402,7 @@ def load_waves(data_dir: str | Path, mel: MelSpectrogram, progress: bool = True)
     report = DataReport(found=len(files))
     waves, used = [], []
     for path in tqdm(files, desc="loading audio", unit="file", disable=not progress, leave=False):
-        wav, reason = _usable_wave(path, mel, True)
+        wav, reason = _usable_wave(path, str(path), mel, True)
         if wav is None:
             report.skipped.append((str(path), reason))
             continue

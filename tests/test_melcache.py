@@ -1,8 +1,10 @@
 """The sharded mel cache: incremental updates, damaged shards, worker equality, failures while writing."""
 
 import errno
+import io
 import json
 import os
+import tarfile
 
 import numpy as np
 import pytest
@@ -127,10 +129,10 @@ def test_a_full_disk_keeps_what_was_cached(tmp_path, audio_dir, tiny_config, mon
 def test_a_file_changing_during_preparation_is_an_error(tmp_path, audio_dir, tiny_config, monkeypatch):
     real = data_module._file_mel
 
-    def and_rewrite(path, mel, skip_silent):
-        out = real(path, mel, skip_silent)
-        if path.endswith("one.wav"):
-            sf.write(path, tone(100, 0.9), SR)
+    def and_rewrite(source, mel, skip_silent):
+        out = real(source, mel, skip_silent)
+        if source[1].endswith("one.wav"):
+            sf.write(source[1], tone(100, 0.9), SR)
         return out
     monkeypatch.setattr(data_module, "_file_mel", and_rewrite)
     with pytest.raises(ValueError, match="one.wav: changed while its mel was being prepared"):
@@ -152,3 +154,45 @@ def test_the_old_single_file_cache_is_replaced(tmp_path, audio_dir, tiny_config)
     old.write_bytes(b"an old cache")
     data, report = load(audio_dir, tiny_config, tmp_path / "cache")
     assert not old.exists() and len(data) == 6 and "old single-file format" in report.notes[0]
+
+
+def write_tar(path, members: dict):
+    """An uncompressed tar of {member name: bytes}."""
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def wav_bytes(wav, sr=SR) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wav, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_audio_inside_tar_shards_is_read_in_place(tmp_path, audio_dir, tiny_config):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    clips = {f"s{i}/clip.wav": tone(200 + 100 * i, 0.5) for i in range(3)}
+    for name, wav in clips.items():
+        (plain / name).parent.mkdir()
+        sf.write(plain / name, wav, SR, subtype="PCM_16")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_tar(shards / "000.tar", {**{n: wav_bytes(w) for n, w in clips.items()}, "s0/clip.json": b"{}"})
+    write_tar(shards / "001.tar", {"bad.flac": b"not flac"})
+    (shards / "broken.tar").write_bytes(b"not a tar at all" * 100)
+    data, report = load(shards, tiny_config, tmp_path / "cache")
+    assert data.files == [f"000.tar/{n}" for n in clips]  # the .json member is not audio
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.skipped}
+    assert set(reasons) == {"bad.flac", "broken.tar"} and "cannot read audio" in reasons["bad.flac"]
+    reference, _ = load(plain, tiny_config, None)
+    assert all(torch.equal(data.file_mel(i), reference.file_mel(i)) for i in range(3))
+
+    write_tar(shards / "002.tar", {"new.wav": wav_bytes(tone(700, 0.5))})
+    more, report = load(shards, tiny_config, tmp_path / "cache")
+    assert report.prepared == 1 and len(more) == 4  # only the new shard's member
+    os.utime(shards / "000.tar", ns=(1, 1))  # a rewritten tar: its members are prepared again
+    _, report = load(shards, tiny_config, tmp_path / "cache")
+    assert report.prepared == 3
