@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ from .melcache import SHARD_BYTES, ShardWriter, Store
 # Bump when the audio -> mel preprocessing changes (1: DC removal added), so older caches are rebuilt.
 PREPROCESS_VERSION = 1
 SILENCE_PEAK = 1e-4  # a file whose |peak| stays below this (-80 dBFS) is treated as silent
-FILES_PER_WORKER = 16  # fewer files to prepare than this per worker: prepared in this process (a pool takes seconds)
+Keep = Callable[[str, dict, "np.ndarray | None"], None]  # (file, record, mel [N, F] or None): where results go
+FILES_PER_WORKER = 16  # fewer files to prepare than this per worker: prepared in this process (a pool would cost more)
 
 
 @dataclass
@@ -268,7 +269,7 @@ def _update_index(store: Store, listing: dict[str, dict], prepare: bool) -> list
 
 def _dataset(listing: dict[str, dict], entries: dict[str, dict], chunks: dict[str, np.ndarray], n_mels: int,
              crop_frames: int) -> MelDataset | None:
-    """The dataset of the usable files among `listing`, in its (sorted) order; None if there is none."""
+    """The dataset of the usable files among `listing`, in its order; None if there is none."""
     used = [f for f in listing if "shard" in entries[f]]
     if not used:
         return None
@@ -279,7 +280,7 @@ def _dataset(listing: dict[str, dict], entries: dict[str, dict], chunks: dict[st
 
 
 def _prepare(data_dir: Path, todo: list[tuple[str, dict]], mel: MelSpectrogram, skip_silent: bool,
-             workers: int | None, progress: bool, report: DataReport, keep) -> None:
+             workers: int | None, progress: bool, report: DataReport, keep: Keep) -> None:
     """Decode and compute the mel of each file in `todo`, calling keep(file, record, mel float16 [N, F] or None);
     a skipped file's record gains "skipped": reason. A file that changes meanwhile is an error."""
     workers = min(workers or _cores(), max(1, len(todo) // FILES_PER_WORKER))
@@ -296,7 +297,8 @@ def _prepare(data_dir: Path, todo: list[tuple[str, dict]], mel: MelSpectrogram, 
     bar.close()
 
 
-def _collect(data_dir: Path, todo: list[tuple[str, dict]], results: Iterator, report: DataReport, keep, bar) -> None:
+def _collect(data_dir: Path, todo: list[tuple[str, dict]], results: Iterator, report: DataReport, keep: Keep,
+             bar: tqdm) -> None:
     for (f, record), (m, reason) in zip(todo, results):
         now = _stat(_container(data_dir, f, record))
         if now["mtime_ns"] != record["mtime_ns"] or ("tar_offset" not in record and now != record):
