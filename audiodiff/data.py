@@ -16,13 +16,15 @@ import io
 import json
 import multiprocessing
 import os
+import secrets
 import sys
 import tarfile
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,8 +39,9 @@ from .melcache import SHARD_BYTES, ShardWriter, Store
 # Bump when the audio -> mel preprocessing changes (1: DC removal added), so older caches are rebuilt.
 PREPROCESS_VERSION = 1
 SILENCE_PEAK = 1e-4  # a file whose |peak| stays below this (-80 dBFS) is treated as silent
-Keep = Callable[[str, dict, "np.ndarray | None"], None]  # (file, record, mel [N, F] or None): where results go
 FILES_PER_WORKER = 16  # fewer files to prepare than this per worker: prepared in this process (a pool would cost more)
+JOB_FILES = 2000  # at most this many files per preparation job
+SAVE_EVERY_S = 30.0  # the cache index is saved at least this often during a preparation (and at its end)
 
 
 @dataclass
@@ -161,26 +164,13 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
                          "also inside .tar files)")
     report = DataReport(found=len(listing))
     if cache_dir is None:
-        entries, chunks = {}, {}
-
-        def keep(f: str, record: dict, m: np.ndarray | None) -> None:  # each file its own chunk, named after it
-            entries[f] = record if m is None else {**record, "shard": f, "offset": 0, "frames": m.shape[0]}
-            if m is not None:
-                chunks[f] = m.reshape(-1)
-        _prepare(data_dir, list(listing.items()), mel, skip_silent, workers, progress, report, keep)
+        entries, chunks = _prepare_in_memory(data_dir, listing, mel.config, skip_silent, workers, progress, report)
     else:
         store = _open_store(cache_dir, mel.config, report, prepare)
         todo = _update_index(store, listing, prepare)
         report.cached = len(listing) - len(todo)
         if todo:
-            writer = ShardWriter(store, shard_bytes)
-            try:
-                _prepare(data_dir, todo, mel, skip_silent, workers, progress, report, writer.add)
-                writer.flush()
-                store.save()
-            except OSError as e:  # a full disk, say: every shard the index names is whole, the rest is tidied later
-                raise OSError(e.errno, f"{store.root}: cannot extend the mel cache ({e.strerror or e}); the files "
-                                       f"cached so far are intact") from None
+            _prepare_into(store, data_dir, todo, mel.config, skip_silent, workers, progress, report, shard_bytes)
         entries, chunks = store.entries, store.maps()
     for f in listing:
         if "skipped" in entries.get(f, {}):
@@ -279,39 +269,109 @@ def _dataset(listing: dict[str, dict], entries: dict[str, dict], chunks: dict[st
     return MelDataset([chunks[n] for n in names], where, used, n_mels, crop_frames)
 
 
-def _prepare(data_dir: Path, todo: list[tuple[str, dict]], mel: MelSpectrogram, skip_silent: bool,
-             workers: int | None, progress: bool, report: DataReport, keep: Keep) -> None:
-    """Decode and compute the mel of each file in `todo`, calling keep(file, record, mel float16 [N, F] or None);
-    a skipped file's record gains "skipped": reason. A file that changes meanwhile is an error."""
-    workers = min(workers or _cores(), max(1, len(todo) // FILES_PER_WORKER))
-    sources = [(str(data_dir / f), str(_container(data_dir, f, rec)), rec.get("tar_offset"), rec["size"])
-               for f, rec in todo]
+def _prepare_in_memory(data_dir: Path, listing: dict[str, dict], config: MelConfig, skip_silent: bool,
+                       workers: int | None, progress: bool, report: DataReport) -> tuple[dict, dict]:
+    """(entries, chunks) like a store's, each file's mel its own chunk named after the file."""
+    entries, chunks = {}, {}
+    for job, results in _prepare(data_dir, list(listing.items()), config, skip_silent, workers, progress, report,
+                                 _job_to_memory, ()):
+        for (f, record), (m, reason) in zip(job, results):
+            if reason:
+                entries[f] = {**record, "skipped": reason}
+            else:
+                entries[f] = {**record, "shard": f, "offset": 0, "frames": m.shape[0]}
+                chunks[f] = m.reshape(-1)
+    return entries, chunks
+
+
+def _prepare_into(store: Store, data_dir: Path, todo: list[tuple[str, dict]], config: MelConfig, skip_silent: bool,
+                  workers: int | None, progress: bool, report: DataReport, shard_bytes: int) -> None:
+    """Prepare `todo` into new shards of `store`: each job writes its own shards (in a worker process when there
+    are several); the index takes in each finished job and is saved every SAVE_EVERY_S and at the end."""
+    prefix, saved = secrets.token_hex(4), time.monotonic()
+    try:
+        for job, (entries, shards) in _prepare(data_dir, todo, config, skip_silent, workers, progress, report,
+                                               _job_to_shards, (str(store.root), store.n_mels, prefix, shard_bytes)):
+            store.merge(entries, shards)
+            if time.monotonic() - saved > SAVE_EVERY_S:
+                store.save()
+                saved = time.monotonic()
+        store.save()
+    except OSError as e:  # a full disk, say: the index names only whole shards; the others are tidied later
+        raise OSError(e.errno, f"{store.root}: cannot extend the mel cache ({e.strerror or e}); the files "
+                               f"cached so far are intact") from None
+
+
+def _prepare(data_dir: Path, todo: list[tuple[str, dict]], config: MelConfig, skip_silent: bool, workers: int | None,
+             progress: bool, report: DataReport, job_fn: Callable, extra: tuple) -> Iterator[tuple[list, Any]]:
+    """Run job_fn over jobs of consecutive files of `todo`, in this process or a pool; yields (job, its result) in
+    order, after checking that the job's files did not change meanwhile (an error if one did)."""
+    n = _worker_count(workers, len(todo))
+    size = JOB_FILES if n == 1 else max(1, min(JOB_FILES, -(-len(todo) // (4 * n))))  # a pool: >= 4 jobs per worker
+    jobs = [todo[i : i + size] for i in range(0, len(todo), size)]
+    args = [(j, [(f, rec, _source(data_dir, f, rec)) for f, rec in job], config, skip_silent, *extra)
+            for j, job in enumerate(jobs)]
     bar = tqdm(total=len(todo), desc="preparing mels", unit="file", disable=not progress, leave=False)
-    if workers > 1:
-        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")  # fork: no re-imports
-        with ProcessPoolExecutor(workers, ctx, initializer=_start_worker, initargs=(mel.config,)) as pool:
-            results = pool.map(_worker_mel, sources, [skip_silent] * len(sources), chunksize=4)
-            _collect(data_dir, todo, results, report, keep, bar)
-    else:
-        _collect(data_dir, todo, (_file_mel(s, mel, skip_silent) for s in sources), report, keep, bar)
+    for job, result in zip(jobs, _map(job_fn, args, n)):
+        for f, record in job:
+            _check_unchanged(data_dir, f, record)
+        yield job, result
+        report.prepared += len(job)
+        bar.update(len(job))
     bar.close()
 
 
-def _collect(data_dir: Path, todo: list[tuple[str, dict]], results: Iterator, report: DataReport, keep: Keep,
-             bar: tqdm) -> None:
-    for (f, record), (m, reason) in zip(todo, results):
-        now = _stat(_container(data_dir, f, record))
-        if now["mtime_ns"] != record["mtime_ns"] or ("tar_offset" not in record and now != record):
-            raise ValueError(f"{data_dir / f}: changed while its mel was being prepared; run again once the "
-                             "folder is no longer being written to")
-        keep(f, {**record, "skipped": reason} if reason else record, m)
-        report.prepared += 1
-        bar.update(1)
+def _map(fn: Callable, args: list, workers: int) -> Iterator:
+    """fn over args in order: in this process, or in `workers` processes running torch on one thread each."""
+    if workers <= 1:
+        yield from map(fn, args)
+        return
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")  # fork: no re-imports
+    pool = ProcessPoolExecutor(workers, ctx, initializer=torch.set_num_threads, initargs=(1,))
+    try:
+        yield from pool.map(fn, args)
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error: the jobs not yet started are dropped
+
+
+def _job_to_memory(args: tuple) -> list[tuple[np.ndarray | None, str | None]]:
+    """(mel float16 [N, F] or None, reason or None) of each file of a job."""
+    _, items, config, skip_silent = args
+    mel = MelSpectrogram(config)
+    return [_file_mel(source, mel, skip_silent) for _, _, source in items]
+
+
+def _job_to_shards(args: tuple) -> tuple[dict, dict]:
+    """Writes a job's mels to shards of its own; returns their (entries, shards) index records."""
+    j, items, config, skip_silent, root, n_mels, prefix, shard_bytes = args
+    mel = MelSpectrogram(config)
+    writer = ShardWriter(Path(root), n_mels, f"{prefix}-{j:05d}", shard_bytes)
+    try:
+        for f, record, source in items:
+            m, reason = _file_mel(source, mel, skip_silent)
+            writer.add(f, {**record, "skipped": reason} if reason else record, m)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.entries, writer.shards
+
+
+def _source(data_dir: Path, f: str, record: dict) -> tuple[str, str, int | None, int]:
+    """What a job reads for entry f: (name, file on disk, offset of the data in it or None, size)."""
+    return str(data_dir / f), str(_container(data_dir, f, record)), record.get("tar_offset"), record["size"]
+
+
+def _check_unchanged(data_dir: Path, f: str, record: dict) -> None:
+    now = _stat(_container(data_dir, f, record))
+    if now["mtime_ns"] != record["mtime_ns"] or ("tar_offset" not in record and now != record):
+        raise ValueError(f"{data_dir / f}: changed while its mel was being prepared; run again once the folder is "
+                         "no longer being written to")
 
 
 def _file_mel(source: tuple, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
     """(normalized log-mel float16 [N, F], None) of a usable file, or (None, why it is skipped).
-    source: (name, file on disk, offset of the data in it or None for the whole file, size)."""
+    source: see `_source`."""
     name, path, offset, size = source
     if offset is None:
         wav, reason = _usable_wave(Path(path), name, mel, skip_silent)
@@ -326,16 +386,8 @@ def _file_mel(source: tuple, mel: MelSpectrogram, skip_silent: bool) -> tuple[np
     return m.T.contiguous().numpy(), None
 
 
-_WORKER_MEL: list[MelSpectrogram] = []  # the mel transform of a preparation worker process, built once per process
-
-
-def _start_worker(config: MelConfig) -> None:
-    torch.set_num_threads(1)  # one process per core already
-    _WORKER_MEL.append(MelSpectrogram(config))
-
-
-def _worker_mel(source: tuple, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
-    return _file_mel(source, _WORKER_MEL[0], skip_silent)
+def _worker_count(workers: int | None, files: int) -> int:
+    return min(workers or _cores(), max(1, files // FILES_PER_WORKER))
 
 
 def _cores() -> int:

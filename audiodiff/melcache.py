@@ -4,26 +4,29 @@ Layout of a store folder (one per mel config and preprocessing version):
 
     index.json        {"version", "n_mels", "shards": {name: {"bytes", "sha256"}},
                        "entries": {file: {"size", "mtime_ns"} + {"shard", "offset", "frames"} or {"skipped"}}}
-    shard-000000.bin  raw little-endian float16; a file's mel is `frames` rows of n_mels values (time-major),
-    shard-000001.bin  so a crop is one contiguous byte range, starting `offset` values into the shard
+    shard-P-0000.bin  raw little-endian float16; a file's mel is `frames` rows of n_mels values (time-major),
+    shard-P-0001.bin  so a crop is one contiguous byte range, starting `offset` values into the shard
 
-Shards are written once (atomically, ~SHARD_BYTES each) and never changed; adding files writes new
+Shards are written once (to a temporary name, synced, renamed; up to ~SHARD_BYTES each; P names the
+writer, so that preparation workers write their own) and never changed; adding files writes new
 shards, removing files only drops their index entries (a shard left with no entry is deleted). The
-index is replaced atomically after every finished shard, so an interrupted or failed preparation
-keeps everything finished before it. Reading maps the shards (np.memmap): a batch touches only the
-pages of its crops, and processes on one machine share them through the page cache.
+index (replaced atomically) names only finished shards, so an interrupted or failed preparation
+keeps everything the index had saved; shard files it does not name are deleted at the next start.
+Reading maps the shards (np.memmap): a batch touches only the pages of its crops, and processes on
+one machine share them through the page cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_path, write_text
+from .files import write_text
 
 FORMAT_VERSION = 1
 SHARD_BYTES = 256 * 2**20
@@ -54,6 +57,11 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         index = {"version": FORMAT_VERSION, "n_mels": self.n_mels, "shards": self.shards, "entries": self.entries}
         write_text(self.root / INDEX, json.dumps(index, separators=(",", ":")))
+
+    def merge(self, entries: dict[str, dict], shards: dict[str, dict]) -> None:
+        """Take in what a ShardWriter finished (the caller saves the index)."""
+        self.shards.update(shards)
+        self.entries.update(entries)
 
     def damaged(self, checksums: bool = True) -> list[str]:
         """Shards that are missing, of the wrong size or (checksums=True) fail their SHA-256."""
@@ -96,47 +104,64 @@ class Store:
 
 
 class ShardWriter:
-    """Appends mels to new shards of a store; each full shard is written, then recorded in the index and saved."""
+    """Streams mels into new shards `shard-{prefix}-{k}.bin` of ~shard_bytes in `root` (any process may run one, with
+    its own prefix). Each shard is written to a temporary name, synced and renamed when full or at `close`; then
+    `entries` and `shards` hold the index records of what is finished, for `Store.merge`."""
 
-    def __init__(self, store: Store, shard_bytes: int = SHARD_BYTES) -> None:
-        self.store, self.shard_bytes = store, shard_bytes
-        taken = [int(name[6:12]) for name in store.shards]
-        self.number = max(taken, default=-1) + 1
-        self.pending: list[tuple[str, dict, np.ndarray]] = []  # (file, stat record, float16 [frames, n_mels])
-        self.pending_bytes = 0
+    def __init__(self, root: Path, n_mels: int, prefix: str, shard_bytes: int = SHARD_BYTES) -> None:
+        self.root, self.n_mels, self.prefix, self.shard_bytes = root, n_mels, prefix, shard_bytes
+        self.entries: dict[str, dict] = {}
+        self.shards: dict[str, dict] = {}
+        self.count = 0
+        self.file = None
 
     def add(self, file: str, record: dict, mel: np.ndarray | None) -> None:
-        """Queue one file's mel, float16 [frames, n_mels] (time-major); `record` holds its size and mtime_ns.
+        """Append one file's mel, float16 [frames, n_mels] (time-major); `record` holds its size and mtime_ns.
         mel=None records a file with no data (a skipped file: the record says why)."""
         if mel is None:
-            self.store.entries[file] = record
+            self.entries[file] = record
             return
-        if mel.dtype != np.float16 or mel.ndim != 2 or mel.shape[1] != self.store.n_mels:
-            raise ValueError(f"{file}: expected float16 [frames, {self.store.n_mels}], got {mel.dtype} {mel.shape}")
-        self.pending.append((file, record, mel))
-        self.pending_bytes += mel.nbytes
-        if self.pending_bytes >= self.shard_bytes:
-            self.flush()
+        if mel.dtype != np.float16 or mel.ndim != 2 or mel.shape[1] != self.n_mels:
+            raise ValueError(f"{file}: expected float16 [frames, {self.n_mels}], got {mel.dtype} {mel.shape}")
+        if self.file is None:
+            self._start()
+        data = np.ascontiguousarray(mel, dtype="<f2").tobytes()
+        self.file.write(data)
+        self.digest.update(data)
+        self.pending[file] = {**record, "shard": self.name, "offset": self.offset, "frames": mel.shape[0]}
+        self.offset += mel.size
+        if self.offset * 2 >= self.shard_bytes:
+            self.close()
 
-    def flush(self) -> None:
-        """Write the queued mels as one shard, then save the index that points at them."""
-        if not self.pending:
+    def _start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.name = f"shard-{self.prefix}-{self.count:04d}.bin"
+        self.tmp = self.root / f".{self.name}.tmp"
+        self.file = open(self.tmp, "wb")
+        self.digest, self.offset, self.pending = hashlib.sha256(), 0, {}
+
+    def close(self) -> None:
+        """Finish the open shard, if any: sync it, give it its name, record it."""
+        if self.file is None:
             return
-        name = f"shard-{self.number:06d}.bin"
-        self.store.root.mkdir(parents=True, exist_ok=True)
-        digest, offset, placed = hashlib.sha256(), 0, {}
-        with atomic_path(self.store.root / name) as tmp, open(tmp, "wb") as f:
-            for file, record, mel in self.pending:
-                data = np.ascontiguousarray(mel, dtype="<f2").tobytes()
-                f.write(data)
-                digest.update(data)
-                placed[file] = {**record, "shard": name, "offset": offset, "frames": mel.shape[0]}
-                offset += mel.size
-        self.store.shards[name] = {"bytes": offset * 2, "sha256": digest.hexdigest()}
-        self.store.entries.update(placed)
-        self.store.save()
-        self.number += 1
-        self.pending, self.pending_bytes = [], 0
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.root / self.name)
+        except OSError:
+            self.abort()
+            raise
+        self.shards[self.name] = {"bytes": self.offset * 2, "sha256": self.digest.hexdigest()}
+        self.entries.update(self.pending)
+        self.file, self.count = None, self.count + 1
+
+    def abort(self) -> None:
+        """Drop the open shard (its temporary file); finished shards stay."""
+        if self.file is not None:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+            self.file = None
 
 
 def _sha256(path: Path) -> str:

@@ -117,7 +117,7 @@ def test_a_full_disk_keeps_what_was_cached(tmp_path, audio_dir, tiny_config, mon
 
     def full(self):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(ShardWriter, "flush", full)
+    monkeypatch.setattr(ShardWriter, "close", full)
     with pytest.raises(OSError, match="cannot extend the mel cache .No space left on device.; the files cached so far"):
         load(audio_dir, tiny_config, cache)
     monkeypatch.undo()
