@@ -106,8 +106,10 @@ def test_workers_give_the_same_result_as_one(tmp_path, audio_dir, tiny_config, m
     monkeypatch.setattr(data_module, "FILES_PER_WORKER", 1)  # a pool even for seven files
     one, r1 = load(audio_dir, tiny_config, None, workers=1)
     assert pools == []
-    two, r2 = load(audio_dir, tiny_config, tmp_path / "cache", workers=2)
-    assert pools == [2] and same_mels(one, two) and r1.skipped == r2.skipped and r2.prepared == 7
+    two, r2 = load(audio_dir, tiny_config, tmp_path / "cache", workers=2)  # workers write shards
+    in_memory, r3 = load(audio_dir, tiny_config, None, workers=2)  # workers return mels
+    assert pools == [2, 2] and same_mels(one, two) and same_mels(one, in_memory)
+    assert r1.skipped == r2.skipped == r3.skipped and r2.prepared == 7
 
 
 def test_a_full_disk_keeps_what_was_cached(tmp_path, audio_dir, tiny_config, monkeypatch):
