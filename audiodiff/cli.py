@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import click
 
-from .cli_options import DEVICE, VOCODER, friendly
+from .cli_options import DEVICE, LOG, VOCODER, WORKERS, friendly
 from .cli_tools import evaluate, vocoder
 from .config import DISTILL_METHODS, PREDICTIONS, PRESETS
 from .sampling import SAMPLERS
@@ -54,11 +54,8 @@ def main() -> None:
 @click.option("--label-column", help="Class-conditional on this column of DATA_DIR's (or its parent's) metadata.csv.")
 @click.option("--unconditional", is_flag=True, help="Ignore class labels (first-level subfolders) even if present.")
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Processes that decode audio and compute mels for the cache (default: the CPU cores).")
-@click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True,
-              help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, samples/s, "
-                   "preview audio and spectrograms) to OUT/tensorboard. Needs pip install 'audiodiff[tensorboard]'.")
+@WORKERS
+@LOG
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @friendly
@@ -108,11 +105,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--seed", type=int, help="Seed for data order, noise levels and noise.")
 @click.option("--halve-every", type=int, help="Steps between halvings of the gap between paired noise levels (default 100).")
 @click.option("--label-column", help="For a conditional teacher: the column of DATA_DIR's metadata.csv it was trained on.")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Processes that decode audio and compute mels for the cache (default: the CPU cores).")
-@click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True,
-              help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, samples/s, "
-                   "preview audio and spectrograms) to OUT/tensorboard. Needs pip install 'audiodiff[tensorboard]'.")
+@WORKERS
+@LOG
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @friendly

@@ -30,3 +30,9 @@ VOCODER = click.option("--vocoder", help="Mel -> audio: the folder of a trained 
                                            "Default: the run's (train --vocoder), else griffinlim.")
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then CPU.")
+WORKERS = click.option("--workers", type=click.IntRange(min=1),
+                       help="Processes that decode audio and compute mels for the cache (default: the CPU cores).")
+LOG = click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True,
+                   help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, "
+                        "samples/s, preview audio and spectrograms) to OUT/tensorboard. Needs pip install "
+                        "'audiodiff[tensorboard]'.")
