@@ -188,9 +188,10 @@ def _listing(data_dir: Path) -> dict[str, dict]:
     uncompressed .tar files there (WebDataset-style shards, read in place: key TAR/MEMBER, record with the
     member's size and data offset and the tar's mtime). A .tar that cannot be read is listed as a file, so that
     it is reported as skipped with the reason."""
-    listing = {str(p.relative_to(data_dir)): _stat(p) for p in find_audio_files(data_dir)}
     exts = audio_extensions()
-    for tar in find_audio_files(data_dir, frozenset({"tar"})):
+    found = find_audio_files(data_dir, exts | {"tar"})  # one walk of the folder for both
+    listing = {str(p.relative_to(data_dir)): _stat(p) for p in found if p.suffix.lower() != ".tar"}
+    for tar in (p for p in found if p.suffix.lower() == ".tar"):
         rel, record = str(tar.relative_to(data_dir)), _stat(tar)
         try:
             with tarfile.open(tar, "r:") as archive:
