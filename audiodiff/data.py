@@ -225,6 +225,7 @@ def _stat(path: Path) -> dict:
 
 def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, prepare: bool) -> Store:
     """The store for this mel config in cache_dir, with damaged shards (and their files' entries) dropped.
+    Checksums are verified for shards changed since they were last verified (melcache.Store.damaged).
     prepare=False (a reader): nothing is changed or verified beyond the shards' sizes."""
     old = sorted(cache_dir.glob("mels-*.safetensors")) if cache_dir.is_dir() and prepare else []
     for path in old:  # the single-file cache of earlier versions, replaced by the sharded store
@@ -232,7 +233,10 @@ def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, prepare:
     if old:
         report.notes.append(f"note: {cache_dir}: mel cache in the old single-file format; rebuilding it as shards")
     store = Store.open(cache_dir / f"mels-{_config_key(config)}", config.n_mels)
+    verified = {name: info.get("mtime_ns") for name, info in store.shards.items()}
     bad = store.damaged(checksums=prepare)
+    if prepare and not bad and verified != {name: info.get("mtime_ns") for name, info in store.shards.items()}:
+        store.save()  # shards verified again after their mtime changed (a copied cache): not again next time
     if bad and prepare:
         lost = store.drop_shards(bad)
         report.notes.append(f"warning: {store.root}: {len(bad)} damaged shard(s) ({', '.join(bad)}); "

@@ -2,7 +2,7 @@
 
 Layout of a store folder (one per mel config and preprocessing version):
 
-    index.json        {"version", "n_mels", "shards": {name: {"bytes", "sha256"}},
+    index.json        {"version", "n_mels", "shards": {name: {"bytes", "sha256", "mtime_ns"}},
                        "entries": {file: {"size", "mtime_ns"} + {"shard", "offset", "frames"} or {"skipped"}}}
     shard-P-0000.bin  raw little-endian float16; a file's mel is `frames` rows of n_mels values (time-major),
     shard-P-0001.bin  so a crop is one contiguous byte range, starting `offset` values into the shard
@@ -12,6 +12,9 @@ writer, so that preparation workers write their own) and never changed; adding f
 shards, removing files only drops their index entries (a shard left with no entry is deleted). The
 index (replaced atomically) names only finished shards, so an interrupted or failed preparation
 keeps everything the index had saved; shard files it does not name are deleted at the next start.
+A shard's SHA-256 is verified again at a start only when its mtime differs from the one recorded when
+it was last verified (any write to it changes that): damage from writes, truncation and deletion are
+found at every start without reading gigabytes of unchanged shards each time.
 Reading maps the shards (np.memmap): a batch touches only the pages of its crops, and processes on
 one machine share them through the page cache.
 """
@@ -64,14 +67,23 @@ class Store:
         self.entries.update(entries)
 
     def damaged(self, checksums: bool = True) -> list[str]:
-        """Shards that are missing, of the wrong size or (checksums=True) fail their SHA-256."""
+        """Shards that are missing, of the wrong size or (checksums=True) fail their SHA-256, which is computed
+        only for shards whose mtime changed since they were last verified (a shard that passes gets its new
+        mtime recorded; the caller saves the index)."""
         bad = []
         for name, info in self.shards.items():
-            path = self.root / name
-            if not path.is_file() or path.stat().st_size != info["bytes"]:
+            try:
+                st = (self.root / name).stat()
+            except OSError:
                 bad.append(name)
-            elif checksums and _sha256(path) != info["sha256"]:
+                continue
+            if st.st_size != info["bytes"]:
                 bad.append(name)
+            elif checksums and st.st_mtime_ns != info.get("mtime_ns"):
+                if _sha256(self.root / name) != info["sha256"]:
+                    bad.append(name)
+                else:
+                    info["mtime_ns"] = st.st_mtime_ns
         return bad
 
     def drop_shards(self, names: list[str]) -> list[str]:
@@ -149,10 +161,11 @@ class ShardWriter:
             os.fsync(self.file.fileno())
             self.file.close()
             os.replace(self.tmp, self.root / self.name)
+            mtime_ns = (self.root / self.name).stat().st_mtime_ns
         except OSError:
             self.abort()
             raise
-        self.shards[self.name] = {"bytes": self.offset * 2, "sha256": self.digest.hexdigest()}
+        self.shards[self.name] = {"bytes": self.offset * 2, "sha256": self.digest.hexdigest(), "mtime_ns": mtime_ns}
         self.entries.update(self.pending)
         self.file, self.count = None, self.count + 1
 

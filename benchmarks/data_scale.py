@@ -160,18 +160,40 @@ def preparation_table(root: Path, hours: float, repeats: int) -> None:
     print(f"2 workers vs 1 worker on 1 thread: {one_thread / two:.2f}x; vs 1 worker on {threads} threads: {one / two:.2f}x")
     print(f"the machine's own scaling, 2 processes of single-threaded STFTs vs 1: {raw_scaling(repeats + 1):.2f}x")
 
-    extra = folder / "extra"
-    n_new = round(0.01 * len(list(folder.glob("*/*.wav"))))
-    rng = np.random.default_rng(1)
-    extra.mkdir(exist_ok=True)
-    for i in range(n_new):
-        sf.write(extra / f"new_{i:04d}.wav", (0.1 * rng.standard_normal(SR * CLIP_S)).astype(np.float32), SR)
-    t0 = time.perf_counter()
-    _, report = load_mels(folder, mel, 64, root / "prep_cache", progress=False)
-    again = time.perf_counter() - t0
-    shutil.rmtree(extra)
-    print(f"re-preparation after adding {n_new} files (1%): {again:.2f} s = {again / two * 100:.1f}% of the "
-          f"full preparation with 2 workers ({report.prepared} files prepared, {report.cached} from the cache)")
+
+
+def repreparation_table(root: Path, hours_list: list[float], repeats: int) -> None:
+    """Full preparation (default workers; min of repeats) vs preparing again after 1% new files were added (min of repeats; the
+    new files are removed and written anew between repeats, so each repeat prepares them again)."""
+    mel = MelSpectrogram(MEL)
+    print("\n## Re-preparation after adding 1% new files (default workers)")
+    print("| hours | files | full preparation s | new files | re-preparation s | share |")
+    print("|---|---|---|---|---|---|")
+    for hours in hours_list:
+        extra = root / f"h{hours:g}" / "extra"
+        shutil.rmtree(extra, ignore_errors=True)  # left by an interrupted run
+        folder, cache = make_folder(root / f"h{hours:g}", hours), root / "reprep_cache"
+        full = []
+        for _ in range(repeats):
+            shutil.rmtree(cache, ignore_errors=True)
+            t0 = time.perf_counter()
+            load_mels(folder, mel, 64, cache, progress=False)
+            full.append(time.perf_counter() - t0)
+        n_files = len(list(folder.glob("*/*.wav")))
+        n_new, rng, again = round(0.01 * n_files), np.random.default_rng(1), []
+        for _ in range(repeats):
+            extra.mkdir()
+            for i in range(n_new):
+                sf.write(extra / f"new_{i:04d}.wav", (0.1 * rng.standard_normal(SR * CLIP_S)).astype(np.float32), SR)
+            t0 = time.perf_counter()
+            _, report = load_mels(folder, mel, 64, cache, progress=False)
+            again.append(time.perf_counter() - t0)
+            assert report.prepared == n_new and report.cached == n_files, report.summary()
+            shutil.rmtree(extra)
+            load_mels(folder, mel, 64, cache, progress=False)  # forgets them again
+        shutil.rmtree(cache)
+        print(f"| {hours:g} | {n_files} | {min(full):.1f} | {n_new} | {min(again):.2f} | "
+              f"{min(again) / min(full) * 100:.1f}% |")
 
 
 BURN = """
@@ -244,8 +266,9 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("/tmp/scale"))
     p.add_argument("--hours", type=float, nargs="+", default=[1, 8, 64])
     p.add_argument("--prep-hours", type=float, default=8)
+    p.add_argument("--reprep-hours", type=float, nargs="+", default=[8, 64])
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--parts", nargs="+", default=["memory", "prep", "assembly"])
+    p.add_argument("--parts", nargs="+", default=["memory", "prep", "reprep", "assembly"])
     args = p.parse_args()
     print(f"# {' '.join(sys.argv)}  ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, torch {torch.__version__})")
     args.root.mkdir(parents=True, exist_ok=True)
@@ -253,6 +276,8 @@ def main() -> None:
         memory_table(args.root, args.hours)
     if "prep" in args.parts:
         preparation_table(args.root, args.prep_hours, args.repeats)
+    if "reprep" in args.parts:
+        repreparation_table(args.root, args.reprep_hours, args.repeats)
     if "assembly" in args.parts:
         assembly_table(args.root, max(args.hours), 200)
 

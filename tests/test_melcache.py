@@ -83,7 +83,9 @@ def test_a_damaged_shard_is_rebuilt_alone(tmp_path, audio_dir, tiny_config, dama
     raw = bytearray(path.read_bytes())
     if damage == "flip":
         raw[len(raw) // 2] ^= 0x40
+        written = path.stat().st_mtime_ns
         path.write_bytes(bytes(raw))
+        os.utime(path, ns=(written + 10**9, written + 10**9))  # a write a second later (timestamps can be coarse)
     elif damage == "truncate":
         path.write_bytes(bytes(raw[:-10]))
     else:
@@ -92,6 +94,25 @@ def test_a_damaged_shard_is_rebuilt_alone(tmp_path, audio_dir, tiny_config, dama
     assert report.prepared == in_victim > 0 and report.cached == 6 - in_victim
     assert any("damaged shard" in n and victim in n for n in report.notes)
     assert same_mels(again, load(audio_dir, tiny_config, None)[0])
+
+
+def test_checksums_are_computed_again_only_for_shards_whose_mtime_changed(tmp_path, audio_dir, tiny_config,
+                                                                          monkeypatch):
+    from audiodiff import melcache
+    cache = tmp_path / "cache"
+    first, _ = load(audio_dir, tiny_config, cache)
+    hashed = []
+    real = melcache._sha256
+    monkeypatch.setattr(melcache, "_sha256", lambda path: hashed.append(path.name) or real(path))
+    load(audio_dir, tiny_config, cache)
+    assert hashed == []  # unchanged shards: sizes checked, contents not read
+    shards = sorted(p for p in store_dir(cache).glob("shard-*.bin"))
+    later = shards[0].stat().st_mtime_ns + 10**9
+    os.utime(shards[0], ns=(later, later))  # e.g. a cache copied without keeping times: same bytes, new mtime
+    again, report = load(audio_dir, tiny_config, cache)
+    assert hashed == [shards[0].name] and report.prepared == 0 and same_mels(again, first)
+    load(audio_dir, tiny_config, cache)
+    assert hashed == [shards[0].name]  # its new mtime was recorded once verified
 
 
 def test_workers_give_the_same_result_as_one(tmp_path, audio_dir, tiny_config, monkeypatch):
