@@ -4,7 +4,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.audio import load
-from audiodiff.data import load_mels
+from audiodiff.data import find_audio_files, load_mels
 from audiodiff.mel import MelSpectrogram
 
 from .conftest import SR, tone
@@ -77,3 +77,16 @@ def test_cache_is_rebuilt_when_the_preprocessing_changes(tmp_path, audio_dir, ti
     assert load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)[1].from_cache
     monkeypatch.setattr(data_module, "PREPROCESS_VERSION", data_module.PREPROCESS_VERSION + 1)
     assert not load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)[1].from_cache
+
+
+def test_find_audio_files_order_and_what_it_skips(tmp_path):
+    names = ["a/b.wav", "a-b/c.wav", "a/B.FLAC", "a.b/z.wav", "z.wav", "a/d/e.ogg", ".hidden/x.wav", "a/.y.wav",
+             "notes.txt", "deep/er/est/f.wav"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_bytes(b"")
+    (tmp_path / "linked.wav").symlink_to(tmp_path / "a", target_is_directory=True)  # not followed, not a file
+    found = find_audio_files(tmp_path)
+    expected = [tmp_path / n for n in names if not n.startswith(".") and "/." not in n and n.endswith(("wav", "FLAC", "ogg"))]
+    assert found == sorted(expected)  # the order of sorted Paths ("a/..." before "a-b/..."), not of strings
+    assert [str(p.relative_to(tmp_path)) for p in found][:3] == ["a/B.FLAC", "a/b.wav", "a/d/e.ogg"]
