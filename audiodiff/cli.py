@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import click
 
-from .cli_options import DEVICE, LOG, VOCODER, WORKERS, friendly
+from .cli_options import DEVICE, LOG, LORA_SCALE, VOCODER, WORKERS, friendly
 from .cli_tools import evaluate, vocoder
-from .config import DISTILL_METHODS, PREDICTIONS, PRESETS
+from .config import DISTILL_METHODS, LORA_LAYERS, PREDICTIONS, PRESETS
 from .sampling import SAMPLERS
 
 
@@ -130,6 +130,66 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
 
 
 @main.command()
+@click.argument("base_run", type=click.Path(path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="The fine-tuned run's directory. An existing one (from the same base) is continued.")
+@click.option("--lora", "lora_rank", type=click.IntRange(min=1),
+              help="Train rank-R low-rank adapters (LoRA) instead of every weight; the run stores only them and "
+                   "a reference (path, sha256) to BASE_RUN, which must stay in place (or merge the run).")
+@click.option("--lora-layers", type=click.Choice(list(LORA_LAYERS)),
+              help="Layers that get adapters: attention projections, every convolution (default), or all layers.")
+@click.option("--new-labels", is_flag=True,
+              help="Add the data's labels that BASE_RUN was not trained on (its own labels keep their meaning).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML file with a [train] table overriding the fine-tune defaults.")
+@click.option("--steps", type=int, help="Optimizer steps of the fine-tune (default 300).")
+@click.option("--batch-size", type=int, help="Clips per optimizer step (default: the base's).")
+@click.option("--lr", type=float, help="Learning rate (AdamW; default 1e-4, or 1e-3 with --lora).")
+@click.option("--seed", type=int, help="Seed for adapters' init, data order, timesteps and noise.")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips; default 100).")
+@click.option("--label-column", help="Labels from this column of DATA_DIR's metadata.csv instead of subfolders.")
+@WORKERS
+@LOG
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@DEVICE
+@friendly
+def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, lora_layers: str | None,
+             new_labels: bool, config_file: Path | None, steps: int | None, batch_size: int | None, lr: float | None,
+             seed: int | None, checkpoint_every: int | None, label_column: str | None, workers: int | None,
+             log_to: str, progress: bool, device: str) -> None:
+    """Fine-tune BASE_RUN (a trained run or checkpoint file) on the audio under DATA_DIR.
+
+    Starts from BASE_RUN's EMA weights with its mel, model and noise chain; trains, checkpoints, previews and
+    resumes like `train`. Labels (subfolders) must be BASE_RUN's, or new ones with --new-labels. Ends with a
+    memorization check: the share of sampled clips that are near-copies of a training clip. The result is a
+    run like any other for generate and the editing commands (--lora-scale for a LoRA run). BASE_RUN is only
+    read.
+    """
+    from .run import finetune as finetune_run
+
+    train_changes = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every)
+    overrides = {"train": {k: v for k, v in train_changes.items() if v is not None}}
+    finetune_run(base_run, data_dir, out, lora_rank=lora_rank, lora_layers=lora_layers, new_labels=new_labels,
+                 config_file=config_file, overrides=overrides, label_column=label_column, device=device,
+                 workers=workers, log_to=log_to, progress=progress, log=click.echo,
+                 warn=lambda m: click.echo(m, err=True))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="New run directory for the merged weights.")
+@click.option("--lora-scale", type=float, default=1.0, show_default=True, help="Scale of the adapters' update to bake in.")
+@friendly
+def merge(run_dir: Path, out: Path, lora_scale: float) -> None:
+    """Bake a LoRA run's adapters into its base's weights: a whole run in --out that needs no base."""
+    from .run import merge as merge_run
+
+    merge_run(run_dir, out, lora_scale, log=click.echo)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for sample_NNN.wav and sample_NNN.png.")
@@ -160,17 +220,18 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
               help="Autoguidance weight w: (1 + w) model - w weak model.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@LORA_SCALE
 @VOCODER
 @DEVICE
 @friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str | None, eta: float | None, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None,
-             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, vocoder: str | None,
-             device: str) -> None:
+             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None,
+             vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import write_clips
 
-    pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
     extra = {"autoguide_from": autoguide_from, "autoguidance": autoguidance} if autoguide_from is not None else {}
     o = pipe.options(steps=steps, sampler=sampler, eta=eta, seed=seed, batch_size=batch_size, progress=progress,
                      label=label, guidance=guidance, **extra)
@@ -196,6 +257,7 @@ def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", default=0, show_default=True, help="Output i uses seed + i."),
         click.option("--force", is_flag=True, help="Overwrite existing output files in --out."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
+        LORA_SCALE,
         VOCODER,
         DEVICE,
     ]
@@ -216,7 +278,8 @@ def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 
 
-def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str | None, device: str):
+def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str | None, device: str,
+                    lora_scale: float | None = None):
     """Refuse to overwrite PREFIX_NNN.wav, check --out is writable, load the run with the chosen vocoder."""
     from .pipeline import SpectrogramDiffusion
     from .run import writable_dir
@@ -225,7 +288,7 @@ def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, 
     if existing and not force:
         raise ValueError(f"{existing[0]}: exists; pass --force to overwrite or choose another --out")
     writable_dir(out)
-    pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device)
+    pipe = SpectrogramDiffusion.load(run_dir, device=None if device == "auto" else device, lora_scale=lora_scale)
     if vocoder:
         pipe.use_vocoder(vocoder)
     return pipe
@@ -252,14 +315,15 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @_edit_options
 @friendly
 def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str | None, n: int, label: str | None,
-         guidance: float | None, out: Path, steps: int | None, seed: int, force: bool, progress: bool, vocoder: str | None, device: str) -> None:
+         guidance: float | None, out: Path, steps: int | None, seed: int, force: bool, progress: bool,
+         lora_scale: float | None, vocoder: str | None, device: str) -> None:
     """Variations of IN_AUDIO (SDEdit): noise its mel to STRENGTH x T, then denoise with RUN_DIR's model.
 
     Uses about STRENGTH x STEPS network evaluations. Writes vary_NNN.wav/png to --out.
     """
     from .audio import load
 
-    pipe = _prepare_output(run_dir, out, "vary", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "vary", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     o = pipe.options(steps=steps, sampler=sampler, seed=seed, progress=progress, label=label, guidance=guidance)
     result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, options=o)
@@ -279,7 +343,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str | None, n:
 @friendly
 def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
             resample: int, fade: int, n: int, label: str | None, guidance: float | None, out: Path, steps: int | None, seed: int,
-            force: bool, progress: bool, vocoder: str | None, device: str) -> None:
+            force: bool, progress: bool, lora_scale: float | None, vocoder: str | None, device: str) -> None:
     """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
 
     The kept mel is re-imposed at every step. For a time span, the output's samples outside it are the
@@ -287,7 +351,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
     """
     from .audio import load
 
-    pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,
                           resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
@@ -305,15 +369,15 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 @_edit_options
 @friendly
 def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fade: int, n: int, label: str | None,
-              guidance: float | None, out: Path, steps: int | None, seed: int, force: bool, progress: bool, vocoder: str | None,
-              device: str) -> None:
+              guidance: float | None, out: Path, steps: int | None, seed: int, force: bool, progress: bool,
+              lora_scale: float | None, vocoder: str | None, device: str) -> None:
     """Continue IN_AUDIO by --seconds: outpaint window by window, each overlapping the last.
 
     The output starts with the input's own samples. Writes continue_NNN.wav/png to --out.
     """
     from .audio import load
 
-    pipe = _prepare_output(run_dir, out, "continue", n, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "continue", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     result = pipe.extend(load(in_audio, pipe.sample_rate), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
                          fade=fade, progress=progress, label=label, guidance=guidance)
@@ -328,7 +392,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 @_edit_options
 @friendly
 def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: Path, steps: int | None, seed: int,
-                force: bool, progress: bool, vocoder: str | None, device: str) -> None:
+                force: bool, progress: bool, lora_scale: float | None, vocoder: str | None, device: str) -> None:
     """Morph AUDIO_A into AUDIO_B: invert both to noise with DDIM, interpolate (slerp), decode.
 
     Deterministic (--seed only sets the vocoder's phase). B is cut or padded to A's length.
@@ -336,7 +400,7 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
     """
     from .audio import load
 
-    pipe = _prepare_output(run_dir, out, "interp", frames, force, vocoder, device)
+    pipe = _prepare_output(run_dir, out, "interp", frames, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     o = pipe.options(steps=steps, progress=progress, seed=seed)
     result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames, options=o)

@@ -36,3 +36,6 @@ LOG = click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]),
                    help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, "
                         "samples/s, preview audio and spectrograms) to OUT/tensorboard. Needs pip install "
                         "'audiodiff[tensorboard]'.")
+LORA_SCALE = click.option("--lora-scale", type=float,
+                          help="For a LoRA run (audiodiff finetune --lora): scale of its adapters' update; 1 = as "
+                               "trained (default), 0 = the base model, values between blend them.")

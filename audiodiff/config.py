@@ -211,6 +211,31 @@ class DistillConfig:
                              "teacher, use cd")
 
 
+LORA_LAYERS = ("attention", "conv", "all")  # lora.targets: attention projections / every convolution / + linears
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Where a fine-tuned run started (`audiodiff finetune`); base "" for a run trained from scratch.
+
+    lora_rank 0: every weight was trained and the checkpoints are whole. lora_rank > 0: the base network is frozen
+    and only low-rank adapters (lora.py) on `lora_layers`, plus the class embedding of a conditional run, are
+    trained and stored; loading such a run reads its base checkpoint and checks base_sha256.
+    """
+
+    base: str = ""  # the base run's checkpoint file (absolute path)
+    base_sha256: str = ""  # of that checkpoint (its content checksum), checked whenever the base is read
+    lora_rank: int = 0
+    lora_layers: str = "conv"
+
+    def __post_init__(self) -> None:
+        check_ranges("finetune", self, {"lora_rank": ">=0"})
+        if self.lora_layers not in LORA_LAYERS:
+            raise ValueError(f"finetune: unknown lora_layers {self.lora_layers!r} ({', '.join(LORA_LAYERS)})")
+        if self.lora_rank and not (self.base and self.base_sha256):
+            raise ValueError("finetune: a LoRA run needs its base checkpoint and its sha256")
+
+
 @dataclass(frozen=True)
 class EmbedderConfig:
     """The small CNN that audiodiff trains for evaluation: a classifier, or contrastive without labels."""
@@ -236,6 +261,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     preset: str = "custom"
     vocoder: str = "griffinlim"  # the run's default vocoder spec (see vocoders.build_vocoder); commands may override it
 

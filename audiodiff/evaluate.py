@@ -174,6 +174,17 @@ def memorization(gen: np.ndarray, ref: np.ndarray, train: np.ndarray) -> dict:
             "too_close": float((d_gen < threshold).mean()), "threshold": threshold}
 
 
+def near_copies(train: np.ndarray, gen: np.ndarray) -> dict:
+    """Memorization with no held-out set (a fine-tune's summary): the share of generated clips nearer to a
+    training clip than the 5th percentile of the training clips' distances to their nearest other training clip
+    (features [N, D], standardized alike). About 0.05 for clips as new as the training clips are to each other,
+    near 1 for copies."""
+    d_gen, d_train = nearest_distances(gen, train), nearest_distances(train, train, exclude_self=True)
+    threshold = float(np.percentile(d_train, 5))
+    return {"too_close": float((d_gen < threshold).mean()), "median_gen_to_train": float(np.median(d_gen)),
+            "median_train_to_train": float(np.median(d_train)), "threshold": threshold}
+
+
 def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, seed: int = 0,
                      speech: bool = False) -> dict:
     """Mean paired round-trip scores of `vocoder` on the files, and its real-time factor on this device.

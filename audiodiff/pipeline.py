@@ -27,6 +27,7 @@ from .editing import inpaint as editing_inpaint
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .representation import for_run
+from .lora import set_scale
 from .run import ema_model, read_checkpoint
 from .sampling import Model, NoiseFn, ddim, get_sampler, item_noise
 from .schedule import GaussianSchedule
@@ -115,11 +116,18 @@ class SpectrogramDiffusion:
         return dataclasses.replace(o, sampler=o.sampler or sampler, steps=o.steps or steps, guidance=guidance)
 
     @classmethod
-    def load(cls, run: str | Path, device: str | torch.device | None = None,
-             vocoder: Vocoder | None = None) -> SpectrogramDiffusion:
-        """Rebuild the model from a run directory (newest checkpoint) or a checkpoint file alone."""
+    def load(cls, run: str | Path, device: str | torch.device | None = None, vocoder: Vocoder | None = None,
+             lora_scale: float | None = None) -> SpectrogramDiffusion:
+        """Rebuild the model from a run directory (newest checkpoint) or a checkpoint file alone. A LoRA run (audiodiff
+        finetune --lora) is read with its base; lora_scale scales its adapters' update (default 1: as trained;
+        0: the base)."""
         config, tensors, meta, path = read_checkpoint(run)
-        return cls(ema_model(config, tensors, path), config, vocoder, device, int(meta.get("step", 0)))
+        model = ema_model(config, tensors, path)
+        if lora_scale is not None:
+            if not config.finetune.lora_rank:
+                raise ValueError(f"{path}: --lora-scale is for LoRA runs (audiodiff finetune --lora); this one is not")
+            set_scale(model, lora_scale)
+        return cls(model, config, vocoder, device, int(meta.get("step", 0)))
 
     def use_vocoder(self, spec: str) -> None:
         """Switch the vocoder by spec, e.g. "griffinlim", "pghi", "griffinlim-64/pinv" (`vocoders.build_vocoder`)."""

@@ -20,25 +20,30 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import checkpoint
+from .adapt import check_base, labels_with, lora_network, start_network
 from .audio import save
 from .board import Board
-from .config import Config, MelConfig, VocoderConfig, preset
+from .config import Config, FinetuneConfig, MelConfig, VocoderConfig, preset
 from .conditioning import from_config as conditioning_of
 from .conditioning import DEFAULT_GUIDANCE, guided
-from .data import DataReport, file_labels, load_mels, load_waves
+from .data import DataReport, MelDataset, file_labels, load_mels, load_waves
 from .denoiser import for_sampling
 from .device import peak_memory, resolve_device
 from .distributed import barrier, from_env, shutdown
+from .evaluate import clip_features, near_copies, standardize
 from .files import write_text
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
 from .sampling import sample
 from .schedule import GaussianSchedule
-from .train import TrainState, check_same_model
+from .lora import merge as merge_adapters
+from .lora import set_scale
+from .train import TrainState, check_same_model, new_state, save_state
 from .unet import UNet
 from .train import train as train_model
 from .trainkit import latest_checkpoint
@@ -78,7 +83,10 @@ def read_checkpoint(run: str | Path) -> tuple[Config, dict[str, torch.Tensor], d
 
 
 def ema_model(config: Config, tensors: dict[str, torch.Tensor], path: Path) -> UNet:
-    """The UNet of a checkpoint's config with its EMA weights (on the CPU)."""
+    """The UNet of a checkpoint's config with its EMA weights (on the CPU); for a LoRA run, its base's network
+    (read and checked) with the run's adapters (scale 1, unmerged)."""
+    if config.finetune.lora_rank:
+        return lora_network(config, tensors, path)
     model = UNet(config.unet, conditioning_of(config))
     checkpoint.load_weights(model, checkpoint.split(tensors, "ema"), path)
     return model
@@ -124,8 +132,9 @@ def resolve_config(out: Path, config_file: Path | None = None, preset_name: str 
 
 
 def _refuse_foreign(out: Path, stored: Config | None) -> None:
-    """ValueError if `out` holds files but no run (stored None): nothing a user made is written over."""
-    if stored is None and out.exists() and any(out.iterdir()):
+    """ValueError if `out` holds files but no run (stored None): nothing a user made is written over. A folder
+    holding only a mel cache is one an earlier attempt left when it stopped after reading the data."""
+    if stored is None and out.exists() and any(p.name != "cache" for p in out.iterdir()):
         raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
 
 
@@ -241,7 +250,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
         method = stored.distill.method if stored else ("cd" if t_config.data.labels else "ct")
     if guidance is None:
         guidance = stored.distill.guidance if stored else DEFAULT_GUIDANCE if t_config.data.labels and method == "cd" else 0.0
-    config = (stored or Config.from_dict({"train": DISTILL_TRAIN}, t_config)).replace(
+    whole = dataclasses.replace(t_config, finetune=FinetuneConfig())  # a fine-tuned teacher's student is whole
+    config = (stored or Config.from_dict({"train": DISTILL_TRAIN}, whole)).replace(
         "distill", method=method, guidance=guidance, teacher=stored.distill.teacher if stored else str(t_path),
         teacher_sha256=meta["sha256"])  # a method or guidance other than the stored one is refused below
     config = _changed(config, config_file, overrides)
@@ -263,13 +273,150 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     try:
         state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
                             on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars,
-                            teacher=ema_model(t_config, tensors, t_path))
+                            teacher=_merged(ema_model(t_config, tensors, t_path)))
     finally:
         if board:
             board.close()
     log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
         f"Next: audiodiff generate {out} --out {out / 'generated'} (--steps 1, 2 or 4)")
     return state
+
+
+# A fine-tune's training settings unless --config or flags say otherwise (the rest comes from the base run).
+# A fine-tune's EMA starts at the base, so a short average is enough; LoRA takes a larger step (its update starts
+# at zero and lives in a small subspace), as is usual for adapters.
+FINETUNE_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 20, "ema_decay": 0.99, "checkpoint_every": 100}
+LORA_LR = 1e-3
+
+
+def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lora_rank: int | None = None,
+             lora_layers: str | None = None, new_labels: bool = False, config_file: Path | None = None,
+             overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
+             device: str = "auto", workers: int | None = None, log_to: str = "csv", progress: bool = True,
+             log: Log = print, warn: Log = print) -> TrainState:
+    """Fine-tune the run (or checkpoint file) `base_run` on the audio under data_dir into `out`, or continue the
+    fine-tune in `out`, as `audiodiff finetune` does.
+
+    lora_rank 0: every weight trains, from the base's EMA weights; > 0: the base is frozen and rank-`lora_rank`
+    adapters on `lora_layers` (config.LORA_LAYERS, default conv) train, and the run stores only them with a
+    reference to the base (path and sha256); None: the run's own when continuing, else 0. new_labels: data labels the base lacks are added (old labels keep their ids);
+    without it they are an error. overrides: {"train": {...}} on top of FINETUNE_TRAIN (lr LORA_LR for LoRA)
+    and config_file. The base run is never written to. Returns the final TrainState.
+    """
+    data_dir, out = Path(data_dir), Path(out)
+    b_config, b_tensors, b_meta, b_path = read_checkpoint(base_run)
+    check_base(b_config, b_config, str(b_path))
+    stored = run_config(out)
+    _refuse_foreign(out, stored)
+    if stored is not None and stored.finetune.base_sha256 != b_meta["sha256"]:
+        raise ValueError(f"{out}: was fine-tuned from {stored.finetune.base} (sha256 {stored.finetune.base_sha256[:12]}), "
+                         f"not from {b_path} (sha256 {b_meta['sha256'][:12]})")
+    f = stored.finetune if stored else FinetuneConfig(str(b_path.resolve()), b_meta["sha256"])
+    f = dataclasses.replace(f, lora_rank=f.lora_rank if lora_rank is None else lora_rank,
+                            lora_layers=lora_layers or f.lora_layers)  # other than the stored ones: refused below
+    train_defaults = {**FINETUNE_TRAIN, **({"lr": LORA_LR} if f.lora_rank else {})}
+    config = dataclasses.replace(stored or Config.from_dict({"train": train_defaults}, b_config), finetune=f)
+    config = _changed(config, config_file, overrides)
+    check_base(b_config, config, str(out))
+    dev = resolve_device(None if device == "auto" else device)
+    writable_dir(out)
+    t0 = time.perf_counter()
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
+                             workers=workers)
+    _report_skipped(report, warn)
+    log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    names, labels = _finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
+    config = config.replace("data", labels=names).replace("unet", num_classes=len(names))
+    if stored is not None:
+        check_same_model(stored, config, str(out))
+    write_text(out / CONFIG_FILE, config.to_toml())
+    added = names[len(b_config.data.labels):]
+    c, f = config.train, config.finetune
+    how = f"LoRA rank {f.lora_rank} on {f.lora_layers} layers" if f.lora_rank else "all weights"
+    log(f"fine-tuning {b_path} ({how}{f', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
+        f"({c.precision}), {c.steps} steps of {c.batch_size} crops at lr {c.lr:g} -> {out}")
+    start = start_network(config, b_config, b_tensors, b_path)
+    board = _board(out, log_to)
+    try:
+        state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
+                            on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars,
+                            start=start)
+    finally:
+        if board:
+            board.close()
+    log(near_copies_summary(state.ema, config, data, labels))
+    log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+        f"Next: audiodiff generate {out} --out {out / 'generated'}")
+    return state
+
+
+def near_copies_summary(ema: nn.Module, config: Config, data: MelDataset, labels: torch.Tensor | None,
+                        n: int = 16) -> str:
+    """One line: how many of n clips sampled from `ema` (DDIM 25, no guidance, cycling through the data's labels)
+    are near-copies of a training clip (evaluate.near_copies on melstats features)."""
+    device = next(ema.parameters()).device
+    model, cond = for_sampling(ema, config.diffusion), conditioning_of(config)
+    if cond is not None:
+        present = torch.unique(labels)
+        model = guided(model, cond, present[torch.arange(n) % len(present)].to(device), 0.0)
+    with torch.no_grad():
+        logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim",
+                        (1, config.mel.n_mels, config.data.crop_frames), list(range(n)), 25, device)
+    crop = config.data.crop_frames
+    train = np.stack([clip_features(data.file_mel(i)[:, :crop].float().numpy()) for i in range(len(data))])
+    gen = np.stack([clip_features(m[0].float().cpu().numpy()) for m in logmel])
+    if len(train) < 2:
+        return "memorization: not measured (fewer than 2 training clips)"
+    m = near_copies(*standardize(train, gen))
+    return (f"memorization: {m['too_close'] * 100:.0f}% of {n} sampled clips are near-copies of a training clip "
+            f"(nearer than 95% of training clips are to each other; about 5% for new clips, near 100% for copies)")
+
+
+def merge(run: str | Path, out: str | Path, lora_scale: float = 1.0, log: Log = print) -> Path:
+    """Bake a LoRA run's adapters (at lora_scale) into its base's weights: a run in `out` that needs no base, with
+    a fresh optimizer (`audiodiff train DATA --out OUT` continues it like any run; `finetune` takes it as a base).
+    Returns the checkpoint written. The LoRA run and its base are only read."""
+    config, tensors, meta, path = read_checkpoint(run)
+    if not config.finetune.lora_rank:
+        raise ValueError(f"{path}: not a LoRA run (its weights are whole already)")
+    out = Path(out)
+    if run_config(out) is not None:
+        raise ValueError(f"{out}: already a run; choose a new folder")
+    _refuse_foreign(out, None)
+    model = ema_model(config, tensors, path)
+    set_scale(model, lora_scale)
+    count = merge_adapters(model)
+    merged = dataclasses.replace(config, finetune=FinetuneConfig())
+    writable_dir(out)
+    write_text(out / CONFIG_FILE, merged.to_toml())
+    state = new_state(merged, torch.device("cpu"), start=model.requires_grad_(True))
+    state.step = int(meta.get("step", 0))
+    written = save_state(state, merged, out)
+    log(f"merged {count} adapters of {path} (scale {lora_scale:g}) into {config.finetune.base} -> {written}")
+    return written
+
+
+def _finetune_labels(base: Config, data_dir: Path, files: list[str], column: str | None, new_labels: bool,
+                     warn: Log) -> tuple[tuple[str, ...], torch.Tensor | None]:
+    """(the fine-tuned run's labels, class id of each file or None) for a base with `base.data.labels`."""
+    found = file_labels(data_dir, files, column)
+    if found is None:
+        if base.data.labels:
+            raise ValueError(f"{data_dir}: the base is conditional on {len(base.data.labels)} labels but no labels "
+                             "were found here (first-level subfolders named after labels, or --label-column)")
+        return (), None
+    mine, ids = found
+    if not base.data.labels and not new_labels:
+        warn(f"note: {data_dir}: the base run is unconditional, so the labels here are ignored (--new-labels "
+             "learns them)")
+        return (), None
+    names = labels_with(base.data.labels, mine, new_labels, str(data_dir))
+    return names, torch.tensor([names.index(mine[i]) for i in ids.tolist()])
+
+
+def _merged(model: UNet) -> UNet:
+    merge_adapters(model)  # a LoRA teacher: the student is a whole network
+    return model
 
 
 def _teacher_labels(config: Config, data_dir: Path, files: list[str], column: str | None) -> torch.Tensor | None:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import checkpoint, consistency
+from .adapt import load_trained, trainable
 from .conditioning import from_config as conditioning_of
 from .conditioning import guided
 from .config import Config
@@ -59,23 +60,27 @@ def lr_at(step: int, config: Config) -> float:
     return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
 
 
-def new_state(config: Config, device: torch.device, teacher: UNet | None = None) -> TrainState:
-    """A fresh state; with a teacher (distillation), the model starts as a copy of it."""
+def new_state(config: Config, device: torch.device, teacher: UNet | None = None, start: UNet | None = None) -> TrainState:
+    """A fresh state; with a teacher (distillation), the model starts as a copy of it; with `start` (a fine-tune,
+    adapt.start_network), as a copy of that network, training only its parameters that require grad."""
     torch.manual_seed(config.train.seed)
-    model = UNet(config.unet, conditioning_of(config)).to(device)
+    model = (copy.deepcopy(start) if start is not None else UNet(config.unet, conditioning_of(config))).to(device)
     if teacher is not None:
         model.load_state_dict(teacher.state_dict())
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = adamw(model.parameters(), device, lr=config.train.lr, weight_decay=config.train.weight_decay)
+    opt = adamw([p for p in model.parameters() if p.requires_grad], device, lr=config.train.lr,
+                weight_decay=config.train.weight_decay)
     precision = resolve_precision(device, config.train.precision)
     return TrainState(model, ema, opt, torch.Generator().manual_seed(config.train.seed), precision,
                       grad_scaler(device, precision), teacher=teacher)
 
 
 def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
+    """Write a checkpoint; a LoRA run's holds only its trained tensors (adapt.trainable), not its base's."""
+    keep = set(trainable(state.model)) if config.finetune.lora_rank else None
     tensors = {
-        **checkpoint.join("model", state.model.state_dict()),
-        **checkpoint.join("ema", state.ema.state_dict()),
+        **checkpoint.join("model", _kept(state.model.state_dict(), keep)),
+        **checkpoint.join("ema", _kept(state.ema.state_dict(), keep)),
         **state_tensors(state),
     }
     opt_tensors, opt_groups = flatten_optimizer(state.optimizer)
@@ -85,15 +90,26 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     return write_checkpoint(run_dir, state.step, tensors, meta)
 
 
-def load_state(path: Path, config: Config, device: torch.device, teacher: UNet | None = None) -> TrainState:
-    """Rebuild a TrainState from a checkpoint written by `save_state` for the same config."""
+def _kept(weights: dict[str, Tensor], keep: set[str] | None) -> dict[str, Tensor]:
+    return weights if keep is None else {k: v for k, v in weights.items() if k in keep}
+
+
+def load_state(path: Path, config: Config, device: torch.device, teacher: UNet | None = None,
+               start: UNet | None = None) -> TrainState:
+    """Rebuild a TrainState from a checkpoint written by `save_state` for the same config (and, for a LoRA run,
+    the same `start` network its base gives)."""
     tensors, meta = checkpoint.read(path)
     stored = Config.from_dict(meta.get("config", {}))
     check_same_model(stored, config, str(path))
-    state = new_state(config, device)
+    state = new_state(config, device, start=start)
     state.teacher = teacher
-    checkpoint.load_weights(state.model, checkpoint.split(tensors, "model"), path)
-    checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
+    if config.finetune.lora_rank:  # the EMA copy requires no grad: the model's trainable names are its too
+        names = trainable(state.model)
+        load_trained(state.model, checkpoint.split(tensors, "model"), path, names)
+        load_trained(state.ema, checkpoint.split(tensors, "ema"), path, names)
+    else:
+        checkpoint.load_weights(state.model, checkpoint.split(tensors, "model"), path)
+        checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
     load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
     restore_state(state, tensors, meta)
     if state.scaler.is_enabled() and meta.get("grad_scaler"):  # the loss scale of an fp16 run continues
@@ -103,7 +119,7 @@ def load_state(path: Path, config: Config, device: torch.device, teacher: UNet |
 
 def check_same_model(stored: Config, wanted: Config, what: str) -> None:
     """Refuse to continue a run whose model, mel, diffusion, data or distillation settings differ; name the fields."""
-    check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data", "distill"), what)
+    check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data", "distill", "finetune"), what)
 
 
 def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,
@@ -204,7 +220,7 @@ def _consistency_loss(net: nn.Module, schedule: GaussianSchedule, config: Config
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
           log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist(),
           on_checkpoint: OnCheckpoint | None = None, teacher: UNet | None = None,
-          on_log: Callable[[dict], None] | None = None) -> TrainState:
+          on_log: Callable[[dict], None] | None = None, start: UNet | None = None) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
@@ -214,10 +230,15 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     teacher: for a distillation (config.distill.method set), the teacher's network with its EMA weights; a new
     run starts as a copy of it (`run.distill` sets this up as `audiodiff distill` does).
     on_log(row): called on rank 0 with each loss.csv row (e.g. `board.Board.scalars`).
+    start: for a fine-tune (config.finetune.base set), the network it starts from (adapt.start_network, with
+    adapters for a LoRA run); `run.finetune` sets this up as `audiodiff finetune` does.
     """
     if bool(config.distill.method) != (teacher is not None):
         raise ValueError("a distilled run (config.distill.method set) continues with `audiodiff distill` and its "
                          "teacher; a run trained from scratch takes no teacher")
+    if bool(config.finetune.base) != (start is not None):
+        raise ValueError("a fine-tuned run (config.finetune.base set) continues with `audiodiff finetune` from its "
+                         "base; a run trained from scratch takes no start network")
     if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
         raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
                          "and a class id per file; unconditional training needs none of them")
@@ -231,7 +252,7 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     latest = latest_checkpoint(run_dir)
     if teacher is not None:
         teacher = teacher.to(device).requires_grad_(False).eval()
-    state = load_state(latest, config, device, teacher) if latest else new_state(config, device, teacher)
+    state = load_state(latest, config, device, teacher, start) if latest else new_state(config, device, teacher, start)
     if latest:
         log(f"resuming from {latest} (step {state.step})")
     if state.precision != c.precision:
