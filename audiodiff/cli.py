@@ -191,6 +191,22 @@ def merge(run_dir: Path, out: Path, lora_scale: float) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="New folder for the exported run.")
+@click.option("--half/--full", default=True, show_default=True, help="Store the weights as float16 (half the size).")
+@friendly
+def export(run_dir: Path, out: Path, half: bool) -> None:
+    """A small generation-only copy of RUN_DIR for sharing: its config and EMA weights (a LoRA run's merged).
+
+    generate, the editing commands and finetune (as a base) take it; train cannot continue it.
+    """
+    from .run import export as export_run
+
+    export_run(run_dir, out, half, log=click.echo)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for sample_NNN.wav and sample_NNN.png.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of clips.")

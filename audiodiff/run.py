@@ -396,6 +396,30 @@ def merge(run: str | Path, out: str | Path, lora_scale: float = 1.0, log: Log = 
     return written
 
 
+def export(run: str | Path, out: str | Path, half: bool = True, log: Log = print) -> Path:
+    """A generation-only copy of a run in `out`: config.toml and one checkpoint holding only the EMA weights
+    (float16 when `half`), a LoRA run's merged into its base. `generate`, the editing commands and `finetune`
+    (as a base) take it; `train` cannot continue it (no optimizer state). Returns the checkpoint written."""
+    config, tensors, meta, path = read_checkpoint(run)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: exists and is not empty; choose a new folder")
+    model = ema_model(config, tensors, path)
+    merge_adapters(model)
+    config = dataclasses.replace(config, finetune=FinetuneConfig())
+    weights = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    writable_dir(out)
+    write_text(out / CONFIG_FILE, config.to_toml())
+    step = int(meta.get("step", 0))
+    written = out / "checkpoints" / f"step_{step:08d}.safetensors"
+    written.parent.mkdir(exist_ok=True)
+    checkpoint.write(written, checkpoint.join("ema", weights), {"config": config.to_dict(), "step": step,
+                                                               "exported_from": str(path)})
+    log(f"exported {path} (EMA weights{', float16' if half else ''}) -> {written} "
+        f"({written.stat().st_size / 1e6:.2f} MB)")
+    return written
+
+
 def _finetune_labels(base: Config, data_dir: Path, files: list[str], column: str | None, new_labels: bool,
                      warn: Log) -> tuple[tuple[str, ...], torch.Tensor | None]:
     """(the fine-tuned run's labels, class id of each file or None) for a base with `base.data.labels`."""

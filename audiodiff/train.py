@@ -99,6 +99,9 @@ def load_state(path: Path, config: Config, device: torch.device, teacher: UNet |
     """Rebuild a TrainState from a checkpoint written by `save_state` for the same config (and, for a LoRA run,
     the same `start` network its base gives)."""
     tensors, meta = checkpoint.read(path)
+    if "optimizer_groups" not in meta:
+        raise checkpoint.CheckpointError(f"{path}: an exported run (EMA weights only) cannot be trained further; "
+                                         "fine-tune it instead (audiodiff finetune RUN DATA_DIR --out NEW_RUN)")
     stored = Config.from_dict(meta.get("config", {}))
     check_same_model(stored, config, str(path))
     state = new_state(config, device, start=start)

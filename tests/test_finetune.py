@@ -12,7 +12,7 @@ from audiodiff import checkpoint, lora
 from audiodiff.adapt import grow_labels, labels_with
 from audiodiff.config import Config
 from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.run import finetune, read_checkpoint
+from audiodiff.run import read_checkpoint
 from audiodiff.trainkit import checkpoints
 from audiodiff.unet import UNet
 
@@ -224,3 +224,21 @@ def test_near_copies_is_about_five_percent_for_new_clips_and_one_for_copies():
     copies = train[:50] + 1e-3
     assert 0.01 < near_copies(train, new)["too_close"] < 0.12
     assert near_copies(train, copies)["too_close"] == 1.0
+
+
+def test_export_is_small_generates_alike_and_is_a_base(tmp_path, run, audio_dir):  # noqa: F811
+    out = tmp_path / "exported"
+    res = invoke("export", str(run), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    tensors, _ = checkpoint.read(checkpoints(out)[-1])
+    assert all(k.startswith("ema.") and v.dtype == torch.float16 for k, v in tensors.items())
+    full = checkpoints(run)[-1].stat().st_size
+    assert checkpoints(out)[-1].stat().st_size < full / 4  # no model copy, no optimizer, half the bytes
+    a = SpectrogramDiffusion.load(run).generate(2, steps=3, seed=0).logmel
+    b = SpectrogramDiffusion.load(out).generate(2, steps=3, seed=0).logmel
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0.0)  # float16 weights
+    res = invoke("finetune", str(out), str(audio_dir), "--out", str(tmp_path / "ft"), "--steps", "1", "--lora", "2",
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
+    res = invoke("train", str(audio_dir), "--out", str(out), "--no-progress")
+    assert res.exit_code == 1 and "cannot be trained further" in res.output
