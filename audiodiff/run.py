@@ -269,14 +269,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     d, c = config.distill, config.train
     log(f"distilling {t_path} ({d.method}{f', guidance {d.guidance:g} folded in' if d.guidance else ''}) on {dev} "
         f"({c.precision}), {c.steps} steps of {c.batch_size} crops -> {out}")
-    board = _board(out, log_to)
-    try:
-        state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
-                            on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars,
-                            teacher=_merged(ema_model(t_config, tensors, t_path)))
-    finally:
-        if board:
-            board.close()
+    state = _train_logged(config, data, out, dev, labels, log_to, progress, log,
+                          teacher=_merged(ema_model(t_config, tensors, t_path)))
     log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
         f"Next: audiodiff generate {out} --out {out / 'generated'} (--steps 1, 2 or 4)")
     return state
@@ -336,14 +330,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     log(f"fine-tuning {b_path} ({how}{f', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
         f"({c.precision}), {c.steps} steps of {c.batch_size} crops at lr {c.lr:g} -> {out}")
     start = start_network(config, b_config, b_tensors, b_path)
-    board = _board(out, log_to)
-    try:
-        state = train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
-                            on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars,
-                            start=start)
-    finally:
-        if board:
-            board.close()
+    state = _train_logged(config, data, out, dev, labels, log_to, progress, log, start=start)
     log(near_copies_summary(state.ema, config, data, labels))
     log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
         f"Next: audiodiff generate {out} --out {out / 'generated'}")
@@ -457,6 +444,19 @@ def _teacher_labels(config: Config, data_dir: Path, files: list[str], column: st
     if unknown:
         raise ValueError(f"{data_dir}: labels the teacher was not trained on: {', '.join(unknown[:10])}")
     return torch.tensor([names.index(mine[i]) for i in ids.tolist()])
+
+
+def _train_logged(config: Config, data: MelDataset, out: Path, dev: torch.device, labels: torch.Tensor | None,
+                  log_to: str, progress: bool, log: Log, **start: UNet) -> TrainState:
+    """train_model in one process with previews and (log_to "tensorboard") event files, as distill and finetune
+    run it; start: teacher= (a distillation) or start= (a fine-tune)."""
+    board = _board(out, log_to)
+    try:
+        return train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
+                           on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars, **start)
+    finally:
+        if board:
+            board.close()
 
 
 def _board(out: Path, log_to: str) -> Board | None:

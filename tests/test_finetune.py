@@ -242,3 +242,16 @@ def test_export_is_small_generates_alike_and_is_a_base(tmp_path, run, audio_dir)
     assert res.exit_code == 0, res.output
     res = invoke("train", str(audio_dir), "--out", str(out), "--no-progress")
     assert res.exit_code == 1 and "cannot be trained further" in res.output
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples" / "models"
+
+
+def test_the_shipped_models_generate_and_are_small(tmp_path):
+    models = sorted(p for p in SHIPPED.iterdir() if (p / "config.toml").is_file())
+    assert models and sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()) < 10e6
+    for model in models:
+        res = invoke("generate", str(model), "--out", str(tmp_path / model.name), "-n", "1", "--steps", "2",
+                     "--no-progress")
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / model.name / "sample_000.wav").exists()
