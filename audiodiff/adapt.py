@@ -93,8 +93,8 @@ def read_base(config: Config, what: str) -> tuple[Config, dict[str, Tensor], Pat
                                          "adapters; put the base back, or use a run merged with audiodiff merge)")
     tensors, meta = checkpoint.read(path)
     if meta["sha256"] != config.finetune.base_sha256:
-        raise checkpoint.CheckpointError(f"{what}: its base checkpoint {path} has changed (sha256 "
-                                         f"{meta['sha256'][:12]}, the run was trained on {config.finetune.base_sha256[:12]})")
+        raise checkpoint.CheckpointError(f"{what}: its base checkpoint {path} has changed (sha256 {meta['sha256'][:12]}, "
+                                         f"the run was trained on {config.finetune.base_sha256[:12]})")
     return Config.from_dict(meta["config"]), tensors, path
 
 

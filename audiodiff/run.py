@@ -293,8 +293,8 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
 
     lora_rank 0: every weight trains, from the base's EMA weights; > 0: the base is frozen and rank-`lora_rank`
     adapters on `lora_layers` (config.LORA_LAYERS, default conv) train, and the run stores only them with a
-    reference to the base (path and sha256); None: the run's own when continuing, else 0. new_labels: data labels the base lacks are added (old labels keep their ids);
-    without it they are an error. overrides: {"train": {...}} on top of FINETUNE_TRAIN (lr LORA_LR for LoRA)
+    reference to the base (path and sha256); None: the run's own when continuing, else 0. new_labels: data
+    labels the base lacks are added (old labels keep their ids); without it they are an error. overrides: {"train": {...}} on top of FINETUNE_TRAIN (lr LORA_LR for LoRA)
     and config_file. The base run is never written to. Returns the final TrainState.
     """
     data_dir, out = Path(data_dir), Path(out)
