@@ -258,12 +258,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     if stored is not None:
         check_same_model(stored, config, str(out))
     dev = resolve_device(None if device == "auto" else device)
-    writable_dir(out)
     t0 = time.perf_counter()
-    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
-                             workers=workers)
-    _report_skipped(report, warn)
-    log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    data = _one_process_data(config, data_dir, out, workers, progress, log, warn)
     labels = _teacher_labels(config, data_dir, data.files, label_column)
     write_text(out / CONFIG_FILE, config.to_toml())
     d, c = config.distill, config.train
@@ -313,12 +309,8 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     config = _changed(config, config_file, overrides)
     check_base(b_config, config, str(out))
     dev = resolve_device(None if device == "auto" else device)
-    writable_dir(out)
     t0 = time.perf_counter()
-    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
-                             workers=workers)
-    _report_skipped(report, warn)
-    log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    data = _one_process_data(config, data_dir, out, workers, progress, log, warn)
     names, labels = _finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
     config = config.replace("data", labels=names).replace("unet", num_classes=len(names))
     if stored is not None:
@@ -428,6 +420,19 @@ def _finetune_labels(base: Config, data_dir: Path, files: list[str], column: str
 def _merged(model: UNet) -> UNet:
     merge_adapters(model)  # a LoRA teacher: the student is a whole network
     return model
+
+
+def _one_process_data(config: Config, data_dir: Path, out: Path, workers: int | None, progress: bool, log: Log,
+                      warn: Log) -> MelDataset:
+    """The mels of data_dir from (and into) out's cache, for a run in one process (distill, finetune), with the
+    data summary and skipped files reported; out is created and checked to be writable first."""
+    writable_dir(out)
+    t0 = time.perf_counter()
+    data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
+                             workers=workers)
+    _report_skipped(report, warn)
+    log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    return data
 
 
 def _teacher_labels(config: Config, data_dir: Path, files: list[str], column: str | None) -> torch.Tensor | None:
