@@ -149,6 +149,9 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
 @click.option("--seed", type=int, help="Seed for adapters' init, data order, timesteps and noise.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips; default 100).")
 @click.option("--label-column", help="Labels from this column of DATA_DIR's metadata.csv instead of subfolders.")
+@click.option("--stop-copies", type=click.FloatRange(0.0, 1.0),
+              help="Measure memorization at each checkpoint and stop once more than this share of sampled clips "
+                   "are near-copies of training clips (e.g. 0.25; new clips give about 0.05).")
 @WORKERS
 @LOG
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
@@ -156,8 +159,8 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
 @friendly
 def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, lora_layers: str | None,
              new_labels: bool, config_file: Path | None, steps: int | None, batch_size: int | None, lr: float | None,
-             seed: int | None, checkpoint_every: int | None, label_column: str | None, workers: int | None,
-             log_to: str, progress: bool, device: str) -> None:
+             seed: int | None, checkpoint_every: int | None, label_column: str | None, stop_copies: float | None,
+             workers: int | None, log_to: str, progress: bool, device: str) -> None:
     """Fine-tune BASE_RUN (a trained run or checkpoint file) on the audio under DATA_DIR.
 
     Starts from BASE_RUN's EMA weights with its mel, model and noise chain; trains, checkpoints, previews and
@@ -171,7 +174,8 @@ def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, l
     train_changes = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every)
     overrides = {"train": {k: v for k, v in train_changes.items() if v is not None}}
     finetune_run(base_run, data_dir, out, lora_rank=lora_rank, lora_layers=lora_layers, new_labels=new_labels,
-                 config_file=config_file, overrides=overrides, label_column=label_column, device=device,
+                 config_file=config_file, overrides=overrides, label_column=label_column, stop_copies=stop_copies,
+                 device=device,
                  workers=workers, log_to=log_to, progress=progress, log=click.echo,
                  warn=lambda m: click.echo(m, err=True))
 

@@ -282,16 +282,18 @@ LORA_LR = 1e-3
 def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lora_rank: int | None = None,
              lora_layers: str | None = None, new_labels: bool = False, config_file: Path | None = None,
              overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
-             device: str = "auto", workers: int | None = None, log_to: str = "csv", progress: bool = True,
-             log: Log = print, warn: Log = print) -> TrainState:
+             stop_copies: float | None = None, device: str = "auto", workers: int | None = None,
+             log_to: str = "csv", progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
     """Fine-tune the run (or checkpoint file) `base_run` on the audio under data_dir into `out`, or continue the
     fine-tune in `out`, as `audiodiff finetune` does.
 
     lora_rank 0: every weight trains, from the base's EMA weights; > 0: the base is frozen and rank-`lora_rank`
     adapters on `lora_layers` (config.LORA_LAYERS, default conv) train, and the run stores only them with a
     reference to the base (path and sha256); None: the run's own when continuing, else 0. new_labels: data
-    labels the base lacks are added (old labels keep their ids); without it they are an error. overrides: {"train": {...}} on top of FINETUNE_TRAIN (lr LORA_LR for LoRA)
-    and config_file. The base run is never written to. Returns the final TrainState.
+    labels the base lacks are added (old labels keep their ids); without it they are an error. overrides:
+    {"train": {...}} on top of FINETUNE_TRAIN (lr LORA_LR for LoRA) and config_file. stop_copies: after each
+    checkpoint, measure memorization (copies_share) and stop once it exceeds this share. The base run is never
+    written to. Returns the final TrainState.
     """
     data_dir, out = Path(data_dir), Path(out)
     b_config, b_tensors, b_meta, b_path = read_checkpoint(base_run)
@@ -322,17 +324,23 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     log(f"fine-tuning {b_path} ({how}{f', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
         f"({c.precision}), {c.steps} steps of {c.batch_size} crops at lr {c.lr:g} -> {out}")
     start = start_network(config, b_config, b_tensors, b_path)
-    state = _train_logged(config, data, out, dev, labels, log_to, progress, log, start=start)
-    log(near_copies_summary(state.ema, config, data, labels))
+    stop = None if stop_copies is None else _copies_stop(stop_copies, config, data, labels, log)
+    state = _train_logged(config, data, out, dev, labels, log_to, progress, log, stop, start=start)
+    log(_copies_line(copies_share(state.ema, config, data, labels)))
     log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
         f"Next: audiodiff generate {out} --out {out / 'generated'}")
     return state
 
 
-def near_copies_summary(ema: nn.Module, config: Config, data: MelDataset, labels: torch.Tensor | None,
-                        n: int = 16) -> str:
-    """One line: how many of n clips sampled from `ema` (DDIM 25, no guidance, cycling through the data's labels)
-    are near-copies of a training clip (evaluate.near_copies on melstats features)."""
+COPY_CLIPS = 16  # clips sampled for a fine-tune's memorization check
+
+
+def copies_share(ema: nn.Module, config: Config, data: MelDataset, labels: torch.Tensor | None,
+                 n: int = COPY_CLIPS) -> float | None:
+    """The share of n clips sampled from `ema` (DDIM 25, no guidance, cycling through the data's labels) that are
+    near-copies of a training clip (evaluate.near_copies on melstats features); None with < 2 training clips."""
+    if len(data) < 2:
+        return None
     device = next(ema.parameters()).device
     model, cond = for_sampling(ema, config.diffusion), conditioning_of(config)
     if cond is not None:
@@ -344,10 +352,24 @@ def near_copies_summary(ema: nn.Module, config: Config, data: MelDataset, labels
     crop = config.data.crop_frames
     train = np.stack([clip_features(data.file_mel(i)[:, :crop].float().numpy()) for i in range(len(data))])
     gen = np.stack([clip_features(m[0].float().cpu().numpy()) for m in logmel])
-    if len(train) < 2:
+    return near_copies(*standardize(train, gen))["too_close"]
+
+
+def _copies_stop(limit: float, config: Config, data: MelDataset, labels: torch.Tensor | None,
+                 log: Log) -> Callable[[nn.Module, int], bool]:
+    """A checkpoint callback: measure memorization, say it, and ask to stop once it exceeds `limit`."""
+    def check(ema: nn.Module, step: int) -> bool:
+        share = copies_share(ema, config, data, labels)
+        log(f"step {step}: {_copies_line(share)}")
+        return share is not None and share > limit
+
+    return check
+
+
+def _copies_line(share: float | None) -> str:
+    if share is None:
         return "memorization: not measured (fewer than 2 training clips)"
-    m = near_copies(*standardize(train, gen))
-    return (f"memorization: {m['too_close'] * 100:.0f}% of {n} sampled clips are near-copies of a training clip "
+    return (f"memorization: {share * 100:.0f}% of {COPY_CLIPS} sampled clips are near-copies of a training clip "
             f"(nearer than 95% of training clips are to each other; about 5% for new clips, near 100% for copies)")
 
 
@@ -452,13 +474,21 @@ def _teacher_labels(config: Config, data_dir: Path, files: list[str], column: st
 
 
 def _train_logged(config: Config, data: MelDataset, out: Path, dev: torch.device, labels: torch.Tensor | None,
-                  log_to: str, progress: bool, log: Log, **start: UNet) -> TrainState:
+                  log_to: str, progress: bool, log: Log, stop: Callable[[nn.Module, int], bool] | None = None,
+                  **start: UNet) -> TrainState:
     """train_model in one process with previews and (log_to "tensorboard") event files, as distill and finetune
-    run it; start: teacher= (a distillation) or start= (a fine-tune)."""
+    run it; stop(ema, step) after the previews of each checkpoint: True ends training; start: teacher= (a
+    distillation) or start= (a fine-tune)."""
     board = _board(out, log_to)
+    previews = preview_writer(config, out, board)
+
+    def on_checkpoint(ema: nn.Module, step: int) -> bool:
+        previews(ema, step)
+        return stop is not None and stop(ema, step)
+
     try:
         return train_model(config, data, out, dev, progress=progress, log=log, labels=labels,
-                           on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars, **start)
+                           on_checkpoint=on_checkpoint, on_log=board and board.scalars, **start)
     finally:
         if board:
             board.close()

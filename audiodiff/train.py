@@ -35,7 +35,7 @@ from .trainkit import (LossLog, adamw, check_bad_run, check_same, ema_decay_at, 
 from .unet import UNet
 
 CHECKPOINT_FORMAT = 1
-OnCheckpoint = Callable[[nn.Module, int], None]
+OnCheckpoint = Callable[[nn.Module, int], "bool | None"]  # True: stop training after this checkpoint
 
 
 @dataclass
@@ -229,7 +229,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
     dist: this process's rank when started by torchrun (distributed.py); rank 0 writes everything.
     on_checkpoint(ema, step): called on rank 0 after each checkpoint is written, e.g. to write previews
-    (`run.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does).
+    (`run.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does); if it returns
+    True, every rank stops after that checkpoint.
     teacher: for a distillation (config.distill.method set), the teacher's network with its EMA weights; a new
     run starts as a copy of it (`run.distill` sets this up as `audiodiff distill` does).
     on_log(row): called on rank 0 with each loss.csv row (e.g. `board.Board.scalars`).
@@ -290,9 +291,11 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
             losses, t0, n0 = [], time.perf_counter(), state.step
         bar.update(1)
         if state.step % c.checkpoint_every == 0 or state.step == c.steps:
-            if dist.main:
-                _checkpoint(state, config, run_dir, on_checkpoint)
+            stop = _checkpoint(state, config, run_dir, on_checkpoint) if dist.main else False
             barrier(dist)
+            if not all_true(not stop, dist):
+                log(f"stopped at step {state.step}: asked to by the checkpoint callback")
+                break
             t0 = time.perf_counter()  # keep checkpoint and preview time out of samples/s
     bar.close()
     if not replicas_agree(state.model, dist):
@@ -302,10 +305,13 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     return state
 
 
-def _checkpoint(state: TrainState, config: Config, run_dir: Path, on_checkpoint: OnCheckpoint | None) -> None:
+def _checkpoint(state: TrainState, config: Config, run_dir: Path, on_checkpoint: OnCheckpoint | None) -> bool:
+    """Write a checkpoint and call on_checkpoint; True if it asks training to stop."""
     save_state(state, config, run_dir)
     prune(run_dir, config.train.keep_checkpoints)
-    if on_checkpoint is not None:
-        state.model.eval()
-        on_checkpoint(state.ema, state.step)
-        state.model.train()
+    if on_checkpoint is None:
+        return False
+    state.model.eval()
+    stop = on_checkpoint(state.ema, state.step)
+    state.model.train()
+    return bool(stop)

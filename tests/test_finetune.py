@@ -255,3 +255,17 @@ def test_the_shipped_models_generate_and_are_small(tmp_path):
                      "--no-progress")
         assert res.exit_code == 0, res.output
         assert (tmp_path / model.name / "sample_000.wav").exists()
+
+
+def test_stop_copies_ends_a_fine_tune_at_the_first_checkpoint_past_the_limit(tmp_path, run, audio_dir,  # noqa: F811
+                                                                             monkeypatch):
+    import audiodiff.run as run_module
+
+    shares = iter([0.0, 0.5, 0.9])
+    monkeypatch.setattr(run_module, "copies_share", lambda *a, **k: next(shares, 0.9))
+    lines = []
+    state = run_module.finetune(run, audio_dir, tmp_path / "ft", stop_copies=0.25, progress=False, log=lines.append,
+                                overrides={"train": {"steps": 8, "checkpoint_every": 2}})
+    assert state.step == 4  # 0% at step 2, 50% > 25% at step 4: stopped there, not at 8
+    assert any("step 4: memorization: 50%" in line for line in lines)
+    assert any("stopped at step 4" in line for line in lines)
