@@ -19,27 +19,29 @@ from . import checkpoint
 from .conditioning import from_config as conditioning_of
 from .config import Config
 from .lora import add_adapters
+from .trainkit import check_same
 from .unet import UNet
 
 # what a fine-tuned run must share with its base, and (unet) all of it but the class count
 SAME_AS_BASE = ("mel", "diffusion", "unet")
 
 
-def check_base(base: Config, config: Config, what: str) -> None:
-    """CheckpointError naming every field of mel, diffusion or unet (class count aside) where config differs from
-    the base's, and for a distilled or LoRA base (fine-tune the distillation's teacher, or merge the LoRA run)."""
+def refuse_as_base(base: Config, what: str) -> None:
+    """CheckpointError for a run that cannot be a base: a distilled one (fine-tune its teacher) or a LoRA one
+    (merge it first)."""
     if base.distill.method:
         raise checkpoint.CheckpointError(f"{what}: a distilled run cannot be fine-tuned; fine-tune its teacher "
                                          f"({base.distill.teacher}) instead")
     if base.finetune.lora_rank:
         raise checkpoint.CheckpointError(f"{what}: a LoRA run; bake its adapter in first (audiodiff merge RUN "
                                          "--out RUN2) and fine-tune the merged run")
-    mine = base.replace("unet", num_classes=0).to_dict()
-    theirs = config.replace("unet", num_classes=0).to_dict()
-    differ = [f"{s}.{k}: {mine[s][k]!r} in the base, {theirs[s][k]!r} here"
-                        for s in SAME_AS_BASE for k in mine[s] if mine[s][k] != theirs[s][k]]
-    if differ:
-        raise checkpoint.CheckpointError(f"{what}: does not match its base: {'; '.join(differ)}")
+
+
+def check_base(base: Config, config: Config, what: str) -> None:
+    """CheckpointError naming every field of mel, diffusion or unet (class count aside) where config differs from
+    the base's (trainkit.check_same)."""
+    check_same(base.replace("unet", num_classes=0).to_dict(), config.replace("unet", num_classes=0).to_dict(),
+               SAME_AS_BASE, what, holder="the base")
 
 
 def labels_with(base_labels: tuple[str, ...], found: list[str], new_labels: bool, where: str) -> tuple[str, ...]:

@@ -169,9 +169,14 @@ def memorization(gen: np.ndarray, ref: np.ndarray, train: np.ndarray) -> dict:
     the reference-to-train distances: about 0.05 without memorization, near 1 for copies.
     """
     d_gen, d_ref = nearest_distances(gen, train), nearest_distances(ref, train)
-    threshold = float(np.percentile(d_ref, 5))
-    return {"median_gen_to_train": float(np.median(d_gen)), "median_ref_to_train": float(np.median(d_ref)),
-            "too_close": float((d_gen < threshold).mean()), "threshold": threshold}
+    return {**_too_close(d_gen, d_ref), "median_ref_to_train": float(np.median(d_ref))}
+
+
+def _too_close(d_gen: np.ndarray, d_real: np.ndarray) -> dict:
+    """The share of generated clips nearer to the training set than the 5th percentile of real clips' distances."""
+    threshold = float(np.percentile(d_real, 5))
+    return {"median_gen_to_train": float(np.median(d_gen)), "too_close": float((d_gen < threshold).mean()),
+            "threshold": threshold}
 
 
 def near_copies(train: np.ndarray, gen: np.ndarray) -> dict:
@@ -180,9 +185,7 @@ def near_copies(train: np.ndarray, gen: np.ndarray) -> dict:
     (features [N, D], standardized alike). About 0.05 for clips as new as the training clips are to each other,
     near 1 for copies."""
     d_gen, d_train = nearest_distances(gen, train), nearest_distances(train, train, exclude_self=True)
-    threshold = float(np.percentile(d_train, 5))
-    return {"too_close": float((d_gen < threshold).mean()), "median_gen_to_train": float(np.median(d_gen)),
-            "median_train_to_train": float(np.median(d_train)), "threshold": threshold}
+    return {**_too_close(d_gen, d_train), "median_train_to_train": float(np.median(d_train))}
 
 
 def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, seed: int = 0,

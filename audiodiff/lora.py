@@ -19,12 +19,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+# LORA_LAYERS, which layers get adapters: "attention": the attention projections (1x1 convolutions qkv, proj);
+# "conv": every convolution (the attention projections included); "all": also the linear layers (timestep and
+# class embedding MLPs, the residual blocks' scale/shift projections)
 from .config import LORA_LAYERS
-
-# which layers of the UNet get adapters: "attention": the attention projections (1x1 convolutions qkv, proj);
-# "conv": every convolution (the attention projections included); "all": also the linear layers (timestep
-# and class embedding MLPs, the residual blocks' scale/shift projections)
-TARGETS = LORA_LAYERS
 
 
 class Adapter(nn.Module):
@@ -32,15 +30,14 @@ class Adapter(nn.Module):
 
     def __init__(self, layer: nn.Conv2d | nn.Linear, rank: int) -> None:
         super().__init__()
+        device = layer.weight.device
         if isinstance(layer, nn.Conv2d):
             self.down = nn.Conv2d(layer.in_channels, rank, layer.kernel_size, layer.stride, layer.padding,
-                                  layer.dilation, bias=False)
-            self.up = nn.Conv2d(rank, layer.out_channels, 1, bias=False)
+                                  layer.dilation, bias=False, device=device)
+            self.up = nn.Conv2d(rank, layer.out_channels, 1, bias=False, device=device)
         else:
-            self.down = nn.Linear(layer.in_features, rank, bias=False)
-            self.up = nn.Linear(rank, layer.out_features, bias=False)
-        self.down.to(layer.weight.device)
-        self.up.to(layer.weight.device)
+            self.down = nn.Linear(layer.in_features, rank, bias=False, device=device)
+            self.up = nn.Linear(rank, layer.out_features, bias=False, device=device)
         nn.init.zeros_(self.up.weight)
         self.scale = 1.0
 
@@ -63,9 +60,9 @@ def _side(layer: nn.Conv2d | nn.Linear) -> int:
 
 
 def targets(model: nn.Module, which: str) -> dict[str, nn.Conv2d | nn.Linear]:
-    """{name: layer} of the layers `which` (one of TARGETS) selects, in module order."""
-    if which not in TARGETS:
-        raise ValueError(f"LoRA layers: unknown choice {which!r} ({', '.join(TARGETS)})")
+    """{name: layer} of the layers `which` (one of LORA_LAYERS) selects, in module order."""
+    if which not in LORA_LAYERS:
+        raise ValueError(f"LoRA layers: unknown choice {which!r} ({', '.join(LORA_LAYERS)})")
     kinds = (nn.Conv2d, nn.Linear) if which == "all" else (nn.Conv2d,)
     found = {name: m for name, m in model.named_modules()  # grouped convolutions and adapters' own layers: not
              if isinstance(m, kinds) and getattr(m, "groups", 1) == 1 and "adapter" not in name.split(".")}

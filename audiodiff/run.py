@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adapt import check_base, labels_with, lora_network, start_network
+from .adapt import check_base, labels_with, lora_network, refuse_as_base, start_network
 from .audio import save
 from .board import Board
 from .config import Config, FinetuneConfig, MelConfig, VocoderConfig, preset
@@ -297,7 +297,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     """
     data_dir, out = Path(data_dir), Path(out)
     b_config, b_tensors, b_meta, b_path = read_checkpoint(base_run)
-    check_base(b_config, b_config, str(b_path))
+    refuse_as_base(b_config, str(b_path))
     stored = run_config(out)
     _refuse_foreign(out, stored)
     if stored is not None and stored.finetune.base_sha256 != b_meta["sha256"]:
@@ -380,20 +380,11 @@ def merge(run: str | Path, out: str | Path, lora_scale: float = 1.0, log: Log = 
     config, tensors, meta, path = read_checkpoint(run)
     if not config.finetune.lora_rank:
         raise ValueError(f"{path}: not a LoRA run (its weights are whole already)")
-    out = Path(out)
-    if run_config(out) is not None:
-        raise ValueError(f"{out}: already a run; choose a new folder")
-    _refuse_foreign(out, None)
-    model = ema_model(config, tensors, path)
-    set_scale(model, lora_scale)
-    count = merge_adapters(model)
-    merged = dataclasses.replace(config, finetune=FinetuneConfig())
-    writable_dir(out)
-    write_text(out / CONFIG_FILE, merged.to_toml())
+    merged, model = _whole(config, tensors, path, Path(out), lora_scale)
     state = new_state(merged, torch.device("cpu"), start=model.requires_grad_(True))
     state.step = int(meta.get("step", 0))
-    written = save_state(state, merged, out)
-    log(f"merged {count} adapters of {path} (scale {lora_scale:g}) into {config.finetune.base} -> {written}")
+    written = save_state(state, merged, Path(out))
+    log(f"merged the adapters of {path} (scale {lora_scale:g}) into {config.finetune.base} -> {written}")
     return written
 
 
@@ -403,14 +394,8 @@ def export(run: str | Path, out: str | Path, half: bool = True, log: Log = print
     (as a base) take it; `train` cannot continue it (no optimizer state). Returns the checkpoint written."""
     config, tensors, meta, path = read_checkpoint(run)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: exists and is not empty; choose a new folder")
-    model = ema_model(config, tensors, path)
-    merge_adapters(model)
-    config = dataclasses.replace(config, finetune=FinetuneConfig())
+    config, model = _whole(config, tensors, path, out)
     weights = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
-    writable_dir(out)
-    write_text(out / CONFIG_FILE, config.to_toml())
     step = int(meta.get("step", 0))
     written = out / "checkpoints" / f"step_{step:08d}.safetensors"
     written.parent.mkdir(exist_ok=True)
@@ -442,6 +427,20 @@ def _finetune_labels(base: Config, data_dir: Path, files: list[str], column: str
 def _merged(model: UNet) -> UNet:
     merge_adapters(model)  # a LoRA teacher: the student is a whole network
     return model
+
+
+def _whole(config: Config, tensors: dict[str, torch.Tensor], path: Path, out: Path,
+           lora_scale: float = 1.0) -> tuple[Config, UNet]:
+    """(config, EMA network) of a checkpoint as a whole run (a LoRA run's adapters merged at lora_scale), with
+    `out` made as a new folder holding its config.toml (merge, export)."""
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: exists and is not empty; choose a new folder")
+    model = ema_model(config, tensors, path)
+    set_scale(model, lora_scale)
+    config = dataclasses.replace(config, finetune=FinetuneConfig())
+    writable_dir(out)
+    write_text(out / CONFIG_FILE, config.to_toml())
+    return config, _merged(model)
 
 
 def _one_process_data(config: Config, data_dir: Path, out: Path, workers: int | None, progress: bool, log: Log,

@@ -167,7 +167,7 @@ def test_refusals(tmp_path, run, audio_dir, tiny_config):  # noqa: F811
     other = tmp_path / "other.toml"
     other.write_text(tiny_config.replace("mel", n_mels=8).to_toml())
     res = invoke("finetune", str(run), str(audio_dir), "--out", str(tmp_path / "x"), "--config", str(other))
-    assert res.exit_code == 1 and "does not match its base: mel.n_mels: 16 in the base, 8 here" in res.output
+    assert res.exit_code == 1 and "incompatible config: mel.n_mels: 16 in the base, 8 asked for" in res.output
     res = invoke("finetune", str(run), str(audio_dir), "--out", str(tmp_path / "y"), "--lora", "100000")
     assert res.exit_code == 1 and "LoRA rank 100000: not below" in res.output
     res = invoke("finetune", str(run), str(audio_dir), "--out", str(tmp_path / "z"), "--lora", "0")
