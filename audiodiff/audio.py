@@ -1,18 +1,25 @@
-"""The only audio I/O: load any file soundfile reads, mix to mono, resample (soxr), save.
+"""The only audio I/O: load any file soundfile reads, mix to mono or stereo, resample (soxr), save.
 
-Waveforms here are float32 numpy arrays in [-1, 1] of shape [T] (mono).
+Waveforms here are float32 numpy arrays in [-1, 1]: [T] (mono) or [C, T] (C channels; stereo is left, right).
+`mid_side` and `left_right` convert stereo between left/right and mid/side: M = (L + R) / 2, S = (L - R) / 2.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .files import atomic_path
+
+Array = Any  # a numpy array or a torch tensor (no torch import here)
+
+# ITU-R BS.775 downmix of 5.1 (file order FL, FR, FC, LFE, BL, BR) to stereo: centre and surrounds at -3 dB,
+# LFE left out, scaled so that a full-scale signal on every channel stays within [-1, 1].
+_DOWNMIX_51 = np.array([[1, 0], [0, 1], [0.7071, 0.7071], [0, 0], [0.7071, 0], [0, 0.7071]]) / 2.4142
 
 
 class AudioError(ValueError):
@@ -29,12 +36,18 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(exts)
 
 
-def load(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None) -> np.ndarray:
-    """Read `path` (or an open binary file, e.g. a member of a tar, called `name` in errors), mix channels to mono
-    by averaging, resample to `sample_rate`.
+def load(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None, channels: int = 1) -> np.ndarray:
+    """Read `path` (or an open binary file, e.g. a member of a tar, called `name` in errors) as `channels`
+    channels (`to_channels`), resampled to `sample_rate`.
 
-    Returns float32 [T]. Raises AudioError for unreadable, empty or non-finite audio.
+    Returns float32 [T] (channels 1) or [channels, T]. Raises AudioError for unreadable, empty or non-finite audio.
     """
+    return read(path, sample_rate, name, channels)[0]
+
+
+def read(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None,
+         channels: int = 1) -> tuple[np.ndarray, int]:
+    """(`load`'s waveform, the number of channels in the file)."""
     path = path if hasattr(path, "read") else Path(path)
     path_name = name or str(path)
     try:
@@ -45,18 +58,51 @@ def load(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None)
         raise AudioError(f"{path_name}: no samples")
     if not np.isfinite(x).all():
         raise AudioError(f"{path_name}: contains NaN or infinite samples")
-    mono = x.mean(axis=1)
+    y = to_channels(x, channels)  # [T, channels]
     if sr != sample_rate:
-        mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        y = soxr.resample(y, sr, sample_rate, quality="HQ")
+    y = np.ascontiguousarray(y.T, dtype=np.float32)
+    return (y[0] if channels == 1 else y), x.shape[1]
+
+
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """Frames [T, n] of an n-channel file -> [T, channels]. To mono: the mean of the channels. To stereo: mono
+    is copied to both sides, stereo kept, 5.1 downmixed (ITU-R BS.775), any other count averaged to both sides."""
+    n = x.shape[1]
+    if channels == n:
+        return x
+    if channels == 1:
+        return x.mean(axis=1, keepdims=True)
+    if channels != 2:
+        raise ValueError(f"channels must be 1 or 2, got {channels}")
+    if n == 6:
+        return (x @ _DOWNMIX_51).astype(np.float32)
+    return np.repeat(x.mean(axis=1, keepdims=True), 2, axis=1)
+
+
+def mid_side(lr: Array) -> Array:
+    """Left/right [..., 2, T] -> mid/side [..., 2, T] (numpy array or tensor): M = (L + R) / 2, S = (L - R) / 2."""
+    out = lr * 1  # a copy of either kind
+    out[..., 0, :] = (lr[..., 0, :] + lr[..., 1, :]) / 2
+    out[..., 1, :] = (lr[..., 0, :] - lr[..., 1, :]) / 2
+    return out
+
+
+def left_right(ms: Array) -> Array:
+    """Mid/side [..., 2, T] -> left/right: L = M + S, R = M - S (the inverse of `mid_side`)."""
+    out = ms * 1
+    out[..., 0, :] = ms[..., 0, :] + ms[..., 1, :]
+    out[..., 1, :] = ms[..., 0, :] - ms[..., 1, :]
+    return out
 
 
 def save(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
-    """Write mono float audio [T] as 16-bit PCM WAV, atomically (temp file + rename).
+    """Write float audio [T] (mono) or [C, T] as 16-bit PCM WAV, atomically (temp file + rename).
 
     Samples outside [-1, 1] are clipped.
     """
-    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    wav = np.asarray(wav, dtype=np.float32)
+    wav = np.clip(wav.reshape(-1) if wav.ndim == 1 else wav.T, -1.0, 1.0)
     with atomic_path(path) as tmp:
         sf.write(tmp, wav, sample_rate, subtype="PCM_16", format="WAV")
 

@@ -37,7 +37,9 @@ class Board:
         self.writer.flush()
 
     def preview(self, step: int, index: int, wav: np.ndarray, sample_rate: int, logmel: np.ndarray) -> None:
-        """Preview clip `index` at `step`: wav float [T] in [-1, 1], normalized log-mel [F, N] in [-1, ~1]."""
+        """Preview clip `index` at `step`: wav float [T] or [C, T] (heard mixed to mono: TensorBoard plays one channel)
+        in [-1, 1], normalized log-mel [F, N] in [-1, ~1]."""
+        wav = wav if wav.ndim == 1 else wav.mean(axis=0)
         self.writer.add_audio(f"preview/{index}", torch.from_numpy(np.clip(wav, -1, 1))[None], step, sample_rate)
         image = np.clip((logmel[::-1] + 1) / 2, 0, 1).astype(np.float32)
         self.writer.add_image(f"preview/{index}_mel", image, step, dataformats="HW")

@@ -51,6 +51,9 @@ def main() -> None:
 @click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
 @click.option("--vocoder", help="The run's default vocoder for previews and later commands, e.g. pghi.")
+@click.option("--channels", type=click.Choice(["1", "2"]),
+              help="1: mono (default; files are mixed down); 2: stereo, modelled as mid/side log-mels (mono files are "
+                   "copied to both sides, more channels mixed down). Recorded in the run.")
 @click.option("--label-column", help="Class-conditional on this column of DATA_DIR's (or its parent's) metadata.csv.")
 @click.option("--unconditional", is_flag=True, help="Ignore class labels (first-level subfolders) even if present.")
 @click.option("--resume", is_flag=True, help="Require an existing run in --out and continue it exactly.")
@@ -62,12 +65,12 @@ def main() -> None:
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
           compile_: bool | None, prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
-          label_column: str | None, unconditional: bool, resume: bool, workers: int | None, log_to: str,
+          channels: str | None, label_column: str | None, unconditional: bool, resume: bool, workers: int | None, log_to: str,
           progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
     Files of any format soundfile reads (wav, flac, ogg, ...), any sample rate and channel count
-    are resampled and mixed to mono, cut into random crops, and turned into log-mels once (cached
+    are resampled and mixed to mono (or stereo: --channels 2), cut into random crops, and turned into log-mels once (cached
     in OUT/cache as memory-mapped shards; files added to DATA_DIR later are the only ones prepared
     again). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
     """
@@ -77,7 +80,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
                          precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
                          checkpoint_every=checkpoint_every)
     overrides = {"train": {k: v for k, v in train_changes.items() if v is not None},
-                 "diffusion": {"prediction": prediction} if prediction else {}}
+                 "diffusion": {"prediction": prediction} if prediction else {},
+                 "data": {"channels": int(channels)} if channels else {}}
     if unconditional and label_column:
         raise ValueError("--unconditional and --label-column contradict each other")
     if resume and not (out / "config.toml").exists():
@@ -262,7 +266,7 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
     what += f", autoguidance {autoguidance:g}" if autoguide_from is not None else ""
     titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
     paths = write_clips(out, result, pipe.config.mel, titles=titles)
-    audio_s = result.audio.shape[1] / result.sample_rate * n
+    audio_s = result.audio.shape[-1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
                f"on {pipe.device} ({elapsed / audio_s:.2f} s per second of audio)")
 
@@ -321,7 +325,7 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
     what, first = ("frame", 0) if prefix == "interp" else ("seed", seed)
     titles = [f"{title}, {what} {first + i}" for i in range(len(result.audio))]
     paths = write_clips(out, result, pipe.config.mel, prefix=prefix, titles=titles)
-    seconds = result.audio.shape[1] / result.sample_rate
+    seconds = result.audio.shape[-1] / result.sample_rate
     click.echo(f"wrote {len(paths)} clips of {seconds:.2f} s to {out} ({prefix}_NNN.wav + .png) in "
                f"{time.perf_counter() - t0:.1f} s on {pipe.device}")
 
@@ -346,7 +350,7 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str | None, n:
     pipe = _prepare_output(run_dir, out, "vary", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     o = pipe.options(steps=steps, sampler=sampler, seed=seed, progress=progress, label=label, guidance=guidance)
-    result = pipe.vary(load(in_audio, pipe.sample_rate), strength, n=n, options=o)
+    result = pipe.vary(load(in_audio, pipe.sample_rate, channels=pipe.channels), strength, n=n, options=o)
     _finish_edit(out, "vary", result, pipe, f"{in_audio.name}, strength {strength:g}, {o.sampler} {o.steps}", t0, seed)
 
 
@@ -373,7 +377,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 
     pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
-    result = pipe.inpaint(load(in_audio, pipe.sample_rate), start, end, band=band, n=n, steps=steps, seed=seed,
+    result = pipe.inpaint(load(in_audio, pipe.sample_rate, channels=pipe.channels), start, end, band=band, n=n, steps=steps, seed=seed,
                           resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
     what = f" {band[0]:g}-{band[1]:g} Hz" if band else ""
     _finish_edit(out, "inpaint", result, pipe, f"{in_audio.name}, {start:g}-{end:g} s{what} regenerated", t0, seed)
@@ -399,7 +403,7 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 
     pipe = _prepare_output(run_dir, out, "continue", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
-    result = pipe.extend(load(in_audio, pipe.sample_rate), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
+    result = pipe.extend(load(in_audio, pipe.sample_rate, channels=pipe.channels), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
                          fade=fade, progress=progress, label=label, guidance=guidance)
     _finish_edit(out, "continue", result, pipe, f"{in_audio.name} + {seconds:g} s", t0, seed)
 
@@ -423,7 +427,8 @@ def interpolate(run_dir: Path, audio_a: Path, audio_b: Path, frames: int, out: P
     pipe = _prepare_output(run_dir, out, "interp", frames, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     o = pipe.options(steps=steps, progress=progress, seed=seed)
-    result = pipe.interpolate(load(audio_a, pipe.sample_rate), load(audio_b, pipe.sample_rate), frames=frames, options=o)
+    result = pipe.interpolate(load(audio_a, pipe.sample_rate, channels=pipe.channels),
+                              load(audio_b, pipe.sample_rate, channels=pipe.channels), frames=frames, options=o)
     _finish_edit(out, "interp", result, pipe, f"{audio_a.name} -> {audio_b.name}, DDIM {o.steps}", t0, seed)
 
 

@@ -137,9 +137,14 @@ class DataConfig:
 
     crop_frames: int = 64
     labels: tuple[str, ...] = ()  # class names of a conditional run (index = class id), set from the data
+    # 1: mono, every file mixed down. 2: stereo, modelled as mid/side log-mels (representation.py says why);
+    # mono files are copied to both sides, 5.1 is downmixed. The UNet's in_channels must be the same number.
+    channels: int = 1
 
     def __post_init__(self) -> None:
         check_ranges("data", self, {"crop_frames": ">=1"})
+        if self.channels not in (1, 2):
+            raise ValueError(f"data.channels = {self.channels!r} is out of range: must be 1 (mono) or 2 (stereo)")
 
     def crop_seconds(self, mel: MelConfig) -> float:
         return self.crop_frames * mel.hop_length / mel.sample_rate
@@ -266,6 +271,9 @@ class Config:
     vocoder: str = "griffinlim"  # the run's default vocoder spec (see vocoders.build_vocoder); commands may override it
 
     def __post_init__(self) -> None:
+        if self.unet.in_channels != self.data.channels:
+            raise ValueError(f"unet.in_channels = {self.unet.in_channels} but data.channels = {self.data.channels}: "
+                             "the network takes one input channel per audio channel")
         if self.diffusion.prediction == "edm" and self.train.min_snr_gamma > 0:
             raise ValueError("train.min_snr_gamma: an edm run weights its loss by EDM's own rule; set it to 0")
         if self.distill.method and self.diffusion.prediction == "x0":
@@ -277,6 +285,20 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_sizes(self) -> None:
+        """ValueError unless the UNet's levels divide the mel bins and the crop: a training run's sizes (the network
+        pads what it is given, but padded rows and frames are not audio and waste work)."""
+        f, levels = self.unet.downsample_factor, len(self.unet.channel_mult)
+        for name, n in (("mel.n_mels", self.mel.n_mels), ("data.crop_frames", self.data.crop_frames)):
+            if n % f:
+                lo, hi = n // f * f, n // f * f + f
+                raise ValueError(f"{name} = {n} is not a multiple of {f} (the UNet's {levels} levels halve it "
+                                 f"{levels - 1} times): use {lo or hi}" + (f" or {hi}" if lo else ""))
+
+    def crop_shape(self) -> tuple[int, int, int]:
+        """(channels, mel bins, frames) of one training crop: what the network sees."""
+        return (self.data.channels, self.mel.n_mels, self.data.crop_frames)
+
     def default_sampling(self) -> tuple[str, int]:
         """(sampler, network calls) a clip of this run takes unless told otherwise: DDIM 50, or for a distilled
         run its consistency sampler with distill.sampling_steps calls."""
@@ -284,8 +306,17 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Config | None = None) -> Config:
-        """Build a Config from a (possibly partial) nested dict, on top of `base`."""
+        """Build a Config from a (possibly partial) nested dict, on top of `base`. A data.channels given without
+        unet.in_channels sets both."""
+        channels = d.get("data", {}).get("channels") if isinstance(d.get("data"), dict) else None
+        if channels is not None and "in_channels" not in d.get("unet", {}):
+            d = {**d, "unet": {**d.get("unet", {}), "in_channels": channels}}
         return _merge(base or cls(), d, "")
+
+    def with_channels(self, channels: int) -> Config:
+        """This config modelling `channels` audio channels (data.channels and the UNet's in_channels)."""
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, channels=channels),
+                                   unet=dataclasses.replace(self.unet, in_channels=channels))
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
@@ -409,8 +440,9 @@ def _coerce(value: Any, current: Any, name: str) -> Any:
     return value
 
 
-def _preset(name: str, unet: UNetConfig, **train: Any) -> Config:
-    return Config(unet=unet, train=TrainConfig(**train), preset=name)
+def _preset(name: str, unet: UNetConfig, mel: MelConfig = MelConfig(), data: DataConfig = DataConfig(),
+            **train: Any) -> Config:
+    return Config(mel=mel, unet=unet, data=data, train=TrainConfig(**train), preset=name)
 
 
 PRESETS: dict[str, Config] = {
@@ -431,6 +463,18 @@ PRESETS: dict[str, Config] = {
         UNetConfig(channels=32, channel_mult=(1, 4, 4, 8), num_res_blocks=2, attention_levels=(2, 3),
                    narrow_upsample=True),
         steps=50000, batch_size=16, lr=2e-4, warmup_steps=500, checkpoint_every=2000,
+    ),
+    # Music: 44.1 kHz, 128 mel bins up to 16 kHz from 2048-point FFTs every 512 samples (11.6 ms), crops of 512 frames
+    # (5.9 s: a bar or two at most tempi). 8x fewer positions per second than the speech-sized mel at 16 kHz,
+    # so a crop is 128 x 512. Attention only at the coarsest level (16 x 64 = 1024 positions) and in the middle:
+    # at full resolution it would be 65536 positions. Mono by default; add --channels 2 for stereo.
+    "music": _preset(
+        "music",
+        UNetConfig(channels=32, channel_mult=(1, 2, 4, 4), num_res_blocks=2, attention_levels=(3,),
+                   narrow_upsample=True),
+        mel=MelConfig(sample_rate=44100, n_fft=2048, hop_length=512, n_mels=128, f_max=16000.0),
+        data=DataConfig(crop_frames=512),
+        steps=50000, batch_size=8, lr=2e-4, warmup_steps=500, checkpoint_every=2000,
     ),
     # GPU-sized.
     "base": _preset(

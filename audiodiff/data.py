@@ -1,7 +1,7 @@
 """Folder of audio files -> log-mels computed once and cached -> random crops for training.
 
-Every file soundfile can read under the folder (recursively) is decoded once, mixed to mono,
-resampled, and turned into a normalized log-mel, in a pool of worker processes for large folders.
+Every file soundfile can read under the folder (recursively) is decoded once, mixed to mono (or made
+stereo, as mid/side: audio.to_channels, representation.py), resampled, and turned into a normalized log-mel, in a pool of worker processes for large folders.
 The mels go to a sharded, memory-mapped store (`melcache.py`) in the run's cache folder, keyed per
 file by path, size and modification time: adding or removing files prepares only those files, and
 training reads its crops from the mapped shards, so memory stays flat in the size of the data and
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .audio import AudioError, audio_extensions, load
+from .audio import AudioError, audio_extensions, mid_side, read
 from .config import MelConfig
 from .mel import SILENCE, MelSpectrogram
 from .melcache import SHARD_BYTES, ShardWriter, Store
@@ -52,6 +52,8 @@ class DataReport:
     found: int = 0
     used: int = 0
     padded: int = 0
+    duplicated: int = 0  # mono files in a stereo dataset, copied to both sides
+    mixed_down: int = 0  # files with more channels than the dataset's, mixed down
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cached: int = 0
     prepared: int = 0
@@ -68,6 +70,10 @@ class DataReport:
             text += f", {len(self.skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
         if self.padded:
             text += f", {self.padded} shorter than a crop (padded with silence)"
+        if self.duplicated:
+            text += f", {self.duplicated} mono (copied to both channels)"
+        if self.mixed_down:
+            text += f", {self.mixed_down} with more than 2 channels (mixed down to stereo)"
         if self.from_cache:
             text += " [mel cache]"
         elif self.cached:
@@ -76,36 +82,38 @@ class DataReport:
 
 
 class MelDataset:
-    """Per-file normalized log-mels, float16, time-major [N_i, F] inside flat chunks (memory-mapped shards or
-    arrays in memory), sampled as random crops [F, crop_frames]."""
+    """Per-file normalized log-mels of C channels, float16, time-major [N_i, C * F] inside flat chunks
+    (memory-mapped shards or arrays in memory), sampled as random crops [C, F, crop_frames]."""
 
     def __init__(self, chunks: list[np.ndarray], where: np.ndarray, files: list[str], n_mels: int,
-                 crop_frames: int) -> None:
+                 crop_frames: int, channels: int = 1) -> None:
         self.chunks = chunks  # flat float16 arrays
         self.where = where  # int64 [num_files, 3]: chunk, offset (in values), frames
         self.lengths = torch.from_numpy(where[:, 2].copy())  # long [num_files]: frames N_i
         self.files = files
         self.n_mels = n_mels
+        self.channels = channels
         self.crop_frames = crop_frames
         # Choose files in proportion to their number of crop positions, so every frame is seen equally often.
         self.weights = (self.lengths - crop_frames + 1).clamp_min(1).double()
 
     @classmethod
     def from_mels(cls, mels: list[Tensor], files: list[str], crop_frames: int) -> MelDataset:
-        """A dataset in memory from per-file mels [F, N_i]."""
-        chunks = [m.T.contiguous().half().numpy().reshape(-1) for m in mels]
-        where = np.array([(i, 0, m.shape[1]) for i, m in enumerate(mels)], dtype=np.int64).reshape(-1, 3)
-        return cls(chunks, where, files, mels[0].shape[0], crop_frames)
+        """A dataset in memory from per-file mels [C, F, N_i]."""
+        chunks = [m.permute(2, 0, 1).contiguous().half().numpy().reshape(-1) for m in mels]
+        where = np.array([(i, 0, m.shape[-1]) for i, m in enumerate(mels)], dtype=np.int64).reshape(-1, 3)
+        return cls(chunks, where, files, mels[0].shape[1], crop_frames, mels[0].shape[0])
 
     def subset(self, idx: list[int]) -> MelDataset:
         """The files at indices `idx`, sharing this dataset's chunks."""
-        return MelDataset(self.chunks, self.where[idx], [self.files[i] for i in idx], self.n_mels, self.crop_frames)
+        return MelDataset(self.chunks, self.where[idx], [self.files[i] for i in idx], self.n_mels, self.crop_frames,
+                          self.channels)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
-        """A batch of random crops, float32 [B, 1, F, crop_frames]; short files padded with -1 (silence)."""
+        """A batch of random crops, float32 [B, C, F, crop_frames]; short files padded with -1 (silence)."""
         return self.crops(self.sample_files(batch_size, generator), generator)
 
     def sample_files(self, batch_size: int, generator: torch.Generator) -> Tensor:
@@ -113,25 +121,27 @@ class MelDataset:
         return torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
 
     def crops(self, files: Tensor, generator: torch.Generator) -> Tensor:
-        """One random crop of each file index in `files` [B] -> float32 [B, 1, F, crop_frames]."""
+        """One random crop of each file index in `files` [B] -> float32 [B, C, F, crop_frames]."""
         u = torch.rand(len(files), generator=generator, dtype=torch.float64)
-        out = torch.full((len(files), 1, self.n_mels, self.crop_frames), SILENCE)  # short files: padded
+        out = torch.full((len(files), self.channels, self.n_mels, self.crop_frames), SILENCE)  # short files: padded
         for b, i in enumerate(files.tolist()):
             n = int(self.where[i, 2])
             start = int(u[b] * max(1, n - self.crop_frames + 1))
             crop = self._frames(i, start, min(n, start + self.crop_frames))
-            out[b, 0, :, : crop.shape[1]] = crop
+            out[b, :, :, : crop.shape[-1]] = crop
         return out
 
     def file_mel(self, i: int) -> Tensor:
-        """The whole normalized log-mel of file i, float32 [F, N_i]."""
+        """The whole normalized log-mel of file i, float32 [C, F, N_i]."""
         return self._frames(i, 0, int(self.where[i, 2]))
 
     def _frames(self, i: int, start: int, stop: int) -> Tensor:
-        """Frames start..stop-1 of file i, float32 [F, stop - start]; reads only those values of its chunk."""
+        """Frames start..stop-1 of file i, float32 [C, F, stop - start]; reads only those values of its chunk."""
         chunk, offset, _ = self.where[i]
-        flat = self.chunks[chunk][offset + start * self.n_mels : offset + stop * self.n_mels]
-        return torch.from_numpy(flat.astype(np.float32).reshape(stop - start, self.n_mels).T)
+        row = self.channels * self.n_mels
+        flat = self.chunks[chunk][offset + start * row : offset + stop * row]
+        frames = torch.from_numpy(flat.astype(np.float32).reshape(stop - start, self.channels, self.n_mels))
+        return frames.permute(1, 2, 0)
 
 
 def find_audio_files(data_dir: Path, exts: frozenset[str] | None = None) -> list[Path]:
@@ -164,8 +174,9 @@ def _walk(data_dir: Path, exts: frozenset[str]) -> list[tuple[str, os.DirEntry]]
 
 def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache_dir: Path | None = None,
               progress: bool = True, skip_silent: bool = True, workers: int | None = None,
-              prepare: bool = True, shard_bytes: int = SHARD_BYTES) -> tuple[MelDataset, DataReport]:
-    """The mel dataset of every usable audio file under data_dir, from (and kept in) the store in cache_dir.
+              prepare: bool = True, shard_bytes: int = SHARD_BYTES, channels: int = 1) -> tuple[MelDataset, DataReport]:
+    """The mel dataset of every usable audio file under data_dir, from (and kept in) the store in cache_dir, with
+    `channels` channels (1: mono; 2: mid/side, see the module docstring).
 
     skip_silent=False keeps silent files (evaluation must score a generator that outputs silence).
     workers: processes that decode and compute mels (default: the cores; results do not depend on it).
@@ -180,24 +191,38 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
         raise ValueError(f"{data_dir}: no audio files found (looked for {', '.join(sorted(audio_extensions()))}, "
                          "also inside .tar files)")
     report = DataReport(found=len(listing))
+    how = Preparation(mel.config, channels, skip_silent)
     if cache_dir is None:
-        entries, chunks = _prepare_in_memory(data_dir, listing, mel.config, skip_silent, workers, progress, report)
+        entries, chunks = _prepare_in_memory(data_dir, listing, how, workers, progress, report)
     else:
-        store = _open_store(cache_dir, mel.config, report, prepare)
+        store = _open_store(cache_dir, how, report, prepare)
         todo = _update_index(store, listing, prepare)
         report.cached = len(listing) - len(todo)
         if todo:
-            _prepare_into(store, data_dir, todo, mel.config, skip_silent, workers, progress, report, shard_bytes)
+            _prepare_into(store, data_dir, todo, how, workers, progress, report, shard_bytes)
         entries, chunks = store.entries, store.maps()
     for f in listing:
         if "skipped" in entries.get(f, {}):
             report.skipped.append((str(data_dir / f), entries[f]["skipped"]))
-    data = _dataset(listing, entries, chunks, mel.config.n_mels, crop_frames)
+    data = _dataset(listing, entries, chunks, mel.config.n_mels, crop_frames, channels)
     if data is None:
         first = "; ".join(f"{p}: {r}" for p, r in report.skipped[:3])
         raise ValueError(f"{data_dir}: none of the {len(listing)} audio files is usable ({first})")
     report.used, report.padded = len(data), int((data.lengths < crop_frames).sum())
+    if channels > 1:
+        sources = [entries[f].get("source_channels", channels) for f in data.files]
+        report.duplicated = sum(n < channels for n in sources)
+        report.mixed_down = sum(n > channels for n in sources)
     return data, report
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How each file becomes a mel: the mel config, channels (1 or 2) and whether silent files are skipped."""
+
+    config: MelConfig
+    channels: int = 1
+    skip_silent: bool = True
 
 
 def _links_to_folder(e: os.DirEntry) -> bool:
@@ -249,7 +274,7 @@ def _stat(path: Path | os.DirEntry) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, prepare: bool) -> Store:
+def _open_store(cache_dir: Path, how: Preparation, report: DataReport, prepare: bool) -> Store:
     """The store for this mel config in cache_dir, with damaged shards (and their files' entries) dropped.
     Checksums are verified for shards changed since they were last verified (melcache.Store.damaged).
     prepare=False (a reader): nothing is changed or verified beyond the shards' sizes."""
@@ -258,7 +283,7 @@ def _open_store(cache_dir: Path, config: MelConfig, report: DataReport, prepare:
         path.unlink(missing_ok=True)
     if old:
         report.notes.append(f"note: {cache_dir}: mel cache in the old single-file format; rebuilding it as shards")
-    store = Store.open(cache_dir / f"mels-{_config_key(config)}", config.n_mels)
+    store = Store.open(cache_dir / f"mels-{_config_key(how)}", how.config.n_mels * how.channels)
     verified = {name: info.get("mtime_ns") for name, info in store.shards.items()}
     bad = store.damaged(checksums=prepare)
     if prepare and not bad and verified != {name: info.get("mtime_ns") for name, info in store.shards.items()}:
@@ -289,7 +314,7 @@ def _update_index(store: Store, listing: dict[str, dict], prepare: bool) -> list
 
 
 def _dataset(listing: dict[str, dict], entries: dict[str, dict], chunks: dict[str, np.ndarray], n_mels: int,
-             crop_frames: int) -> MelDataset | None:
+             crop_frames: int, channels: int) -> MelDataset | None:
     """The dataset of the usable files among `listing`, in its order; None if there is none."""
     used = [f for f in listing if "shard" in entries[f]]
     if not used:
@@ -297,32 +322,31 @@ def _dataset(listing: dict[str, dict], entries: dict[str, dict], chunks: dict[st
     names = list(chunks)
     index = {name: i for i, name in enumerate(names)}
     where = np.array([(index[e["shard"]], e["offset"], e["frames"]) for e in map(entries.get, used)], dtype=np.int64)
-    return MelDataset([chunks[n] for n in names], where, used, n_mels, crop_frames)
+    return MelDataset([chunks[n] for n in names], where, used, n_mels, crop_frames, channels)
 
 
-def _prepare_in_memory(data_dir: Path, listing: dict[str, dict], config: MelConfig, skip_silent: bool,
-                       workers: int | None, progress: bool, report: DataReport) -> tuple[dict, dict]:
+def _prepare_in_memory(data_dir: Path, listing: dict[str, dict], how: Preparation, workers: int | None,
+                       progress: bool, report: DataReport) -> tuple[dict, dict]:
     """(entries, chunks) like a store's, each file's mel its own chunk named after the file."""
     entries, chunks = {}, {}
-    for job, results in _prepare(data_dir, list(listing.items()), config, skip_silent, workers, progress, report,
-                                 _job_to_memory, ()):
-        for (f, record), (m, reason) in zip(job, results):
-            if reason:
-                entries[f] = {**record, "skipped": reason}
+    for job, results in _prepare(data_dir, list(listing.items()), how, workers, progress, report, _job_to_memory, ()):
+        for (f, record), (m, extra) in zip(job, results):
+            if m is None:
+                entries[f] = {**record, **extra}
             else:
-                entries[f] = {**record, "shard": f, "offset": 0, "frames": m.shape[0]}
+                entries[f] = {**record, **extra, "shard": f, "offset": 0, "frames": m.shape[0]}
                 chunks[f] = m.reshape(-1)
     return entries, chunks
 
 
-def _prepare_into(store: Store, data_dir: Path, todo: list[tuple[str, dict]], config: MelConfig, skip_silent: bool,
-                  workers: int | None, progress: bool, report: DataReport, shard_bytes: int) -> None:
+def _prepare_into(store: Store, data_dir: Path, todo: list[tuple[str, dict]], how: Preparation, workers: int | None,
+                  progress: bool, report: DataReport, shard_bytes: int) -> None:
     """Prepare `todo` into new shards of `store`: each job writes its own shards (in a worker process when there
     are several); the index takes in each finished job and is saved every SAVE_EVERY_S and at the end."""
     prefix, saved = secrets.token_hex(4), time.monotonic()
     try:
-        for job, (entries, shards) in _prepare(data_dir, todo, config, skip_silent, workers, progress, report,
-                                               _job_to_shards, (str(store.root), store.n_mels, prefix, shard_bytes)):
+        for job, (entries, shards) in _prepare(data_dir, todo, how, workers, progress, report, _job_to_shards,
+                                               (str(store.root), store.n_mels, prefix, shard_bytes)):
             store.merge(entries, shards)
             if time.monotonic() - saved > SAVE_EVERY_S:
                 store.save()
@@ -333,14 +357,14 @@ def _prepare_into(store: Store, data_dir: Path, todo: list[tuple[str, dict]], co
                                f"cached so far are intact") from None
 
 
-def _prepare(data_dir: Path, todo: list[tuple[str, dict]], config: MelConfig, skip_silent: bool, workers: int | None,
-             progress: bool, report: DataReport, job_fn: Callable, extra: tuple) -> Iterator[tuple[list, Any]]:
+def _prepare(data_dir: Path, todo: list[tuple[str, dict]], how: Preparation, workers: int | None, progress: bool,
+             report: DataReport, job_fn: Callable, extra: tuple) -> Iterator[tuple[list, Any]]:
     """Run job_fn over jobs of consecutive files of `todo`, in this process or a pool; yields (job, its result) in
     order, after checking that the job's files did not change meanwhile (an error if one did)."""
     n = _worker_count(workers, len(todo))
     size = JOB_FILES if n == 1 else max(1, min(JOB_FILES, -(-len(todo) // (4 * n))))  # a pool: >= 4 jobs per worker
     jobs = [todo[i : i + size] for i in range(0, len(todo), size)]
-    args = [(j, [(f, rec, _source(data_dir, f, rec)) for f, rec in job], config, skip_silent, *extra)
+    args = [(j, [(f, rec, _source(data_dir, f, rec)) for f, rec in job], how, *extra)
             for j, job in enumerate(jobs)]
     bar = tqdm(total=len(todo), desc="preparing mels", unit="file", disable=not progress, leave=False)
     for job, result in zip(jobs, _map(job_fn, args, n)):
@@ -365,22 +389,22 @@ def _map(fn: Callable, args: list, workers: int) -> Iterator:
         pool.shutdown(cancel_futures=True)  # after an error: the jobs not yet started are dropped
 
 
-def _job_to_memory(args: tuple) -> list[tuple[np.ndarray | None, str | None]]:
-    """(mel float16 [N, F] or None, reason or None) of each file of a job."""
-    _, items, config, skip_silent = args
-    mel = MelSpectrogram(config)
-    return [_file_mel(source, mel, skip_silent) for _, _, source in items]
+def _job_to_memory(args: tuple) -> list[tuple[np.ndarray | None, dict]]:
+    """`_file_mel` of each file of a job."""
+    _, items, how = args
+    mel = MelSpectrogram(how.config)
+    return [_file_mel(source, mel, how) for _, _, source in items]
 
 
 def _job_to_shards(args: tuple) -> tuple[dict, dict]:
     """Writes a job's mels to shards of its own; returns their (entries, shards) index records."""
-    j, items, config, skip_silent, root, n_mels, prefix, shard_bytes = args
-    mel = MelSpectrogram(config)
+    j, items, how, root, n_mels, prefix, shard_bytes = args
+    mel = MelSpectrogram(how.config)
     writer = ShardWriter(Path(root), n_mels, f"{prefix}-{j:05d}", shard_bytes)
     try:
         for f, record, source in items:
-            m, reason = _file_mel(source, mel, skip_silent)
-            writer.add(f, {**record, "skipped": reason} if reason else record, m)
+            m, extra = _file_mel(source, mel, how)
+            writer.add(f, {**record, **extra}, m)
         writer.close()
     except BaseException:
         writer.abort()
@@ -400,21 +424,25 @@ def _check_unchanged(data_dir: Path, f: str, record: dict) -> None:
                          "no longer being written to")
 
 
-def _file_mel(source: tuple, mel: MelSpectrogram, skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
-    """(normalized log-mel float16 [N, F], None) of a usable file, or (None, why it is skipped).
+def _file_mel(source: tuple, mel: MelSpectrogram, how: Preparation) -> tuple[np.ndarray | None, dict]:
+    """(normalized log-mel float16 [N, C * F], time-major, of mono or mid/side audio; what to add to its index entry:
+    the file's own channel count where it differs from C) of a usable file, or (None, {"skipped": why}).
     source: see `_source`."""
     name, path, offset, size = source
     if offset is None:
-        wav, reason = _usable_wave(Path(path), name, mel, skip_silent)
+        wav, reason = _usable_wave(Path(path), name, mel, how.skip_silent, how.channels)
     else:  # a tar member: its bytes sit at offset in the (uncompressed) tar
         with open(path, "rb") as f:
             f.seek(offset)
-            wav, reason = _usable_wave(io.BytesIO(f.read(size)), name, mel, skip_silent)
+            wav, reason = _usable_wave(io.BytesIO(f.read(size)), name, mel, how.skip_silent, how.channels)
     if wav is None:
-        return None, reason
+        return None, {"skipped": reason}
+    wav, source_channels = wav
     with torch.no_grad():
-        m = mel(torch.from_numpy(wav)[None])[0, 0].half()
-    return m.T.contiguous().numpy(), None
+        x = torch.from_numpy(wav).reshape(how.channels, -1)
+        m = mel.per_channel(mid_side(x)[None] if how.channels == 2 else x[None])[0].half()  # [C, F, N]
+    extra = {"source_channels": source_channels} if source_channels != how.channels else {}
+    return m.permute(2, 0, 1).reshape(m.shape[-1], -1).contiguous().numpy(), extra
 
 
 def _worker_count(workers: int | None, files: int) -> int:
@@ -425,29 +453,31 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _usable_wave(source: Path | BinaryIO, name: str, mel: MelSpectrogram,
-                 skip_silent: bool) -> tuple[np.ndarray | None, str | None]:
-    """(float32 mono wav at the mel's rate, DC removed; None) of a usable file, or (None, why it is not)."""
+def _usable_wave(source: Path | BinaryIO, name: str, mel: MelSpectrogram, skip_silent: bool,
+                 channels: int = 1) -> tuple[tuple[np.ndarray, int] | None, str | None]:
+    """((float32 wav [T] or [channels, T] (left, right) at the mel's rate, DC removed; the file's channel count),
+    None) of a usable file, or (None, why it is not)."""
     try:
-        wav = load(source, mel.config.sample_rate, name)
+        wav, source_channels = read(source, mel.config.sample_rate, name, channels)
     except AudioError as e:
         return None, str(e).removeprefix(f"{name}: ")
-    wav = wav - wav.mean()  # a DC offset is a recording defect, not something to learn as bass
+    wav = wav - wav.mean(axis=-1, keepdims=True)  # a DC offset is a recording defect, not something to learn as bass
     reason = _unusable(wav, mel, skip_silent)
-    return (None, reason) if reason else (np.ascontiguousarray(wav, dtype=np.float32), None)
+    return (None, reason) if reason else ((np.ascontiguousarray(wav, dtype=np.float32), source_channels), None)
 
 
 def _unusable(wav: np.ndarray, mel: MelSpectrogram, skip_silent: bool) -> str | None:
-    if len(wav) < mel.config.n_fft:
-        return f"too short ({len(wav)} samples, need at least n_fft = {mel.config.n_fft})"
+    if wav.shape[-1] < mel.config.n_fft:
+        return f"too short ({wav.shape[-1]} samples, need at least n_fft = {mel.config.n_fft})"
     peak = float(np.abs(wav).max())
     if skip_silent and peak < SILENCE_PEAK:
         return f"silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
     return None
 
 
-def _config_key(config: MelConfig) -> str:
-    key = json.dumps({**config.__dict__, "preprocess": PREPROCESS_VERSION}, sort_keys=True)
+def _config_key(how: Preparation) -> str:
+    extra = {"channels": how.channels} if how.channels > 1 else {}  # mono caches keep the key they had
+    key = json.dumps({**how.config.__dict__, **extra, "preprocess": PREPROCESS_VERSION}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -491,7 +521,7 @@ def load_waves(data_dir: str | Path, mel: MelSpectrogram, progress: bool = True)
         if wav is None:
             report.skipped.append((str(path), reason))
             continue
-        waves.append(torch.from_numpy(wav))
+        waves.append(torch.from_numpy(wav[0]))
         used.append(str(path.relative_to(data_dir)))
     report.used = len(used)
     if not used:

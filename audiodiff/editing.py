@@ -184,7 +184,7 @@ def outpaint(model: Model, schedule: GaussianSchedule, x: Tensor, frames: int, w
 
 
 def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> Tensor:
-    """Put the original samples back where kept = 1: audio float [B, T] <- original [T] on kept samples
+    """Put the original samples back where kept = 1: audio float [B, (C,) T] <- original [(C,) T] on kept samples
     (float [T], 0/1), with linear crossfades `fade` samples long on the kept side of each edge."""
     weight = soft_keep(kept[None], fade)[0] if fade > 0 else kept
     orig = torch.from_numpy(np.ascontiguousarray(original, dtype=np.float32))
@@ -193,15 +193,15 @@ def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> 
 
 def loop_audio(decode: Callable[[Tensor, list[int]], Tensor], x: Tensor, seeds: list[int], period: int,
                crossfade: int) -> Tensor:
-    """x [B, C, F, N], one period of a loop -> wav [B, period] that repeats without a seam.
+    """x [B, C, F, N], one period of a loop -> wav [B, (2,) period] that repeats without a seam.
 
     Decodes three periods in a row and keeps the middle one, whose first `crossfade` samples are crossfaded
     with the samples that follow it in the third period: played in a loop, the last sample is then followed
     by the one the decoder put after it.
     """
     wav = decode(torch.cat([x] * 3, dim=-1), seeds)
-    out, after = wav[:, period : 2 * period].clone(), wav[:, 2 * period :]
+    out, after = wav[..., period : 2 * period].clone(), wav[..., 2 * period :]
     n = min(crossfade, period, after.shape[-1])
     ramp = torch.linspace(0.0, 1.0, n, device=wav.device)
-    out[:, :n] = ramp * out[:, :n] + (1 - ramp) * after[:, :n]
+    out[..., :n] = ramp * out[..., :n] + (1 - ramp) * after[..., :n]
     return out

@@ -56,7 +56,7 @@ def scored_features(folder: str | Path, mel: MelSpectrogram, progress: bool = Fa
     """`folder_features` plus the audio files that could not be scored, as (path, reason): unreadable,
     corrupt, NaN samples or shorter than one FFT window. For a generated set these are failures."""
     data, report = load_mels(folder, mel, crop_frames=1, progress=progress, skip_silent=False)
-    feats = [clip_features(data.file_mel(i).numpy()) for i in range(len(data))]
+    feats = [clip_features(data.file_mel(i)[0].numpy()) for i in range(len(data))]
     return np.stack(feats), data.files, [(str(p), r) for p, r in report.skipped]
 
 
@@ -250,7 +250,7 @@ def embedder_features(folder: str | Path, embedder: Embedder, progress: bool = F
     mel = MelSpectrogram(embedder.mel_config)
     data, _ = load_mels(folder, mel, crop_frames=1, progress=progress, skip_silent=False)
     with torch.inference_mode():
-        outs = [embedder.embed_clip(data.file_mel(i)) for i in range(len(data))]
+        outs = [embedder.embed_clip(data.file_mel(i)[0]) for i in range(len(data))]
     emb = torch.stack([e for e, _ in outs]).double().numpy()
     probs = torch.stack([p for _, p in outs]) if embedder.labels else None
     return emb, probs, data.files

@@ -84,6 +84,12 @@ class MelSpectrogram(nn.Module):
         """wav float [B, T] in [-1, 1] -> normalized log-mel float [B, 1, F, N], mostly in [-1, 1]."""
         return self.normalize(self.power_mel(wav))
 
+    def per_channel(self, wav: Tensor) -> Tensor:
+        """wav float [B, C, T] -> normalized log-mel float [B, C, F, N], each channel on its own."""
+        b, c, t = wav.shape
+        out = self(wav.reshape(b * c, t))
+        return out.reshape(b, c, *out.shape[-2:])
+
     def magnitude(self, power_mel: Tensor, method: str = "pinv", iters: int = 200) -> Tensor:
         """Power mel [B, F, N] -> linear STFT magnitude [B, K, N].
 

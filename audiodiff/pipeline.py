@@ -2,7 +2,7 @@
 
     >>> from audiodiff import SpectrogramDiffusion
     >>> pipe = SpectrogramDiffusion.load("runs/notes")
-    >>> out = pipe.generate(4, steps=50, seed=0)      # out.audio: float32 [4, T], out.sample_rate
+    >>> out = pipe.generate(4, steps=50, seed=0)      # out.audio: float32 [4, T] ([4, 2, T] stereo), out.sample_rate
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ class Options:
 
 
 class Generated(NamedTuple):
-    audio: Tensor  # float32 [N, T] in [-1, 1], on CPU
+    audio: Tensor  # float32 [N, T] (mono) or [N, 2, T] (stereo: left, right) in [-1, 1], on CPU
     sample_rate: int
-    logmel: Tensor  # float32 [N, 1, F, frames], normalized log-mel, on CPU
+    logmel: Tensor  # float32 [N, C, F, frames], normalized log-mel (stereo: mid, side), on CPU
 
 
 class SpectrogramDiffusion:
@@ -144,6 +144,21 @@ class SpectrogramDiffusion:
     @property
     def sample_rate(self) -> int:
         return self.rep.sample_rate
+
+    @property
+    def channels(self) -> int:
+        """Audio channels of the run's clips: 1 (mono) or 2 (stereo)."""
+        return self.rep.channels
+
+    def _audio(self, wav: np.ndarray) -> np.ndarray:
+        """An input clip as this run's audio: [T] for a mono run, [2, T] for a stereo one (mono copied to both)."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if self.channels == 2 and wav.ndim == 1:
+            wav = np.stack([wav, wav])
+        if wav.shape[:-1] != ((2,) if self.channels == 2 else ()):
+            raise ValueError(f"input audio of shape {wav.shape}: this run takes "
+                             + ("[2, T] or [T]" if self.channels == 2 else "mono [T]"))
+        return wav
 
     def frames_for(self, seconds: float | None) -> int:
         """Frames covering `seconds` (default: the training crop); cut back to the samples asked for after decoding."""
@@ -205,7 +220,7 @@ class SpectrogramDiffusion:
             mels.append(logmel.cpu())
         audio = torch.cat(wavs)
         if num_samples is not None:  # the vocoder gives (frames - 1) * hop samples: cut, or pad the last < hop
-            audio = torch.nn.functional.pad(audio[:, :num_samples], (0, max(0, num_samples - audio.shape[1])))
+            audio = torch.nn.functional.pad(audio[..., :num_samples], (0, max(0, num_samples - audio.shape[-1])))
         return Generated(audio, self.sample_rate, torch.cat(mels))
 
     def _generate_loop(self, n: int, seconds: float | None, o: Options, model: Callable[[int], Model]) -> Generated:
@@ -236,7 +251,7 @@ class SpectrogramDiffusion:
         strength 0 returns the clip itself (audio and mel unchanged); 1 starts from nearly pure noise, an
         unrelated sample. Uses round(strength * steps) network steps. Output has the input's length.
         """
-        o = self.options(options, **changes)
+        o, wav = self.options(options, **changes), self._audio(wav)
         start, k = strength_start(self.schedule, strength, o.steps)
         model = self._conditioned(o)
         known = self.rep.encode(wav)
@@ -249,9 +264,9 @@ class SpectrogramDiffusion:
             x = noised(self.schedule, x0.expand(len(seeds), -1, -1, -1), start, noise())
             return o.run(model(len(seeds)), self.schedule, x, k, noise, start=start)[..., :frames]
 
-        out = self._batched(n, o, draw, len(wav))
+        out = self._batched(n, o, draw, wav.shape[-1])
         if start is None:
-            out = out._replace(audio=torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).expand(n, -1).clone())
+            out = out._replace(audio=torch.from_numpy(wav)[None].repeat(n, *[1] * wav.ndim))
         return out
 
     def inpaint(self, wav: np.ndarray, start: float, end: float, band: tuple[float, float] | None = None,
@@ -263,10 +278,10 @@ class SpectrogramDiffusion:
         crossfade. For a time span, the audio outside it is the input's samples too, crossfaded over the
         same frames; with a band, all of the audio comes from the vocoder.
         """
-        o = self.options(options, **changes)
+        o, wav = self.options(options, **changes), self._audio(wav)
         known = self.rep.encode(wav)
-        frames = known.shape[-1]
-        duration = len(wav) / self.sample_rate
+        frames, length = known.shape[-1], wav.shape[-1]
+        duration = length / self.sample_rate
         if not 0 <= start < end or start >= duration:
             raise ValueError(f"need 0 <= start < end and start < {duration:.3f} s (the clip), got {start}..{end}")
         a, b = self.rep.frame_of(start), min(frames, self.rep.frame_of(end, up=True) + 1)
@@ -280,10 +295,10 @@ class SpectrogramDiffusion:
             return editing_inpaint(model(len(seeds)), self.schedule, noise(), o.steps, noise, known=x0, keep=keep,
                                    resample=resample, fade=fade, progress=o.progress)[..., :frames]
 
-        out = self._batched(n, o, draw, len(wav))
+        out = self._batched(n, o, draw, length)
         if band is None:
-            kept = torch.ones(len(wav))
-            kept[min(len(wav), self.rep.samples_for(a + 1)) : min(len(wav), self.rep.samples_for(b) + 1)] = 0.0
+            kept = torch.ones(length)
+            kept[min(length, self.rep.samples_for(a + 1)) : min(length, self.rep.samples_for(b) + 1)] = 0.0
             out = out._replace(audio=splice(wav, out.audio, kept, self.rep.samples_for(fade + 1)))
         return out
 
@@ -292,12 +307,12 @@ class SpectrogramDiffusion:
         """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself
         from what came before). The input's own samples are kept, crossfaded into the continuation over
         `fade` frames before its end."""
-        o = self.options(options, **changes)
+        o, wav = self.options(options, **changes), self._audio(wav)
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
-        valid = self.rep.context_frames(len(wav))
+        valid = self.rep.context_frames(wav.shape[-1])
         known = self.rep.encode(wav)[..., :valid]
-        total = len(wav) + round(seconds * self.sample_rate)
+        total = wav.shape[-1] + round(seconds * self.sample_rate)
         frames = self.frames_for(total / self.sample_rate)
         model = self._conditioned(o)
 
@@ -310,7 +325,8 @@ class SpectrogramDiffusion:
         out = self._batched(n, o, draw, total)
         kept = torch.zeros(total)
         kept[: self.rep.samples_for(valid)] = 1.0
-        return out._replace(audio=splice(np.pad(wav, (0, total - len(wav))), out.audio, kept, self.rep.samples_for(fade + 1)))
+        padded = np.pad(wav, [(0, 0)] * (wav.ndim - 1) + [(0, total - wav.shape[-1])])
+        return out._replace(audio=splice(padded, out.audio, kept, self.rep.samples_for(fade + 1)))
 
     def interpolate(self, wav_a: np.ndarray, wav_b: np.ndarray, frames: int = 5, options: Options = Options(),
                     **changes: Any) -> Generated:
@@ -326,6 +342,7 @@ class SpectrogramDiffusion:
         if self.config.distill.method:
             raise ValueError("interpolate inverts clips to noise along the ODE with DDIM, which a distilled "
                              f"(consistency) run cannot do; use its teacher, {self.config.distill.teacher}")
+        wav_a, wav_b = self._audio(wav_a), self._audio(wav_b)
         ma = self.rep.encode(wav_a)
         n = ma.shape[-1]
         mb = self.rep.encode(wav_b)[..., :n]
@@ -340,7 +357,7 @@ class SpectrogramDiffusion:
             return ddim(self.model, self.schedule, x, o.steps, lambda: torch.zeros_like(x), clip_x0=False,
                         progress=o.progress)[..., :n]
 
-        return self._batched(frames, o, draw, len(wav_a))
+        return self._batched(frames, o, draw, wav_a.shape[-1])
 
     def weak_model(self, run: str | Path) -> nn.Module:
         """The EMA model of a checkpoint file or run folder (newest checkpoint), ready for sampling on this run's

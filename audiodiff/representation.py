@@ -6,9 +6,16 @@ never assume a log-mel:
     silence, value_range                                                 what x looks like
     band(lo_hz, hi_hz)                                                   rows of x for a frequency band
 
-`MelRepresentation` (normalized log-mel + a vocoder) is the first implementation. A stereo or latent
-representation (C > 1, or an autoencoder's latent frames) is one class with these members plus one
-`register` line; the model then learns on whatever `encode` gives.
+`MelRepresentation` (normalized log-mel + a vocoder) is the first implementation; it models mono (C = 1) or
+stereo (C = 2, config.data.channels). A latent representation (an autoencoder's frames) is one class with these
+members plus one `register` line; the model then learns on whatever `encode` gives.
+
+Stereo is modelled as mid/side, M = (L + R) / 2 and S = (L - R) / 2, not left/right. A log-mel keeps no phase:
+every vocoder rebuilds it per channel. Left and right vocoded apart get unrelated phases, so a sound in the
+middle of the image (equal in L and R) comes out decorrelated, smeared across the field; from mid/side, a
+centred sound is all in M (S silent) and L = R = M stays centred whatever phase M gets, and mono stays mono.
+Each channel of an item is vocoded with the same seed, so Griffin-Lim starts M and S from the same phase,
+and a panned sound (S proportional to M) gets the same phase in both.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .audio import left_right, mid_side
 from .config import Config
 from .mel import SILENCE, MelSpectrogram
 from .vocoder import Vocoder
@@ -27,15 +35,16 @@ from .vocoders import build_vocoder
 
 
 class MelRepresentation:
-    """Normalized log-mel [B, 1, n_mels, frames] in [-1, 1] (mel.py), made audible by a vocoder (vocoders.py)."""
+    """Normalized log-mel [B, C, n_mels, frames] in [-1, 1] (mel.py) of mono (C = 1) or mid/side (C = 2) audio,
+    made audible by a vocoder (vocoders.py) channel by channel."""
 
     kind = "mel"
-    channels = 1
     value_range = (-1.0, 1.0)
     silence = SILENCE  # digital silence: min_db, normalized
 
     def __init__(self, config: Config, device: torch.device, vocoder: Vocoder | None = None) -> None:
         self.config = config.mel
+        self.channels = config.data.channels
         self.device = device
         self.mel = MelSpectrogram(config.mel).to(device)
         self.vocoder = (vocoder or build_vocoder(config.vocoder, self.mel)).to(device)
@@ -76,15 +85,25 @@ class MelRepresentation:
         return self.mel.band_bins(lo_hz, hi_hz)
 
     def encode(self, wav: np.ndarray) -> Tensor:
-        """Float audio [T] at sample_rate -> x [1, 1, F, 1 + T // hop] on the device."""
-        if wav.ndim != 1 or len(wav) < self.config.hop_length:
-            raise ValueError(f"need mono audio of at least {self.config.hop_length} samples, got shape {wav.shape}")
+        """Float audio at sample_rate, [T] (mono) or [C, T] (stereo: left, right) -> x [1, C, F, 1 + T // hop]
+        on the device. A stereo representation takes mono audio as both sides."""
+        shape = wav.shape
+        if wav.ndim == 1 and self.channels == 2:
+            wav = np.stack([wav, wav])
+        want = (self.channels,) if self.channels > 1 else ()
+        if wav.shape[:-1] != want or wav.shape[-1] < self.config.hop_length:
+            what = "mono audio [T]" if self.channels == 1 else f"audio [{self.channels}, T] or [T]"
+            raise ValueError(f"need {what} of at least {self.config.hop_length} samples, got shape {shape}")
+        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)
         with torch.inference_mode():
-            return self.mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)[None])
+            return self.mel(wav[None]) if self.channels == 1 else self.mel.per_channel(mid_side(wav)[None])
 
     def decode(self, x: Tensor, seeds: list[int]) -> Tensor:
-        """x [B, 1, F, N] -> wav float32 [B, (N - 1) * hop]; the vocoder's randomness for item i from seeds[i]."""
-        return torch.cat([self.vocoder(m[None], torch.Generator().manual_seed(s)) for m, s in zip(x, seeds)])
+        """x [B, C, F, N] -> wav float32 [B, (N - 1) * hop] (mono) or [B, 2, (N - 1) * hop] (left, right); the
+        vocoder's randomness for item i from seeds[i], the same for each of its channels."""
+        wavs = torch.stack([torch.cat([self.vocoder(m[c][None, None], torch.Generator().manual_seed(s))
+                                       for c in range(len(m))]) for m, s in zip(x, seeds)])  # [B, C, T]
+        return wavs[:, 0] if self.channels == 1 else left_right(wavs)
 
 
 KINDS: dict[str, Callable[..., MelRepresentation]] = {MelRepresentation.kind: MelRepresentation}

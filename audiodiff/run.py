@@ -39,6 +39,7 @@ from .evaluate import clip_features, near_copies, standardize
 from .files import write_text
 from .mel import MelSpectrogram
 from .plot import save_spectrogram
+from .representation import for_run
 from .sampling import sample
 from .schedule import GaussianSchedule
 from .lora import merge as merge_adapters
@@ -143,6 +144,8 @@ def _changed(config: Config, config_file: Path | None, overrides: dict[str, dict
     if config_file:
         config = Config.from_toml(config_file, config)
     for section, changes in (overrides or {}).items():
+        if section == "data" and "channels" in changes:  # the network's input channels follow
+            config, changes = config.with_channels(changes["channels"]), {k: v for k, v in changes.items() if k != "channels"}
         if changes:
             config = config.replace(section, **changes)
     return config
@@ -175,6 +178,7 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     config, stored = resolve_config(out, config_file, preset_name, overrides, resume)
     if unconditional and label_column:
         raise ValueError("unconditional training and a label column contradict each other")
+    config.check_sizes()
     if vocoder:
         build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
         config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
@@ -187,7 +191,7 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     if not dist.main:
         barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
-                             progress and dist.main, workers=workers, prepare=dist.main)
+                             progress and dist.main, workers=workers, prepare=dist.main, channels=config.data.channels)
     if dist.main:
         barrier(dist)
     _report_skipped(report, warn)
@@ -348,9 +352,9 @@ def copies_share(ema: nn.Module, config: Config, data: MelDataset, labels: torch
         model = guided(model, cond, present[torch.arange(n) % len(present)].to(device), 0.0)
     with torch.no_grad():
         logmel = sample(model, GaussianSchedule.from_config(config.diffusion), "ddim",
-                        (1, config.mel.n_mels, config.data.crop_frames), list(range(n)), 25, device)
+                        config.crop_shape(), list(range(n)), 25, device)
     crop = config.data.crop_frames
-    train = np.stack([clip_features(data.file_mel(i)[:, :crop].float().numpy()) for i in range(len(data))])
+    train = np.stack([clip_features(data.file_mel(i)[0, :, :crop].numpy()) for i in range(len(data))])
     gen = np.stack([clip_features(m[0].float().cpu().numpy()) for m in logmel])
     return near_copies(*standardize(train, gen))["too_close"]
 
@@ -450,7 +454,7 @@ def _one_process_data(config: Config, data_dir: Path, out: Path, workers: int | 
     writable_dir(out)
     t0 = time.perf_counter()
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
-                             workers=workers)
+                             workers=workers, channels=config.data.channels)
     _report_skipped(report, warn)
     log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
     return data
@@ -510,7 +514,7 @@ def preview_writer(config: Config, run_dir: Path, board: Board | None = None) ->
     c, names = config.train, config.data.labels
     seeds = [PREVIEW_SEED + i for i in range(c.preview_count)]
     cond = conditioning_of(config)
-    mel, schedule = MelSpectrogram(config.mel), GaussianSchedule.from_config(config.diffusion)  # once per run
+    schedule, reps = GaussianSchedule.from_config(config.diffusion), {}  # once per run
     sampler, steps = config.default_sampling()
     steps = c.preview_steps if sampler == "ddim" else steps
 
@@ -518,14 +522,14 @@ def preview_writer(config: Config, run_dir: Path, board: Board | None = None) ->
         if not seeds:
             return
         device = next(ema.parameters()).device
-        mel.to(device)
+        rep = reps.get(device) or reps.setdefault(device, for_run(config, device))
         model = for_sampling(ema, config.diffusion)
         if cond is not None:
             model = guided(model, cond, torch.arange(len(seeds), device=device) % len(names), 0.0)
         with torch.no_grad():
-            logmel = sample(model, schedule, sampler, (1, config.mel.n_mels, config.data.crop_frames), seeds,
+            logmel = sample(model, schedule, sampler, config.crop_shape(), seeds,
                             steps, device)
-            wav = build_vocoder(config.vocoder, mel)(logmel, torch.Generator().manual_seed(PREVIEW_SEED))
+            wav = rep.decode(logmel, seeds)
         out = run_dir / "samples"
         out.mkdir(exist_ok=True)
         for i, s in enumerate(seeds):

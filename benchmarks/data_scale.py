@@ -233,7 +233,7 @@ def old_crops(mels: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, 
 def assembly_table(root: Path, hours: float, batches: int) -> None:
     run = root / f"run_h{hours:g}"
     data, _ = load_mels(root / f"h{hours:g}", MelSpectrogram(MEL), 64, run / "cache", progress=False)
-    mels = torch.cat([data.file_mel(i).half() for i in range(len(data))], dim=1)
+    mels = torch.cat([data.file_mel(i)[0].half() for i in range(len(data))], dim=1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), data.lengths.cumsum(0)])
     g = torch.Generator().manual_seed(0)
     new, old = [], []

@@ -127,7 +127,7 @@ def test_loss_decreases(tmp_path, data, tiny_config):
 
 
 def test_nan_losses_stop_training_with_clear_error(tmp_path, tiny_config):
-    mels = torch.full((16, 40), float("nan"), dtype=torch.float16)
+    mels = torch.full((1, 16, 40), float("nan"), dtype=torch.float16)
     data = MelDataset.from_mels([mels], ["nan.wav"], 16)
     with pytest.raises(FloatingPointError, match=f"NaN/inf {MAX_BAD_STEPS} times"):
         train(tiny_config, data, tmp_path, torch.device("cpu"), progress=False)
