@@ -65,14 +65,14 @@ def main() -> None:
 def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
           batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
           compile_: bool | None, prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
-          channels: str | None, label_column: str | None, unconditional: bool, resume: bool, workers: int | None, log_to: str,
-          progress: bool, device: str) -> None:
+          channels: str | None, label_column: str | None, unconditional: bool, resume: bool, workers: int | None,
+          log_to: str, progress: bool, device: str) -> None:
     """Train a spectrogram diffusion model on every audio file under DATA_DIR (recursive).
 
     Files of any format soundfile reads (wav, flac, ogg, ...), any sample rate and channel count
-    are resampled and mixed to mono (or stereo: --channels 2), cut into random crops, and turned into log-mels once (cached
-    in OUT/cache as memory-mapped shards; files added to DATA_DIR later are the only ones prepared
-    again). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
+    are resampled and mixed to mono (or to stereo with --channels 2), cut into random crops, and turned
+    into log-mels once (cached in OUT/cache as memory-mapped shards; files added to DATA_DIR later are
+    the only ones prepared again). Re-running on an existing OUT continues it exactly where its last checkpoint left it.
     """
     from .run import train as train_run
 
@@ -377,7 +377,8 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 
     pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
-    result = pipe.inpaint(load(in_audio, pipe.sample_rate, channels=pipe.channels), start, end, band=band, n=n, steps=steps, seed=seed,
+    clip = load(in_audio, pipe.sample_rate, channels=pipe.channels)
+    result = pipe.inpaint(clip, start, end, band=band, n=n, steps=steps, seed=seed,
                           resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
     what = f" {band[0]:g}-{band[1]:g} Hz" if band else ""
     _finish_edit(out, "inpaint", result, pipe, f"{in_audio.name}, {start:g}-{end:g} s{what} regenerated", t0, seed)
@@ -403,7 +404,8 @@ def continue_(run_dir: Path, in_audio: Path, seconds: float, overlap: float, fad
 
     pipe = _prepare_output(run_dir, out, "continue", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
-    result = pipe.extend(load(in_audio, pipe.sample_rate, channels=pipe.channels), seconds, n=n, steps=steps, seed=seed, overlap=overlap,
+    clip = load(in_audio, pipe.sample_rate, channels=pipe.channels)
+    result = pipe.extend(clip, seconds, n=n, steps=steps, seed=seed, overlap=overlap,
                          fade=fade, progress=progress, label=label, guidance=guidance)
     _finish_edit(out, "continue", result, pipe, f"{in_audio.name} + {seconds:g} s", t0, seed)
 

@@ -1,7 +1,8 @@
 """Folder of audio files -> log-mels computed once and cached -> random crops for training.
 
 Every file soundfile can read under the folder (recursively) is decoded once, mixed to mono (or made
-stereo, as mid/side: audio.to_channels, representation.py), resampled, and turned into a normalized log-mel, in a pool of worker processes for large folders.
+stereo, as mid/side: audio.to_channels, representation.py), resampled, and turned into a normalized log-mel,
+in a pool of worker processes for large folders.
 The mels go to a sharded, memory-mapped store (`melcache.py`) in the run's cache folder, keyed per
 file by path, size and modification time: adding or removing files prepares only those files, and
 training reads its crops from the mapped shards, so memory stays flat in the size of the data and

@@ -145,7 +145,8 @@ def _changed(config: Config, config_file: Path | None, overrides: dict[str, dict
         config = Config.from_toml(config_file, config)
     for section, changes in (overrides or {}).items():
         if section == "data" and "channels" in changes:  # the network's input channels follow
-            config, changes = config.with_channels(changes["channels"]), {k: v for k, v in changes.items() if k != "channels"}
+            config = config.with_channels(changes["channels"])
+            changes = {k: v for k, v in changes.items() if k != "channels"}
         if changes:
             config = config.replace(section, **changes)
     return config

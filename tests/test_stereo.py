@@ -1,0 +1,164 @@
+"""Stereo (issue 21): channel layouts, mid/side mels in the data, vocoding per channel, and a stereo run end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from audiodiff.audio import left_right, load, mid_side, read, save, to_channels
+from audiodiff.cli import main
+from audiodiff.config import Config, preset
+from audiodiff.data import load_mels
+from audiodiff.mel import SILENCE, MelSpectrogram
+from audiodiff.representation import MelRepresentation
+
+from .conftest import SR, tone
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [*args, "--device", "cpu"], catch_exceptions=False)
+
+
+def test_channel_layouts():
+    x = np.random.default_rng(0).standard_normal((100, 6)).astype(np.float32)
+    assert np.array_equal(to_channels(x[:, :1], 2), x[:, [0, 0]])  # mono: the same on both sides
+    assert np.allclose(to_channels(x[:, :2], 1)[:, 0], x[:, :2].mean(1))
+    assert np.array_equal(to_channels(x[:, :2], 2), x[:, :2])
+    assert np.allclose(to_channels(x[:, :4], 2), x[:, :4].mean(1, keepdims=True).repeat(2, 1))
+    # 5.1 (FL, FR, FC, LFE, BL, BR), ITU-R BS.775 at -3 dB, scaled by 1 / (1 + 2 * 0.7071); LFE dropped
+    unit = np.eye(6, dtype=np.float32)
+    k = 1 / 2.4142
+    assert np.allclose(to_channels(unit, 2), k * np.array([[1, 0], [0, 1], [0.7071, 0.7071], [0, 0], [0.7071, 0],
+                                                            [0, 0.7071]]), atol=1e-6)
+    assert np.abs(to_channels(np.ones((10, 6), np.float32), 2)).max() <= 1.0
+    with pytest.raises(ValueError, match="1 or 2"):
+        to_channels(x, 3)
+
+
+def test_mid_side_closed_form_and_round_trip():
+    lr = np.array([[1.0, 0.5], [0.0, 0.5]], dtype=np.float32)  # [2, T]: left, right
+    assert np.allclose(mid_side(lr), [[0.5, 0.5], [0.5, 0.0]])
+    x = torch.randn(3, 2, 50)
+    assert torch.allclose(left_right(mid_side(x)), x, atol=1e-6)
+    assert torch.equal(mid_side(x)[:, 1], (x[:, 0] - x[:, 1]) / 2)
+
+
+def test_stereo_files_save_and_load(tmp_path):
+    lr = np.stack([tone(440, 0.3), tone(660, 0.3, amp=0.2)])
+    save(tmp_path / "s.wav", lr, SR)
+    info = sf.info(tmp_path / "s.wav")
+    assert (info.channels, info.samplerate) == (2, SR)
+    back, n = read(tmp_path / "s.wav", SR, channels=2)
+    assert n == 2 and back.shape == lr.shape and np.abs(back - lr).max() < 1e-4
+    assert np.abs(load(tmp_path / "s.wav", SR) - lr.mean(0)).max() < 1e-4  # a mono reader mixes down
+    up, n = read(tmp_path / "s.wav", 2 * SR, channels=2)  # resampled channel by channel
+    assert n == 2 and up.shape == (2, 2 * lr.shape[1])
+
+
+@pytest.fixture
+def stereo_dir(tmp_path):
+    d = tmp_path / "stereo"
+    d.mkdir()
+    left, right = tone(440, 0.6), tone(440, 0.6, amp=0.1)
+    sf.write(d / "panned.wav", np.stack([left, right], 1), SR, subtype="FLOAT")
+    sf.write(d / "wide.wav", np.stack([tone(330, 0.6), tone(990, 0.6)], 1), SR, subtype="FLOAT")
+    sf.write(d / "mono.wav", tone(550, 0.6), SR, subtype="FLOAT")
+    six = np.zeros((int(0.6 * SR), 6), np.float32)
+    six[:, 0] = tone(770, 0.6)
+    sf.write(d / "surround.wav", six, SR, subtype="FLOAT")
+    return d
+
+
+def test_stereo_dataset_holds_mid_and_side(tmp_path, stereo_dir, tiny_config):
+    mel = MelSpectrogram(tiny_config.mel)
+    data, report = load_mels(stereo_dir, mel, 16, tmp_path / "cache", progress=False, channels=2)
+    assert (report.duplicated, report.mixed_down) == (1, 1)
+    assert "1 mono (copied to both channels), 1 with more than 2 channels (mixed down" in report.summary()
+    i = data.files.index("panned.wav")
+    lr = torch.from_numpy(load(stereo_dir / "panned.wav", SR, channels=2))
+    lr = lr - lr.mean(-1, keepdim=True)  # the data removes DC per channel
+    want = mel.per_channel(mid_side(lr)[None])[0]
+    got = data.file_mel(i)
+    assert got.shape == (2, 16, want.shape[-1])
+    assert torch.allclose(got, want, atol=2e-3)  # float16 storage
+    assert torch.equal(data.file_mel(data.files.index("mono.wav"))[1], torch.full_like(got[1], SILENCE))
+    assert data.sample(3, torch.Generator().manual_seed(0)).shape == (3, 2, 16, 16)
+    mono, mono_report = load_mels(stereo_dir, mel, 16, tmp_path / "cache", progress=False)  # its own cache
+    assert mono.file_mel(i).shape == (1, 16, want.shape[-1]) and mono_report.prepared == 4
+    assert (mono_report.duplicated, mono_report.mixed_down) == (0, 0)
+
+
+def _rep(config: Config, channels: int = 2) -> MelRepresentation:
+    return MelRepresentation(config.with_channels(channels), torch.device("cpu"))
+
+
+def test_decoding_keeps_the_stereo_image(tiny_config):
+    rep = _rep(tiny_config)
+    lr = np.stack([tone(440, 0.5), 0.5 * tone(440, 0.5)])  # panned left: right is 6 dB down
+    x = rep.encode(lr)
+    assert x.shape == (1, 2, 16, 1 + lr.shape[1] // 64)
+    out = rep.decode(x, [0])[0]
+    assert out.shape == (2, (x.shape[-1] - 1) * 64)
+    level = 20 * np.log10(float(out[0].square().mean().sqrt() / out[1].square().mean().sqrt()))
+    corr = float(torch.corrcoef(out)[0, 1])
+    assert abs(level - 6.0) < 1.0 and corr > 0.95  # M and S vocoded from one seed: the same phase
+    centred = rep.decode(rep.encode(lr[0]), [3])[0]  # mono input: side silent, left = right
+    assert torch.equal(centred[0], centred[1])
+    # what the shared seed prevents: the two channels vocoded from unrelated phases
+    apart = torch.cat([rep.vocoder(x[:, c : c + 1], torch.Generator().manual_seed(c)) for c in range(2)])
+    assert float(torch.corrcoef(left_right(apart))[0, 1]) < corr - 0.1
+    with pytest.raises(ValueError, match=r"\[2, T\] or \[T\]"):
+        rep.encode(np.zeros((3, 1000), np.float32))
+
+
+def test_config_channels(tmp_path):
+    assert Config.from_dict({"data": {"channels": 2}}).unet.in_channels == 2
+    with pytest.raises(ValueError, match="unet.in_channels = 1 but data.channels = 2"):
+        Config.from_dict({"data": {"channels": 2}, "unet": {"in_channels": 1}})
+    with pytest.raises(ValueError, match="must be 1 \\(mono\\) or 2"):
+        Config.from_dict({"data": {"channels": 6}})
+    assert preset("music").with_channels(2).crop_shape() == (2, 128, 512)
+
+
+def test_sizes_the_unet_cannot_divide_fail_before_training(tmp_path, stereo_dir, tiny_config):
+    cfg = tmp_path / "odd.toml"
+    cfg.write_text(tiny_config.replace("mel", n_mels=20).replace("unet", channel_mult=(1, 2, 2, 2)).to_toml())
+    res = CliRunner().invoke(main, ["train", str(stereo_dir), "--out", str(tmp_path / "r"), "--config", str(cfg)])
+    assert res.exit_code != 0
+    assert "mel.n_mels = 20 is not a multiple of 8 (the UNet's 4 levels halve it 3 times): use 16 or 24" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_stereo_run_end_to_end(tmp_path, stereo_dir, tiny_config):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_config.to_toml())
+    run = tmp_path / "run"
+    res = invoke("train", str(stereo_dir), "--out", str(run), "--config", str(cfg), "--channels", "2", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "1 mono (copied to both channels)" in res.output
+    config = Config.from_toml(run / "config.toml")
+    assert (config.data.channels, config.unet.in_channels) == (2, 2)
+    assert sf.info(next((run / "samples").glob("*.wav"))).channels == 2
+    clip = tmp_path / "in.wav"
+    sf.write(clip, np.stack([tone(440, 0.4), tone(660, 0.4)], 1), SR)
+    commands = {
+        "gen": ["generate", str(run), "-n", "1", "--seconds", "0.5", "--steps", "2"],  # longer than a crop: 2 windows
+        "loop": ["generate", str(run), "-n", "1", "--loop", "--steps", "2"],
+        "vary": ["vary", str(run), str(clip), "--strength", "0.5", "--steps", "2"],
+        "inpaint": ["inpaint", str(run), str(clip), "--start", "0.1", "--end", "0.2", "--steps", "2"],
+        "continue": ["continue", str(run), str(clip), "--seconds", "0.2", "--steps", "2"],
+        "interp": ["interpolate", str(run), str(clip), str(stereo_dir / "mono.wav"), "--frames", "2", "--steps", "2"],
+    }
+    for name, args in commands.items():
+        res = invoke(*args, "--out", str(tmp_path / name), "--no-progress")
+        assert res.exit_code == 0, (name, res.output)
+        for wav in (tmp_path / name).glob("*.wav"):
+            info = sf.info(wav)
+            assert (info.channels, info.samplerate) == (2, SR), (name, wav)
+    assert sf.info(tmp_path / "gen" / "sample_000.wav").frames == round(0.5 * SR)
+    kept, _ = sf.read(tmp_path / "inpaint" / "inpaint_000.wav")
+    original, _ = sf.read(clip)
+    assert np.abs(kept[-200:] - original[-200:]).max() < 1e-3  # both channels kept outside the span
