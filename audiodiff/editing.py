@@ -169,18 +169,29 @@ def outpaint(model: Model, schedule: GaussianSchedule, x: Tensor, frames: int, w
     its first overlap * window frames taken from the end of what exists. The last window // 8 frames of a
     window are dropped and redone by the next one: the network's right edge is where training crops of short
     files were padded with silence, and kept edge frames showed as dark seams. `noise()` gives [B, C, F, window]."""
-    keep_frames, margin = round(overlap * window), window // 8
-    if not 0 < keep_frames < window - margin:
-        raise ValueError(f"overlap must leave between 1 and {window - margin - 1} frames of context, got {overlap}")
-    while x.shape[-1] < frames:
-        k = min(keep_frames, x.shape[-1])
-        known = torch.nn.functional.pad(x[..., -k:], (0, window - k), value=silence)
+    for start, k, last in outpaint_windows(x.shape[-1], frames, window, overlap):
+        known = torch.nn.functional.pad(x[..., start : start + k], (0, window - k), value=silence)
         keep = time_keep((1, *x.shape[1:-1], window), k, window).to(x.device)
         new = inpaint(model, schedule, noise(), steps, noise, known=known, keep=keep, resample=resample, fade=fade,
                       progress=progress)
-        last = x.shape[-1] - k + window >= frames
-        x = torch.cat([x[..., :-k], new if last else new[..., : window - margin]], dim=-1)
+        x = torch.cat([x[..., :start], new if last else new[..., : window - window // 8]], dim=-1)
     return x[..., :frames]
+
+
+def outpaint_windows(have: int, frames: int, window: int, overlap: float = 0.5) -> list[tuple[int, int, bool]]:
+    """`outpaint`'s windows for a signal of `have` frames grown to `frames`: (the window's first frame in the
+    output, frames of context it keeps, whether it is the last). Its new frames begin at first + context: the
+    joins where a seam could be heard."""
+    keep_frames, margin = round(overlap * window), window // 8
+    if not 0 < keep_frames < window - margin:
+        raise ValueError(f"overlap must leave between 1 and {window - margin - 1} frames of context, got {overlap}")
+    plan = []
+    while have < frames:
+        k = min(keep_frames, have)
+        last = have - k + window >= frames
+        plan.append((have - k, k, last))
+        have = have - k + (window if last else window - margin)
+    return plan
 
 
 def splice(original: np.ndarray, generated: Tensor, kept: Tensor, fade: int) -> Tensor:

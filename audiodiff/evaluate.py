@@ -45,6 +45,27 @@ def clip_features(logmel: np.ndarray) -> np.ndarray:
     return np.concatenate([logmel.mean(1), logmel.std(1), mfcc.mean(1), mfcc.std(1)])
 
 
+def stereo_image(wav: np.ndarray) -> tuple[float, float]:
+    """Stereo audio [2, T] (left, right) -> (inter-channel correlation of the samples, in [-1, 1]; level
+    difference 20 log10(rms L / rms R) in dB). Mono copied to both sides gives (1, 0)."""
+    left, right = np.asarray(wav, dtype=np.float64)
+    rms = np.sqrt(np.array([np.mean(left**2), np.mean(right**2)])) + 1e-12
+    corr = float(np.mean(left * right) / (rms[0] * rms[1]))
+    return corr, float(20 * np.log10(rms[0] / rms[1]))
+
+
+def spectral_flux(logmel: np.ndarray) -> np.ndarray:
+    """Normalized log-mel [C, F, N] -> flux float64 [N - 1]: the mean absolute change from frame n to n + 1."""
+    return np.abs(np.diff(np.asarray(logmel, dtype=np.float64), axis=-1)).mean(axis=(0, 1))
+
+
+def flux_ratios(flux: np.ndarray, frames: list[int], width: int = 2) -> np.ndarray:
+    """For each frame j, the largest flux from frame j - width to j + width, over the clip's median flux: how
+    much a change near j stands out (a seam at a window join shows as a ratio well above the real audio's)."""
+    median = max(float(np.median(flux)), 1e-12)
+    return np.array([flux[max(0, j - 1 - width) : j + width].max() / median for j in frames])
+
+
 def folder_features(folder: str | Path, mel: MelSpectrogram, progress: bool = False) -> tuple[np.ndarray, list[str]]:
     """melstats of every readable audio file under folder (silent files included): ([N, D], names)."""
     feats, names, _ = scored_features(folder, mel, progress)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Build the recipes' data sets from Debian packages: one-second, 16 kHz mono clips with labels.
+"""Build the recipes' data sets from Debian packages: one-second, 16 kHz mono clips with labels, and stereo
+music loops at 44.1 kHz.
 
-    python recipes/make_sets.py OUT_DIR [--sets notes digits drums] [--seed 0] [--jobs 2]
+    python recipes/make_sets.py OUT_DIR [--sets notes digits drums loops] [--seed 0] [--jobs 2]
 
 - notes:  single notes of 11 instrument families (two General MIDI programs each) rendered with
           fluidsynth from three GM SoundFonts (fluid-soundfont-gm, timgm6mb-soundfont,
@@ -11,6 +12,10 @@
           speaker, engine.
 - drums:  one-shots of 7 categories: GM drum kits rendered from the SoundFonts, and the recorded samples
           of hydrogen-drumkits. Labels: category, source, kit, instrument.
+- loops:  procedurally composed phrases of 2 or 4 bars (4-8 s) in a random key, mode and tempo: drums, bass,
+          chords and a melody (chords or melody sometimes left out), each part its own GM program, chords and
+          melody panned to opposite sides, rendered in stereo at 44.1 kHz by fluidsynth (with its reverb) from
+          one of the three SoundFonts. Labels: mode, key, tempo, bars, instruments, programs, font.
 
 Each set goes to OUT_DIR/SET/{train,heldout}/*.wav with OUT_DIR/SET/metadata.csv (path, split, labels),
 OUT_DIR/SET/SOURCES.txt (the Debian packages, their versions and copyright files, copied into
@@ -76,9 +81,11 @@ def run(cmd: list[str]) -> None:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}")
 
 
-def midi_file(path: Path, notes: list[tuple[float, float, int, int, int]], program: int = 0) -> None:
+def midi_file(path: Path, notes: list[tuple[float, float, int, int, int]], program: int = 0,
+              programs: dict[int, int] | None = None, pans: dict[int, int] | None = None) -> None:
     """A format-0 MIDI file of (start s, length s, channel, key, velocity) notes at 120 bpm (480 ticks = 0.5 s),
-    each channel set to `program` (on channel 9, the GM drum channel, that picks the drum kit), and 1 s of
+    each channel set to `program` or its entry in `programs` (on channel 9, the GM drum channel, that picks the
+    drum kit) and panned to its entry in `pans` (controller 10: 0 left, 64 centre, 127 right), and 1 s of
     silence after the last note so its release is rendered whole."""
     def vlq(n: int) -> bytes:
         out = [n & 0x7F]
@@ -91,7 +98,8 @@ def midi_file(path: Path, notes: list[tuple[float, float, int, int, int]], progr
     for start, length, ch, key, vel in notes:
         events += [(round(start * 960), bytes([0x90 | ch, key, vel])), (round((start + length) * 960), bytes([0x80 | ch, key, 0]))]
     channels = sorted({n[2] for n in notes})
-    head = b"".join(bytes([0, 0xC0 | c, program]) for c in channels)
+    head = b"".join(bytes([0, 0xC0 | c, (programs or {}).get(c, program)]) for c in channels)
+    head += b"".join(bytes([0, 0xB0 | c, 10, pan]) for c, pan in sorted((pans or {}).items()))
     body, now = bytearray(head), 0
     for tick, msg in sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 == 0x90)):
         body += vlq(tick - now) + msg
@@ -261,6 +269,128 @@ def build_drums(seed: int, tmp: Path, jobs: int) -> list[tuple[dict, np.ndarray]
     return [c for part in parts for c in part] + hydrogen_clips(seed)
 
 
+# ---- loops ------------------------------------------------------------------------------------------------
+LOOP_SR = 44100
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+PROGRESSIONS = {"major": ((0, 4, 5, 3), (0, 3, 4, 3), (5, 3, 0, 4), (0, 5, 3, 4)),  # scale degrees, one a bar
+                "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 3, 6, 2))}
+LOOP_PROGRAMS = {"bass": (32, 33, 34, 35, 38, 39), "chords": (0, 4, 5, 16, 19, 24, 25, 48, 49, 88, 89),
+                 "melody": (11, 13, 22, 56, 65, 71, 73, 80, 81)}
+LOOP_CHANNELS = {"bass": 0, "chords": 1, "melody": 2, "drums": 9}
+KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def loop_items(seed: int, count: int = 480) -> list[dict]:
+    """The score of each loop: key, mode, tempo, bars, parts with programs and pans, and its notes."""
+    items = []
+    for i in range(count):
+        rng = rng_for(seed, "loop", i)
+        mode, root = ("major", "minor")[int(rng.integers(2))], int(rng.integers(12))
+        bpm = int(rng.integers(80, 141))
+        bars = 2 if 8 * 60 / bpm >= 4.0 else 4  # 4-8 s either way
+        parts = ["drums", "bass"] + [p for p in ("chords", "melody") if rng.random() > 0.2]
+        programs = {LOOP_CHANNELS[p]: int(rng.choice(LOOP_PROGRAMS[p])) for p in parts if p != "drums"}
+        programs[9] = int(rng.choice(DRUM_KITS))
+        side = 1 if rng.random() < 0.5 else -1  # chords on one side, the melody on the other
+        pans = {0: 64, 9: 64, 1: 64 + side * int(rng.integers(20, 41)), 2: 64 - side * int(rng.integers(20, 41))}
+        step = 60 / bpm / 4  # a sixteenth note, seconds
+        chords = PROGRESSIONS[mode][int(rng.integers(4))][:bars]
+        notes = []
+        for p in parts:
+            notes += PARTS[p](rng, SCALES[mode], root, chords, step)
+        items.append({"label": mode, "group": f"loop{i:04d}", "stratum": mode, "mode": mode, "key": KEYS[root],
+                      "tempo": bpm, "bars": bars, "seconds": round(bars * 16 * step, 4), "instruments": "+".join(parts),
+                      "programs": " ".join(f"{p}:{programs[LOOP_CHANNELS[p]]}" for p in parts),
+                      "font": list(FONTS)[int(rng.integers(len(FONTS)))], "notes": notes, "programs_by_channel": programs,
+                      "pans": pans})
+    return items
+
+
+def _triad(scale: tuple[int, ...], degree: int) -> list[int]:
+    """Semitones above the key's root of the triad on a scale degree (0-based)."""
+    return [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+
+
+def _drums(rng, scale, root, chords, step) -> list[tuple]:
+    kick = {0, 8} | {s for s in (3, 6, 10, 14) if rng.random() < 0.3}
+    hat = range(0, 16, 1 if rng.random() < 0.4 else 2)
+    open_hat = rng.random() < 0.3
+    notes = []
+    for bar in range(len(chords)):
+        t0 = bar * 16
+        for s in range(16):
+            if s in kick:
+                notes.append(((t0 + s) * step, step, 9, 36, int(rng.integers(95, 121))))
+            if s in (4, 12):
+                notes.append(((t0 + s) * step, step, 9, 38, int(rng.integers(90, 116))))
+            if s in hat and not (open_hat and s == 14):
+                notes.append(((t0 + s) * step, step, 9, 42, int(rng.integers(55, 90)) + 15 * (s % 4 == 0)))
+            if open_hat and s == 14:
+                notes.append(((t0 + s) * step, 2 * step, 9, 46, 80))
+    return notes
+
+
+def _bass(rng, scale, root, chords, step) -> list[tuple]:
+    rhythm = [(0, 4), (4, 4), (8, 4), (12, 4)] if rng.random() < 0.4 else \
+        [(0, 3), (3, 3), (6, 2), (8, 3), (11, 3), (14, 2)]
+    notes = []
+    for bar, degree in enumerate(chords):
+        triad = _triad(scale, degree)
+        for k, (s, n) in enumerate(rhythm):
+            key = 36 + root % 12 + (triad[0] if k % 3 != 2 else triad[2])
+            notes.append(((bar * 16 + s) * step, n * step * 0.9, 0, key, int(rng.integers(85, 111))))
+    return notes
+
+
+def _chords(rng, scale, root, chords, step) -> list[tuple]:
+    hits = [(0, 16)] if rng.random() < 0.4 else [(0, 6), (8, 6)] if rng.random() < 0.5 else [(2, 2), (6, 2), (10, 2), (14, 2)]
+    notes = []
+    for bar, degree in enumerate(chords):
+        for s, n in hits:
+            for semis in _triad(scale, degree):
+                notes.append(((bar * 16 + s) * step, n * step * 0.95, 1, 60 + root % 12 + semis, int(rng.integers(60, 86))))
+    return notes
+
+
+def _melody(rng, scale, root, chords, step) -> list[tuple]:
+    notes, pos, s, end = [], int(rng.integers(0, 7)), 0, 16 * len(chords)
+    while s < end:
+        n = min(int(rng.choice([2, 2, 4, 1, 3])), end - s)
+        if rng.random() > 0.3:
+            key = 72 + root % 12 + scale[pos % 7] + 12 * (pos // 7)
+            notes.append((s * step, n * step * 0.9, 2, key, int(rng.integers(75, 106))))
+        pos = int(np.clip(pos + rng.integers(-2, 3), 0, 9))
+        s += n
+    return notes
+
+
+PARTS = {"drums": _drums, "bass": _bass, "chords": _chords, "melody": _melody}
+
+
+def render_loop(item: dict, seed: int, tmp: Path) -> tuple[dict, np.ndarray]:
+    """One loop in stereo at LOOP_SR, [T, 2] float32: cut to its bars (10 ms fade-out), peak at a seeded -6..-1 dBFS."""
+    mid, wav = tmp / f"{item['group']}.mid", tmp / f"{item['group']}.wav"
+    midi_file(mid, item["notes"], programs=item["programs_by_channel"], pans=item["pans"])
+    run(["fluidsynth", "-ni", "-g", "0.4", "-R", "1", "-C", "0", "-r", str(LOOP_SR), "-T", "wav", "-F", str(wav),
+         FONTS[item["font"]][0], str(mid)])
+    x, sr = sf.read(wav, dtype="float32", always_2d=True)
+    if sr != LOOP_SR or x.shape[1] != 2 or np.abs(x).max() < 1e-4:
+        raise RuntimeError(f"fluidsynth rendered {item['group']} as {x.shape[1]} channels at {sr} Hz, peak "
+                           f"{np.abs(x).max():.1e} (font {FONTS[item['font']][0]})")
+    n = round(item["seconds"] * LOOP_SR)
+    x = np.pad(x[:n].astype(np.float64), ((0, max(0, n - len(x))), (0, 0)))
+    fade = LOOP_SR // 100
+    x[-fade:] *= np.linspace(1, 0, fade)[:, None]
+    level = rng_for(seed, "level", item["group"]).uniform(-6.0, -1.0)
+    x *= 10 ** (level / 20) / max(np.abs(x).max(), 1e-9)
+    return item, x.astype(np.float32)
+
+
+def build_loops(seed: int, tmp: Path, jobs: int) -> list[tuple[dict, np.ndarray]]:
+    with cf.ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(lambda it: render_loop(it, seed, tmp), loop_items(seed)))
+
+
 # ---- split and write -----------------------------------------------------------------------------------------
 
 def split(items: list[dict], seed: int, name: str, share: float = 0.15) -> list[str]:
@@ -279,11 +409,14 @@ def split(items: list[dict], seed: int, name: str, share: float = 0.15) -> list[
 
 
 PACKAGES = {"notes": ["fluidsynth", *(p for _, p in FONTS.values())], "digits": ["espeak-ng", "flite"],
-            "drums": ["fluidsynth", *(p for _, p in FONTS.values()), "hydrogen-drumkits", "hydrogen-data"]}
+            "drums": ["fluidsynth", *(p for _, p in FONTS.values()), "hydrogen-drumkits", "hydrogen-data"],
+            "loops": ["fluidsynth", *(p for _, p in FONTS.values())]}
 BUILDERS: dict[str, Callable[[int, Path, int], list[tuple[dict, np.ndarray]]]] = {
-    "notes": build_notes, "digits": build_digits, "drums": build_drums}
+    "notes": build_notes, "digits": build_digits, "drums": build_drums, "loops": build_loops}
 COLUMNS = {"notes": ["family", "program", "font", "pitch", "velocity"], "digits": ["digit", "word", "speaker", "engine"],
-           "drums": ["category", "source", "kit", "instrument", "velocity"]}
+           "drums": ["category", "source", "kit", "instrument", "velocity"],
+           "loops": ["mode", "key", "tempo", "bars", "seconds", "instruments", "programs", "font"]}
+RATES = {"loops": LOOP_SR}  # the other sets: SR
 
 
 def package_versions(packages: list[str]) -> dict[str, str]:
@@ -316,7 +449,7 @@ def write_set(name: str, clips: list[tuple[dict, np.ndarray]], out: Path, seed: 
     for i, ((item, x), side) in enumerate(zip(clips, sides)):
         rel = f"{side}/{item['label']}_{i:05d}.wav"
         (root / side).mkdir(parents=True, exist_ok=True)
-        sf.write(root / rel, x, SR, subtype="PCM_16")
+        sf.write(root / rel, x, RATES.get(name, SR), subtype="PCM_16")
         rows.append({"path": rel, "split": side, **{k: item[k] for k in COLUMNS[name]}})
     with open(root / "metadata.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["path", "split", *COLUMNS[name]])
@@ -336,7 +469,10 @@ def write_set(name: str, clips: list[tuple[dict, np.ndarray]], out: Path, seed: 
     per_label = {}
     for it, side in zip((c[0] for c in clips), sides):
         per_label.setdefault(it["label"], {"train": 0, "heldout": 0})[side] += 1
-    manifest = {"set": name, "seed": seed, "sample_rate": SR, "seconds": 1.0, "clips": counts, "per_label": per_label,
+    seconds = sorted({round(len(x) / RATES.get(name, SR), 3) for _, x in clips})
+    manifest = {"set": name, "seed": seed, "sample_rate": RATES.get(name, SR), "channels": clips[0][1].ndim,
+                "seconds": seconds[0] if len(seconds) == 1 else [seconds[0], seconds[-1]], "clips": counts,
+                "per_label": per_label,
                 "packages": versions}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

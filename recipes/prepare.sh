@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Put a recipe's data set in place: DATA_DIR/NAME/{train,heldout,metadata.csv}.
 #
-#   bash recipes/prepare.sh notes|digits|drums DATA_DIR [--from EXISTING_SET_DIR]
+#   bash recipes/prepare.sh notes|digits|drums|loops DATA_DIR [--from EXISTING_SET_DIR]
 #
 # By default the set is rendered from Debian packages by the project's own builder, recipes/make_sets.py
 # (fluidsynth + GM SoundFonts, espeak-ng and flite voices, hydrogen drum kits; the packages are installed
@@ -10,9 +10,9 @@
 # this repository alone. With --from, an existing copy of a set (a folder holding train/, heldout/ and
 # metadata.csv) is linked into place and checked instead.
 set -euo pipefail
-NAME=${1:?usage: prepare.sh notes|digits|drums DATA_DIR [--from EXISTING_SET_DIR]}
-DATA=${2:?usage: prepare.sh notes|digits|drums DATA_DIR [--from EXISTING_SET_DIR]}
-case $NAME in notes|digits|drums) ;; *) echo "unknown set $NAME (notes, digits, drums)" >&2; exit 2 ;; esac
+NAME=${1:?usage: prepare.sh notes|digits|drums|loops DATA_DIR [--from EXISTING_SET_DIR]}
+DATA=${2:?usage: prepare.sh notes|digits|drums|loops DATA_DIR [--from EXISTING_SET_DIR]}
+case $NAME in notes|digits|drums|loops) ;; *) echo "unknown set $NAME (notes, digits, drums, loops)" >&2; exit 2 ;; esac
 HERE="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$DATA"
 if [ "${3:-}" = --from ]; then

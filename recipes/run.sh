@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Train, generate and evaluate one recipe end to end; prints the README's tables at the end.
 #
-#   bash recipes/run.sh notes|digits|drums DATA_DIR [OUT_DIR]
+#   bash recipes/run.sh notes|digits|drums|loops DATA_DIR [OUT_DIR]
 #
 # DATA_DIR holds train/, heldout/ and metadata.csv (see recipes/prepare.sh). OUT_DIR defaults to
 # runs/recipe-NAME. Environment: VOCODER=VOC_DIR reuses a trained vocoder instead of training one;
-# VOC_STEPS (default 10000); N (clips per generated set, default 64; digits: N / 8 per digit).
+# VOC_STEPS (default 10000; 0: no trained vocoder, only the training-free rows); N (clips per generated set,
+# default 64; digits: N / 8 per digit).
 # Every step that already has its output is skipped, so an interrupted recipe continues where it stopped.
 set -euo pipefail
-NAME=${1:?usage: run.sh notes|digits|drums DATA_DIR [OUT_DIR]}
-DATA=${2:?usage: run.sh notes|digits|drums DATA_DIR [OUT_DIR]}
+NAME=${1:?usage: run.sh notes|digits|drums|loops DATA_DIR [OUT_DIR]}
+DATA=${2:?usage: run.sh notes|digits|drums|loops DATA_DIR [OUT_DIR]}
 OUT=${3:-runs/recipe-$NAME}
 HERE="$(cd "$(dirname "$0")" && pwd)"
 case $NAME in
   notes)  LABELS=family;   COND=() ;;
   digits) LABELS=digit;    COND=(--label-column digit) ;;
   drums)  LABELS=category; COND=() ;;
-  *) echo "unknown recipe $NAME (notes, digits, drums)" >&2; exit 2 ;;
+  loops)  LABELS=instruments; COND=(--channels 2) ;;
+  *) echo "unknown recipe $NAME (notes, digits, drums, loops)" >&2; exit 2 ;;
 esac
 [ -d "$DATA/train" ] && [ -d "$DATA/heldout" ] || { echo "$DATA: needs train/ and heldout/ (recipes/prepare.sh)" >&2; exit 2; }
 N=${N:-64}
@@ -28,7 +30,10 @@ audiodiff train "$DATA/train" --out "$OUT/run" --config "$HERE/$NAME/config.toml
   2>&1 | tee -a "$OUT/logs/train.log"
 
 VOC=${VOCODER:-$OUT/vocoder}
-if [ -z "${VOCODER:-}" ]; then
+TRAINED=(--vocoder "$VOC")
+if [ -z "${VOCODER:-}" ] && [ "${VOC_STEPS:-10000}" = 0 ]; then
+  VOC= TRAINED=()
+elif [ -z "${VOCODER:-}" ]; then
   step "vocoder"
   audiodiff vocoder train "$DATA/train" --out "$VOC" --steps "${VOC_STEPS:-10000}" --no-progress \
     2>&1 | tee -a "$OUT/logs/vocoder.log"
@@ -36,7 +41,7 @@ fi
 
 step "vocoder round trips on held-out clips"
 [ -s "$OUT/vocoders.json" ] || audiodiff evaluate vocoder --data "$DATA/heldout" --clips 50 \
-  --vocoder griffinlim-32/pinv --vocoder griffinlim --vocoder pghi --vocoder "$VOC" \
+  --vocoder griffinlim-32/pinv --vocoder griffinlim --vocoder pghi "${TRAINED[@]}" \
   $([ "$NAME" = digits ] && echo --speech) --json > "$OUT/vocoders.json"
 
 step "embedder (classifier on $LABELS) for the evaluation"
@@ -47,7 +52,9 @@ step "embedder (classifier on $LABELS) for the evaluation"
 # Every row carries the real-vs-real floor (held-out clips held back from the reference, as many as the
 # generated set); the first row also runs the memorization check (--train).
 FLOOR=(--train "$DATA/train")
-for row in "dpmpp-2m 10 griffinlim" "dpmpp-2m 10 pghi" "dpmpp-2m 10 $VOC" "ddim 50 $VOC"; do
+ROWS=("dpmpp-2m 10 griffinlim" "dpmpp-2m 10 pghi")
+[ -n "$VOC" ] && ROWS+=("dpmpp-2m 10 $VOC" "ddim 50 $VOC")
+for row in "${ROWS[@]}"; do
   set -- $row
   voc=$3
   gen="$OUT/generated/$1-$2-$(basename "$voc")"

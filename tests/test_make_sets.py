@@ -47,3 +47,23 @@ def test_fit_makes_one_second_at_a_seeded_level():
     assert make_sets.fit(short)[4000:].max() == 0.0  # padded with silence
     assert make_sets.fit(long)[-1] == 0.0  # faded out at the cut
     assert make_sets.rng_for(3, "a", 1).random() == make_sets.rng_for(3, "a", 1).random()
+
+
+def test_midi_programs_and_pans_per_channel(tmp_path):
+    path = tmp_path / "y.mid"
+    make_sets.midi_file(path, [(0.0, 0.5, 0, 40, 100), (0.0, 0.5, 9, 36, 90)], programs={0: 33, 9: 8}, pans={0: 20})
+    track = path.read_bytes()[22:]
+    assert track[:9] == bytes([0, 0xC0, 33, 0, 0xC9, 8, 0, 0xB0, 10])[:9] and track[9] == 20  # programs, then pan
+
+
+def test_loop_scores_are_seeded_and_in_range():
+    a, b = make_sets.loop_items(0, 20), make_sets.loop_items(0, 20)
+    assert [x["notes"] for x in a] == [x["notes"] for x in b]
+    assert [x["notes"] for x in make_sets.loop_items(1, 20)] != [x["notes"] for x in a]
+    for it in a:
+        assert 4.0 <= it["seconds"] <= 8.0 and it["bars"] in (2, 4) and 80 <= it["tempo"] <= 140
+        assert max(start + length for start, length, *_ in it["notes"]) <= it["seconds"] + 1e-4
+        assert it["instruments"].startswith("drums+bass")
+        assert all(0 <= key < 128 and 0 < vel < 128 for *_, key, vel in it["notes"])
+        assert {ch for _, _, ch, _, _ in it["notes"]} <= set(it["programs_by_channel"])
+    assert {it["mode"] for it in a} == {"major", "minor"}

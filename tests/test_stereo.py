@@ -162,3 +162,34 @@ def test_stereo_run_end_to_end(tmp_path, stereo_dir, tiny_config):
     kept, _ = sf.read(tmp_path / "inpaint" / "inpaint_000.wav")
     original, _ = sf.read(clip)
     assert np.abs(kept[-200:] - original[-200:]).max() < 1e-3  # both channels kept outside the span
+
+
+def test_stereo_image_and_flux_statistics():
+    from audiodiff.evaluate import flux_ratios, spectral_flux, stereo_image
+
+    x = tone(440, 0.5)
+    assert stereo_image(np.stack([x, x])) == pytest.approx((1.0, 0.0))
+    corr, level = stereo_image(np.stack([x, 0.5 * x]))
+    assert corr == pytest.approx(1.0) and level == pytest.approx(20 * np.log10(2))
+    assert stereo_image(np.stack([x, -x]))[0] == pytest.approx(-1.0)
+    mel = np.zeros((2, 4, 20))
+    mel[..., 10:] = 1.0  # one jump between frames 9 and 10
+    flux = spectral_flux(mel)
+    assert flux.shape == (19,) and flux[9] == 1.0 and flux.sum() == 1.0
+    flux = flux + 0.01
+    assert flux_ratios(flux, [10])[0] == pytest.approx(101.0) and flux_ratios(flux, [15])[0] == pytest.approx(1.0)
+
+
+def test_outpaint_windows_cover_the_clip():
+    from audiodiff.editing import outpaint_windows
+
+    plan = outpaint_windows(56, 300, 64, 0.5)
+    assert plan[0] == (24, 32, False)  # keeps the last 32 frames of the first window's 56
+    have = 56
+    for start, k, last in plan:
+        assert start == have - k and k == 32
+        have = start + (64 if last else 56)
+    assert plan[-1][2] and have >= 300 and not any(last for _, _, last in plan[:-1])
+    assert outpaint_windows(300, 300, 64) == []
+    with pytest.raises(ValueError, match="overlap"):
+        outpaint_windows(56, 300, 64, 0.9)

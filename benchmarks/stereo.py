@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Stereo and long-clip checks for a music run (issue 21), each a part:
+
+- vocoders: round trip of held-out stereo clips through each vocoder, every channel on its own (as a stereo run
+  renders them: mid and side from one seed), scored per channel (left, right) by log-mel L1 and MR-STFT, and
+  the stereo image kept (inter-channel correlation and level difference of the output vs the input);
+- image: inter-channel correlation and level difference of generated clips vs real held-out clips (mean and
+  5-95% range);
+- seams: long clips generated window by window (`generate --seconds`); spectral flux at the window joins vs
+  elsewhere in the same clips, against the same statistic at random frames of real clips
+  (evaluate.flux_ratios: the largest flux within 2 frames over the clip's median flux).
+
+    python benchmarks/stereo.py --parts vocoders image seams --heldout data/loops/heldout --run runs/recipe-loops/run \\
+        --generated runs/recipe-loops/generated/dpmpp-2m-10-griffinlim --seconds 30 --clips 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiodiff.audio import load
+from audiodiff.config import Config
+from audiodiff.data import find_audio_files
+from audiodiff.device import describe_hardware
+from audiodiff.editing import outpaint_windows
+from audiodiff.evaluate import flux_ratios, spectral_flux, stereo_image
+from audiodiff.metrics import mel_l1, mr_stft
+from audiodiff.pipeline import SpectrogramDiffusion
+from audiodiff.representation import for_run
+
+
+def spread(values: list[float] | np.ndarray) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.3f} [{np.percentile(v, 5):.3f}, {np.percentile(v, 95):.3f}]"
+
+
+def part_vocoders(config: Config, heldout: Path, vocoders: list[str], clips: int) -> None:
+    rep = for_run(config, torch.device("cpu"))
+    files = find_audio_files(heldout)[:clips]
+    print(f"\n## Vocoder round trips, per channel ({len(files)} held-out clips of {heldout})")
+    print("| vocoder | mel L1 left | mel L1 right | MR-STFT left | MR-STFT right | correlation in -> out | "
+          "level difference dB in -> out |")
+    print("|---|---|---|---|---|---|---|")
+    for spec in vocoders:
+        rep.use_vocoder(spec)
+        scores, image_in, image_out = [], [], []
+        for i, path in enumerate(files):
+            wav = load(path, rep.sample_rate, channels=2)
+            out = rep.decode(rep.encode(wav), [i])[0].numpy()
+            ref = torch.from_numpy(wav[:, : out.shape[-1]])
+            est = torch.from_numpy(out[:, : ref.shape[-1]])
+            scores.append([mel_l1(ref[c], est[c], rep.mel) for c in range(2)] + [mr_stft(ref[c], est[c]) for c in range(2)])
+            image_in.append(stereo_image(ref.numpy()))
+            image_out.append(stereo_image(est.numpy()))
+        s, a, b = np.array(scores).mean(0), np.array(image_in).mean(0), np.array(image_out).mean(0)
+        print(f"| {spec} | {s[0]:.3f} | {s[1]:.3f} | {s[2]:.3f} | {s[3]:.3f} | {a[0]:.3f} -> {b[0]:.3f} | "
+              f"{a[1]:+.2f} -> {b[1]:+.2f} |", flush=True)
+
+
+def folder_image(folder: Path, sample_rate: int) -> np.ndarray:
+    return np.array([stereo_image(load(p, sample_rate, channels=2)) for p in find_audio_files(folder)])
+
+
+def part_image(config: Config, heldout: Path, generated: list[Path]) -> None:
+    print("\n## Stereo image: mean [5%, 95%] over clips")
+    print("| set | clips | inter-channel correlation | level difference L/R dB | abs level difference dB |")
+    print("|---|---|---|---|---|")
+    for name, folder in [("real held-out", heldout)] + [(str(g), g) for g in generated]:
+        im = folder_image(folder, config.mel.sample_rate)
+        print(f"| {name} | {len(im)} | {spread(im[:, 0])} | {spread(im[:, 1])} | {spread(np.abs(im[:, 1]))} |", flush=True)
+
+
+def part_seams(run: Path, heldout: Path, seconds: float, clips: int, steps: int, sampler: str | None) -> None:
+    pipe = SpectrogramDiffusion.load(run, device="cpu")
+    frames, w = pipe.frames_for(seconds), pipe.window
+    joins = [start + k for start, k, _ in outpaint_windows(w - w // 8, frames, w)]
+    out = pipe.generate(clips, seconds=seconds, steps=steps, sampler=sampler, seed=0)
+    at_joins, elsewhere = [], []
+    rng = np.random.default_rng(0)
+    for wav in out.audio.numpy():  # the mel of the audio a user hears, not the model's own
+        flux = spectral_flux(pipe.rep.encode(wav)[0].cpu().numpy())
+        at_joins += list(flux_ratios(flux, joins))
+        others = [j for j in range(3, len(flux) - 3) if min(abs(j - k) for k in joins) > 8]
+        elsewhere += list(flux_ratios(flux, list(rng.choice(others, size=min(50, len(others)), replace=False))))
+    real = []
+    for path in find_audio_files(heldout):
+        flux = spectral_flux(pipe.rep.encode(load(path, pipe.sample_rate, channels=pipe.channels))[0].cpu().numpy())
+        real += list(flux_ratios(flux, list(rng.integers(3, len(flux) - 3, size=10))))
+    print(f"\n## Seams: {clips} clips of {seconds:g} s from {run} ({len(joins)} joins each, at frames {joins[:3]}...; "
+          f"{sampler or pipe.config.default_sampling()[0]} {steps} steps)")
+    print("| frames | count | flux ratio mean [5%, 95%] |")
+    print("|---|---|---|")
+    print(f"| generated, at window joins | {len(at_joins)} | {spread(at_joins)} |")
+    print(f"| generated, elsewhere | {len(elsewhere)} | {spread(elsewhere)} |")
+    print(f"| real held-out, random frames | {len(real)} | {spread(real)} |")
+    inside = np.mean((np.array(at_joins) >= np.percentile(real, 5)) & (np.array(at_joins) <= np.percentile(real, 95)))
+    print(f"joins inside the real 5-95% range: {100 * inside:.0f}%; mean at joins / mean real: "
+          f"{np.mean(at_joins) / np.mean(real):.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", nargs="+", choices=["vocoders", "image", "seams"], default=["vocoders", "image", "seams"])
+    ap.add_argument("--run", type=Path, required=True, help="a stereo run (its mel and channels are used throughout)")
+    ap.add_argument("--heldout", type=Path, required=True)
+    ap.add_argument("--generated", type=Path, nargs="*", default=[])
+    ap.add_argument("--vocoders", nargs="+", default=["griffinlim", "pghi"])
+    ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--sampler", default="dpmpp-2m")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    config = Config.from_toml(args.run / "config.toml")
+    print(f"# {describe_hardware(torch.device('cpu'))}, {platform.machine()}, torch {torch.__version__}")
+    if "vocoders" in args.parts:
+        part_vocoders(config, args.heldout, args.vocoders, 4 * args.clips)
+    if "image" in args.parts:
+        part_image(config, args.heldout, args.generated)
+    if "seams" in args.parts:
+        part_seams(args.run, args.heldout, args.seconds, args.clips, args.steps, args.sampler)
+    print(f"\ncommand: python benchmarks/stereo.py --parts {' '.join(args.parts)} --run {args.run} --heldout "
+          f"{args.heldout} --generated {' '.join(map(str, args.generated))} --vocoders {' '.join(args.vocoders)} "
+          f"--clips {args.clips} --seconds {args.seconds:g} --steps {args.steps} --sampler {args.sampler}")
+
+
+if __name__ == "__main__":
+    main()
