@@ -193,3 +193,27 @@ def test_outpaint_windows_cover_the_clip():
     assert outpaint_windows(300, 300, 64) == []
     with pytest.raises(ValueError, match="overlap"):
         outpaint_windows(56, 300, 64, 0.9)
+
+
+def test_music_preset_stereo_run_generates_30_seconds(tmp_path):
+    """The issue's command pair on a small generated stereo set: --preset music --channels 2, then 30 s."""
+    data = tmp_path / "loops"
+    data.mkdir()
+    rate = 44100
+    for i, f in enumerate((110.0, 165.0)):
+        t = np.arange(6 * rate) / rate
+        beat = (np.sin(2 * np.pi * 2 * t) > 0).astype(np.float32)
+        left, right = 0.3 * np.sin(2 * np.pi * f * t) * beat, 0.2 * np.sin(2 * np.pi * 1.5 * f * t) * (1 - beat)
+        sf.write(data / f"loop{i}.wav", np.stack([left, right], 1).astype(np.float32), rate)
+    small = tmp_path / "cpu.toml"
+    small.write_text("[train]\npreview_count = 0\n")  # the preset's own sizes; previews left out to save time
+    run = tmp_path / "run"
+    res = invoke("train", str(data), "--out", str(run), "--preset", "music", "--channels", "2", "--config", str(small),
+                 "--steps", "1", "--batch-size", "1", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "training preset=music" in res.output and "1 x 5.94 s crops" in res.output
+    res = invoke("generate", str(run), "--out", str(tmp_path / "gen"), "-n", "1", "--seconds", "30", "--steps", "1",
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
+    info = sf.info(tmp_path / "gen" / "sample_000.wav")
+    assert (info.channels, info.samplerate, info.frames) == (2, 44100, 30 * 44100)
