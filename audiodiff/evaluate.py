@@ -25,7 +25,7 @@ import numpy as np
 import scipy.fft
 import torch
 
-from .audio import load
+from .audio import AudioError, load, read
 from .config import EmbedderConfig, MelConfig
 from .data import file_labels, find_audio_files, load_mels
 from .embedder import Embedder, inception_score, modified_inception_score, train_embedder
@@ -52,6 +52,28 @@ def stereo_image(wav: np.ndarray) -> tuple[float, float]:
     rms = np.sqrt(np.array([np.mean(left**2), np.mean(right**2)])) + 1e-12
     corr = float(np.mean(left * right) / (rms[0] * rms[1]))
     return corr, float(20 * np.log10(rms[0] / rms[1]))
+
+
+def stereo_images(folder: str | Path, sample_rate: int) -> np.ndarray:
+    """`stereo_image` of every stereo file under folder, float64 [N, 2] (mono and unreadable files left out)."""
+    out = []
+    for path in find_audio_files(Path(folder)):
+        try:
+            wav, channels = read(path, sample_rate, channels=2)
+        except AudioError:
+            continue
+        if channels == 2:
+            out.append(stereo_image(wav))
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def stereo_summary(images: np.ndarray) -> dict:
+    """Mean and 5-95% range of the correlations and level differences of `stereo_images`."""
+    def spread(v: np.ndarray) -> list[float]:
+        return [float(v.mean()), float(np.percentile(v, 5)), float(np.percentile(v, 95))]
+
+    return {"clips": len(images), "correlation": spread(images[:, 0]), "level_db": spread(images[:, 1]),
+            "abs_level_db": spread(np.abs(images[:, 1]))}
 
 
 def spectral_flux(logmel: np.ndarray) -> np.ndarray:
@@ -334,10 +356,12 @@ def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_di
 def evaluate_folders(gen_dir: str | Path, ref_dir: str | Path, train_dir: str | Path | None = None,
                      embedder_dir: str | Path | None = None, rounds: int = 200, seed: int = 0,
                      sample_rate: int = 16000) -> tuple[dict, int]:
-    """`audiodiff evaluate generated`: ({"melstats": ..., "embedder": ... if embedder_dir}, reference clip count).
+    """`audiodiff evaluate generated`: ({"melstats": ..., "embedder": ... if embedder_dir, "stereo": ... if the
+    generated clips are stereo}, reference clip count).
 
-    melstats: the weight-free embedding (`clip_features`) with the default mel front end at sample_rate;
-    its "failed_clips" lists generated files that could not be scored, as "path: reason".
+    melstats: the weight-free embedding (`clip_features`) with the default mel front end at sample_rate (stereo
+    clips mixed to mono); its "failed_clips" lists generated files that could not be scored, as "path: reason".
+    stereo: `stereo_summary` of the generated and the reference clips (the stereo image).
     """
     mel = MelSpectrogram(MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2)))
     gen, _, failed = scored_features(gen_dir, mel)
@@ -348,6 +372,11 @@ def evaluate_folders(gen_dir: str | Path, ref_dir: str | Path, train_dir: str | 
     if embedder_dir:
         results["embedder"] = evaluate_with_embedder(Embedder.load(embedder_dir), Path(gen_dir), Path(ref_dir),
                                                      Path(train_dir) if train_dir else None, rounds, seed)
+    gen_images = stereo_images(gen_dir, sample_rate)
+    if len(gen_images):
+        ref_images = stereo_images(ref_dir, sample_rate)
+        results["stereo"] = {"generated": stereo_summary(gen_images),
+                             "reference": stereo_summary(ref_images) if len(ref_images) else None}
     return results, len(ref)
 
 

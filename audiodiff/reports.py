@@ -20,6 +20,8 @@ def generated_report(results: dict, ref_dir: Path, ref_count: int) -> list[str]:
         lines.append(f"FAILED: {len(failed)} of {len(failed) + scored} generated files could not be scored "
                      f"(first: {failed[0]})")
     for space, result in results.items():
+        if space == "stereo":
+            continue
         lines.append(f"{space} embedding, reference: {result['reference_clips']} of the {ref_count} clips in "
                      f"{ref_dir}, 95% bootstrap intervals")
         lines.append(_score(result["generated"]))
@@ -38,6 +40,16 @@ def generated_report(results: dict, ref_dir: Path, ref_count: int) -> list[str]:
                 if "per_label" in c:
                     lines.append("accuracy per label: "
                                  + ", ".join(f"{k} {a:.2f} ({n})" for k, (a, n) in c["per_label"].items()))
+    if "stereo" in results:
+        lines.append("stereo image, mean [5%, 95%]: inter-channel correlation, |level difference L/R| dB")
+        for name in ("generated", "reference"):
+            s = results["stereo"][name]
+            if s is None:
+                lines.append(f"{name:14} no stereo clips")
+                continue
+            corr, level = s["correlation"], s["abs_level_db"]
+            lines.append(f"{name:14} {corr[0]:.3f} [{corr[1]:.3f}, {corr[2]:.3f}], {level[0]:.2f} [{level[1]:.2f}, "
+                         f"{level[2]:.2f}] dB ({s['clips']} clips)")
     return lines
 
 

@@ -28,7 +28,7 @@ from audiodiff.config import Config
 from audiodiff.data import find_audio_files
 from audiodiff.device import describe_hardware
 from audiodiff.editing import outpaint_windows
-from audiodiff.evaluate import flux_ratios, spectral_flux, stereo_image
+from audiodiff.evaluate import flux_ratios, spectral_flux, stereo_image, stereo_images
 from audiodiff.metrics import mel_l1, mr_stft
 from audiodiff.pipeline import SpectrogramDiffusion
 from audiodiff.representation import for_run
@@ -62,16 +62,12 @@ def part_vocoders(config: Config, heldout: Path, vocoders: list[str], clips: int
               f"{a[1]:+.2f} -> {b[1]:+.2f} |", flush=True)
 
 
-def folder_image(folder: Path, sample_rate: int) -> np.ndarray:
-    return np.array([stereo_image(load(p, sample_rate, channels=2)) for p in find_audio_files(folder)])
-
-
 def part_image(config: Config, heldout: Path, generated: list[Path]) -> None:
     print("\n## Stereo image: mean [5%, 95%] over clips")
     print("| set | clips | inter-channel correlation | level difference L/R dB | abs level difference dB |")
     print("|---|---|---|---|---|")
     for name, folder in [("real held-out", heldout)] + [(str(g), g) for g in generated]:
-        im = folder_image(folder, config.mel.sample_rate)
+        im = stereo_images(folder, config.mel.sample_rate)
         print(f"| {name} | {len(im)} | {spread(im[:, 0])} | {spread(im[:, 1])} | {spread(np.abs(im[:, 1]))} |", flush=True)
 
 

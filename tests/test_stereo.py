@@ -159,6 +159,11 @@ def test_stereo_run_end_to_end(tmp_path, stereo_dir, tiny_config):
             info = sf.info(wav)
             assert (info.channels, info.samplerate) == (2, SR), (name, wav)
     assert sf.info(tmp_path / "gen" / "sample_000.wav").frames == round(0.5 * SR)
+    res = CliRunner().invoke(main, ["evaluate", "generated", str(tmp_path / "interp"), "--reference", str(stereo_dir),
+                                    "--sample-rate", str(SR)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "stereo image, mean [5%, 95%]" in res.output  # panned (correlation 1) and wide (0); mono and 5.1 left out
+    assert "reference      0.500 [0.050, 0.950], 6.99 [0.70, 13.28] dB (2 clips)" in res.output
     kept, _ = sf.read(tmp_path / "inpaint" / "inpaint_000.wav")
     original, _ = sf.read(clip)
     assert np.abs(kept[-200:] - original[-200:]).max() < 1e-3  # both channels kept outside the span
