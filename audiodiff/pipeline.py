@@ -365,7 +365,7 @@ class SpectrogramDiffusion:
         config, tensors, _, path = read_checkpoint(run)
         mine, theirs = self.config.to_dict(), config.to_dict()
         differ = [k for k in ("mel", "diffusion") if mine[k] != theirs[k]]
-        differ += ["data.labels"] if mine["data"]["labels"] != theirs["data"]["labels"] else []
+        differ += [f"data.{k}" for k in ("labels", "channels") if mine["data"][k] != theirs["data"][k]]
         if differ:
             raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")
         return for_sampling(ema_model(config, tensors, path).to(self.device).eval(), config.diffusion)

@@ -26,7 +26,7 @@ from audiodiff.trainkit import checkpoints
 def generation_seconds(run: Path, n: int = 8, steps: int = 50) -> float:
     """Time to sample n clips with DDIM-`steps` (network only, no vocoder)."""
     pipe = SpectrogramDiffusion.load(run, device="cpu")
-    shape = (1, pipe.config.mel.n_mels, pipe.config.data.crop_frames)
+    shape = pipe.config.crop_shape()
     t0 = time.perf_counter()
     with torch.no_grad():
         sample(pipe.model, pipe.schedule, "ddim", shape, list(range(n)), steps, pipe.device)
