@@ -1,21 +1,18 @@
 """The only audio I/O: load any file soundfile reads, mix to mono or stereo, resample (soxr), save.
 
 Waveforms here are float32 numpy arrays in [-1, 1]: [T] (mono) or [C, T] (C channels; stereo is left, right).
-`mid_side` and `left_right` convert stereo between left/right and mid/side: M = (L + R) / 2, S = (L - R) / 2.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .files import atomic_path
-
-Array = Any  # a numpy array or a torch tensor (no torch import here)
 
 # ITU-R BS.775 downmix of 5.1 (file order FL, FR, FC, LFE, BL, BR) to stereo: centre and surrounds at -3 dB,
 # LFE left out, scaled so that a full-scale signal on every channel stays within [-1, 1].
@@ -78,22 +75,6 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     if n == 6:
         return (x @ _DOWNMIX_51).astype(np.float32)
     return np.repeat(x.mean(axis=1, keepdims=True), 2, axis=1)
-
-
-def mid_side(lr: Array) -> Array:
-    """Left/right [..., 2, T] -> mid/side [..., 2, T] (numpy array or tensor): M = (L + R) / 2, S = (L - R) / 2."""
-    out = lr * 1  # a copy of either kind
-    out[..., 0, :] = (lr[..., 0, :] + lr[..., 1, :]) / 2
-    out[..., 1, :] = (lr[..., 0, :] - lr[..., 1, :]) / 2
-    return out
-
-
-def left_right(ms: Array) -> Array:
-    """Mid/side [..., 2, T] -> left/right: L = M + S, R = M - S (the inverse of `mid_side`)."""
-    out = ms * 1
-    out[..., 0, :] = ms[..., 0, :] + ms[..., 1, :]
-    out[..., 1, :] = ms[..., 0, :] - ms[..., 1, :]
-    return out
 
 
 def save(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:

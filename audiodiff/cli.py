@@ -52,7 +52,7 @@ def main() -> None:
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
 @click.option("--vocoder", help="The run's default vocoder for previews and later commands, e.g. pghi.")
 @click.option("--channels", type=click.Choice(["1", "2"]),
-              help="1: mono (default; files are mixed down); 2: stereo, modelled as mid/side log-mels (mono files are "
+              help="1: mono (default; files are mixed down); 2: stereo, a log-mel per side (mono files are "
                    "copied to both sides, more channels mixed down). Recorded in the run.")
 @click.option("--label-column", help="Class-conditional on this column of DATA_DIR's (or its parent's) metadata.csv.")
 @click.option("--unconditional", is_flag=True, help="Ignore class labels (first-level subfolders) even if present.")

@@ -137,7 +137,7 @@ class DataConfig:
 
     crop_frames: int = 64
     labels: tuple[str, ...] = ()  # class names of a conditional run (index = class id), set from the data
-    # 1: mono, every file mixed down. 2: stereo, modelled as mid/side log-mels (representation.py says why);
+    # 1: mono, every file mixed down. 2: stereo, a log-mel of the left and of the right channel (representation.py);
     # mono files are copied to both sides, 5.1 is downmixed. The UNet's in_channels must be the same number.
     channels: int = 1
 

@@ -1,8 +1,8 @@
 """Folder of audio files -> log-mels computed once and cached -> random crops for training.
 
 Every file soundfile can read under the folder (recursively) is decoded once, mixed to mono (or made
-stereo, as mid/side: audio.to_channels, representation.py), resampled, and turned into a normalized log-mel,
-in a pool of worker processes for large folders.
+stereo: audio.to_channels), resampled, and turned into a normalized log-mel (one per channel), in a pool of
+worker processes for large folders.
 The mels go to a sharded, memory-mapped store (`melcache.py`) in the run's cache folder, keyed per
 file by path, size and modification time: adding or removing files prepares only those files, and
 training reads its crops from the mapped shards, so memory stays flat in the size of the data and
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .audio import AudioError, audio_extensions, mid_side, read
+from .audio import AudioError, audio_extensions, read
 from .config import MelConfig
 from .mel import SILENCE, MelSpectrogram
 from .melcache import SHARD_BYTES, ShardWriter, Store
@@ -177,7 +177,7 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
               progress: bool = True, skip_silent: bool = True, workers: int | None = None,
               prepare: bool = True, shard_bytes: int = SHARD_BYTES, channels: int = 1) -> tuple[MelDataset, DataReport]:
     """The mel dataset of every usable audio file under data_dir, from (and kept in) the store in cache_dir, with
-    `channels` channels (1: mono; 2: mid/side, see the module docstring).
+    `channels` channels (1: mono; 2: left and right).
 
     skip_silent=False keeps silent files (evaluation must score a generator that outputs silence).
     workers: processes that decode and compute mels (default: the cores; results do not depend on it).
@@ -426,7 +426,7 @@ def _check_unchanged(data_dir: Path, f: str, record: dict) -> None:
 
 
 def _file_mel(source: tuple, mel: MelSpectrogram, how: Preparation) -> tuple[np.ndarray | None, dict]:
-    """(normalized log-mel float16 [N, C * F], time-major, of mono or mid/side audio; what to add to its index entry:
+    """(normalized log-mel float16 [N, C * F], time-major, of mono or left/right audio; what to add to its index entry:
     the file's own channel count where it differs from C) of a usable file, or (None, {"skipped": why}).
     source: see `_source`."""
     name, path, offset, size = source
@@ -441,7 +441,7 @@ def _file_mel(source: tuple, mel: MelSpectrogram, how: Preparation) -> tuple[np.
     wav, source_channels = wav
     with torch.no_grad():
         x = torch.from_numpy(wav).reshape(how.channels, -1)
-        m = mel.per_channel(mid_side(x)[None] if how.channels == 2 else x[None])[0].half()  # [C, F, N]
+        m = mel.per_channel(x[None])[0].half()  # [C, F, N]
     extra = {"source_channels": source_channels} if source_channels != how.channels else {}
     return m.permute(2, 0, 1).reshape(m.shape[-1], -1).contiguous().numpy(), extra
 

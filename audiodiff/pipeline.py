@@ -89,7 +89,7 @@ class Options:
 class Generated(NamedTuple):
     audio: Tensor  # float32 [N, T] (mono) or [N, 2, T] (stereo: left, right) in [-1, 1], on CPU
     sample_rate: int
-    logmel: Tensor  # float32 [N, C, F, frames], normalized log-mel (stereo: mid, side), on CPU
+    logmel: Tensor  # float32 [N, C, F, frames], normalized log-mel (stereo: left, right), on CPU
 
 
 class SpectrogramDiffusion:

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Stereo and long-clip checks for a music run (issue 21), each a part:
 
-- vocoders: round trip of held-out stereo clips through each vocoder, every channel on its own (as a stereo run
-  renders them: mid and side from one seed), scored per channel (left, right) by log-mel L1 and MR-STFT, and
-  the stereo image kept (inter-channel correlation and level difference of the output vs the input);
+- layouts: how the two channels are modelled, measured on held-out clips through the mel and each vocoder:
+  mid/side (M = (L + R) / 2, S = (L - R) / 2, each vocoded with the item's seed), left/right vocoded apart, and
+  left/right with one phase (what representation.py does); per clip, the error of the left/right level
+  difference, the inter-channel correlation in and out, and the log-mel L1 of each side;
+- vocoders: round trip of held-out stereo clips through each vocoder as a stereo run renders them, scored per
+  channel (left, right) by log-mel L1 and MR-STFT, and the stereo image kept (inter-channel correlation and
+  level difference of the output vs the input);
 - image: inter-channel correlation and level difference of generated clips vs real held-out clips (mean and
   5-95% range);
 - seams: long clips generated window by window (`generate --seconds`); spectral flux at the window joins vs
   elsewhere in the same clips, against the same statistic at random frames of real clips
   (evaluate.flux_ratios: the largest flux within 2 frames over the clip's median flux).
 
-    python benchmarks/stereo.py --parts vocoders image seams --heldout data/loops/heldout --run runs/recipe-loops/run \\
+    python benchmarks/stereo.py --parts layouts vocoders image seams --heldout data/loops/heldout --run runs/recipe-loops/run \\
         --generated runs/recipe-loops/generated/dpmpp-2m-10-griffinlim --seconds 30 --clips 4
 """
 
@@ -37,6 +41,39 @@ from audiodiff.representation import for_run
 def spread(values: list[float] | np.ndarray) -> str:
     v = np.asarray(values, dtype=np.float64)
     return f"{v.mean():.3f} [{np.percentile(v, 5):.3f}, {np.percentile(v, 95):.3f}]"
+
+
+def round_trip(rep, lr: torch.Tensor, layout: str, seed: int) -> torch.Tensor:
+    """Left/right audio [2, T] through the mel and rep's vocoder with the channels modelled as `layout`."""
+    x = torch.stack([(lr[0] + lr[1]) / 2, (lr[0] - lr[1]) / 2]) if layout == "mid/side" else lr
+    m = rep.mel.per_channel(x[None])[0]
+    out = torch.cat([rep.vocoder(m[c][None, None], torch.Generator().manual_seed(seed)) for c in range(2)])
+    if layout == "mid/side":
+        return torch.stack([out[0] + out[1], out[0] - out[1]])
+    return rep.shared_phase(out[None])[0] if layout == "left/right, one phase" else out
+
+
+def part_layouts(config: Config, heldout: Path, vocoders: list[str], clips: int) -> None:
+    rep = for_run(config, torch.device("cpu"))
+    files = find_audio_files(heldout)[:clips]
+    print(f"\n## Stereo layouts ({len(files)} held-out clips of {heldout}): mean [95th percentile] over clips")
+    print("| vocoder | layout | abs error of L/R level difference dB | correlation in -> out | log-mel L1 per side |")
+    print("|---|---|---|---|---|")
+    for spec in vocoders:
+        rep.use_vocoder(spec)
+        for layout in ("mid/side", "left/right, apart", "left/right, one phase"):
+            err, corr_in, corr_out, l1 = [], [], [], []
+            for i, path in enumerate(files):
+                lr = torch.from_numpy(load(path, rep.sample_rate, channels=2))
+                out = round_trip(rep, lr, layout, i)
+                ref = lr[:, : out.shape[-1]]
+                (c_in, d_in), (c_out, d_out) = stereo_image(ref.numpy()), stereo_image(out.numpy())
+                err.append(abs(d_in - d_out))
+                corr_in.append(c_in)
+                corr_out.append(c_out)
+                l1.append(np.mean([mel_l1(ref[c], out[c], rep.mel) for c in range(2)]))
+            print(f"| {spec} | {layout} | {np.mean(err):.2f} [{np.percentile(err, 95):.2f}] | {np.mean(corr_in):.3f} -> "
+                  f"{np.mean(corr_out):.3f} | {np.mean(l1):.3f} |", flush=True)
 
 
 def part_vocoders(config: Config, heldout: Path, vocoders: list[str], clips: int) -> None:
@@ -101,7 +138,8 @@ def part_seams(run: Path, heldout: Path, seconds: float, clips: int, steps: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", choices=["vocoders", "image", "seams"], default=["vocoders", "image", "seams"])
+    ap.add_argument("--parts", nargs="+", choices=["layouts", "vocoders", "image", "seams"],
+                    default=["layouts", "vocoders", "image", "seams"])
     ap.add_argument("--run", type=Path, required=True, help="a stereo run (its mel and channels are used throughout)")
     ap.add_argument("--heldout", type=Path, required=True)
     ap.add_argument("--generated", type=Path, nargs="*", default=[])
@@ -114,6 +152,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     config = Config.from_toml(args.run / "config.toml")
     print(f"# {describe_hardware(torch.device('cpu'))}, {platform.machine()}, torch {torch.__version__}")
+    if "layouts" in args.parts:
+        part_layouts(config, args.heldout, args.vocoders, 6 * args.clips)
     if "vocoders" in args.parts:
         part_vocoders(config, args.heldout, args.vocoders, 4 * args.clips)
     if "image" in args.parts:

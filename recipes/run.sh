@@ -40,7 +40,7 @@ elif [ -z "${VOCODER:-}" ]; then
 fi
 
 step "vocoder round trips on held-out clips"
-[ -s "$OUT/vocoders.json" ] || audiodiff evaluate vocoder --data "$DATA/heldout" --clips 50 \
+[ -s "$OUT/vocoders.json" ] || audiodiff evaluate vocoder --data "$DATA/heldout" --clips 50 --run "$OUT/run" \
   --vocoder griffinlim-32/pinv --vocoder griffinlim --vocoder pghi "${TRAINED[@]}" \
   $([ "$NAME" = digits ] && echo --speech) --json > "$OUT/vocoders.json"
 
