@@ -32,7 +32,7 @@ import torch
 
 from audiodiff.audio import load, save
 from audiodiff.config import Config, MelConfig, preset
-from audiodiff.data import MelDataset, file_labels, load_mels
+from audiodiff.data import file_labels, load_mels
 from audiodiff.device import resolve_device
 from audiodiff.embedder import Embedder
 from audiodiff.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
