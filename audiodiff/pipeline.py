@@ -150,16 +150,6 @@ class SpectrogramDiffusion:
         """Audio channels of the run's clips: 1 (mono) or 2 (stereo)."""
         return self.rep.channels
 
-    def _audio(self, wav: np.ndarray) -> np.ndarray:
-        """An input clip as this run's audio: [T] for a mono run, [2, T] for a stereo one (mono copied to both)."""
-        wav = np.asarray(wav, dtype=np.float32)
-        if self.channels == 2 and wav.ndim == 1:
-            wav = np.stack([wav, wav])
-        if wav.shape[:-1] != ((2,) if self.channels == 2 else ()):
-            raise ValueError(f"input audio of shape {wav.shape}: this run takes "
-                             + ("[2, T] or [T]" if self.channels == 2 else "mono [T]"))
-        return wav
-
     def frames_for(self, seconds: float | None) -> int:
         """Frames covering `seconds` (default: the training crop); cut back to the samples asked for after decoding."""
         return self.config.data.crop_frames if seconds is None else self.rep.frames_for(seconds)
@@ -251,7 +241,7 @@ class SpectrogramDiffusion:
         strength 0 returns the clip itself (audio and mel unchanged); 1 starts from nearly pure noise, an
         unrelated sample. Uses round(strength * steps) network steps. Output has the input's length.
         """
-        o, wav = self.options(options, **changes), self._audio(wav)
+        o, wav = self.options(options, **changes), self.rep.audio(wav)
         start, k = strength_start(self.schedule, strength, o.steps)
         model = self._conditioned(o)
         known = self.rep.encode(wav)
@@ -278,7 +268,7 @@ class SpectrogramDiffusion:
         crossfade. For a time span, the audio outside it is the input's samples too, crossfaded over the
         same frames; with a band, all of the audio comes from the vocoder.
         """
-        o, wav = self.options(options, **changes), self._audio(wav)
+        o, wav = self.options(options, **changes), self.rep.audio(wav)
         known = self.rep.encode(wav)
         frames, length = known.shape[-1], wav.shape[-1]
         duration = length / self.sample_rate
@@ -307,7 +297,7 @@ class SpectrogramDiffusion:
         """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself
         from what came before). The input's own samples are kept, crossfaded into the continuation over
         `fade` frames before its end."""
-        o, wav = self.options(options, **changes), self._audio(wav)
+        o, wav = self.options(options, **changes), self.rep.audio(wav)
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
         valid = self.rep.context_frames(wav.shape[-1])
@@ -342,7 +332,7 @@ class SpectrogramDiffusion:
         if self.config.distill.method:
             raise ValueError("interpolate inverts clips to noise along the ODE with DDIM, which a distilled "
                              f"(consistency) run cannot do; use its teacher, {self.config.distill.teacher}")
-        wav_a, wav_b = self._audio(wav_a), self._audio(wav_b)
+        wav_a, wav_b = self.rep.audio(wav_a), self.rep.audio(wav_b)
         ma = self.rep.encode(wav_a)
         n = ma.shape[-1]
         mb = self.rep.encode(wav_b)[..., :n]

@@ -87,17 +87,24 @@ class MelRepresentation:
     def band(self, lo_hz: float, hi_hz: float) -> tuple[int, int]:
         return self.mel.band_bins(lo_hz, hi_hz)
 
-    def encode(self, wav: np.ndarray) -> Tensor:
-        """Float audio at sample_rate, [T] (mono) or [C, T] (stereo: left, right) -> x [1, C, F, 1 + T // hop]
-        on the device. A stereo representation takes mono audio as both sides."""
-        shape = wav.shape
-        if wav.ndim == 1 and self.channels == 2:
+    def audio(self, wav: np.ndarray) -> np.ndarray:
+        """Float audio as this representation's: [T] for mono, [2, T] (left, right) for stereo, which takes mono
+        audio as both sides; float32."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if self.channels == 2 and wav.ndim == 1:
             wav = np.stack([wav, wav])
-        want = (self.channels,) if self.channels > 1 else ()
-        if wav.shape[:-1] != want or wav.shape[-1] < self.config.hop_length:
-            what = "mono audio [T]" if self.channels == 1 else f"audio [{self.channels}, T] or [T]"
-            raise ValueError(f"need {what} of at least {self.config.hop_length} samples, got shape {shape}")
-        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)
+        if wav.shape[:-1] != ((2,) if self.channels == 2 else ()):
+            raise ValueError(f"input audio of shape {wav.shape}: this run takes "
+                             + ("[2, T] or [T]" if self.channels == 2 else "mono [T]"))
+        return wav
+
+    def encode(self, wav: np.ndarray) -> Tensor:
+        """Float audio at sample_rate (`audio`: [T], or [2, T] for stereo) -> x [1, C, F, 1 + T // hop] on the
+        device."""
+        wav = self.audio(wav)
+        if wav.shape[-1] < self.config.hop_length:
+            raise ValueError(f"need audio of at least {self.config.hop_length} samples, got shape {wav.shape}")
+        wav = torch.from_numpy(np.ascontiguousarray(wav)).to(self.device)
         with torch.inference_mode():
             return self.mel(wav[None]) if self.channels == 1 else self.mel.per_channel(wav[None])
 

@@ -143,13 +143,7 @@ def _changed(config: Config, config_file: Path | None, overrides: dict[str, dict
     """config < the TOML file config_file < overrides {section: {field: value}} (empty sections ignored)."""
     if config_file:
         config = Config.from_toml(config_file, config)
-    for section, changes in (overrides or {}).items():
-        if section == "data" and "channels" in changes:  # the network's input channels follow
-            config = config.with_channels(changes["channels"])
-            changes = {k: v for k, v in changes.items() if k != "channels"}
-        if changes:
-            config = config.replace(section, **changes)
-    return config
+    return Config.from_dict({section: changes for section, changes in (overrides or {}).items() if changes}, config)
 
 
 def _report_skipped(report: DataReport, warn: Log) -> None:
