@@ -552,10 +552,10 @@ def file_labels(data_dir: str | Path, files: list[str], column: str | None = Non
     if not rows or column not in rows[0] or "path" not in rows[0]:
         raise ValueError(f"{csv_path}: needs columns 'path' and {column!r}")
     by_path = {Path(r["path"]).as_posix(): r[column] for r in rows}
-    root = csv_path.parent.resolve()
+    root = os.path.abspath(csv_path.parent)  # absolute, not resolved: a linked file is found by its link's path
     names = []
     for f in files:
-        key = (data_dir / f).resolve().relative_to(root).as_posix()
+        key = Path(os.path.relpath(os.path.abspath(data_dir / f), root)).as_posix()
         if key not in by_path:
             raise ValueError(f"{csv_path}: no row for {key}")
         names.append(by_path[key])

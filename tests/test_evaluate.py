@@ -192,6 +192,13 @@ def test_file_labels_from_subfolders_and_metadata(tmp_path):
         file_labels(tmp_path / "train", ["q.wav"], "digit")
     with pytest.raises(ValueError, match="needs columns 'path' and 'speaker'"):
         file_labels(tmp_path / "train", ["x.wav"], "speaker")
+    # a folder of links to files elsewhere, with its own metadata.csv: rows name the links
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "audio_1.wav").write_bytes(b"")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "x.wav").symlink_to(tmp_path / "elsewhere" / "audio_1.wav")
+    (tmp_path / "linked" / "metadata.csv").write_text("path,digit\nx.wav,5\n")
+    assert file_labels(tmp_path / "linked", ["x.wav"], "digit")[0] == ["5"]
 
 
 @pytest.mark.parametrize("labelled", [True, False])
