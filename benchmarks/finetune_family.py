@@ -62,6 +62,9 @@ def sh(args: list[str], log: Path) -> float:
 def place(files: list[Path], folder: Path) -> Path:
     """folder holding hard links to (or copies of) the files, under their own names."""
     folder.mkdir(parents=True, exist_ok=True)
+    names = [f.name for f in files]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"{folder}: two of its files share a name; the set's file names must be unique")
     for f in files:
         dest = folder / f.name
         if not dest.exists():
