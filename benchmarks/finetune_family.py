@@ -42,6 +42,7 @@ import torch
 
 from audiodiff.embedder import Embedder
 from audiodiff.evaluate import embedder_features
+from audiodiff.run import run_config
 from audiodiff.trainkit import checkpoint_path
 
 METHODS = {"scratch": [], "full": [], "lora4": ["--lora", "4"], "lora16": ["--lora", "16"],
@@ -124,13 +125,7 @@ def seconds_per_step(method: str, base: Path, data: Path, out: Path, steps: int,
     sh(train_args(method, base, data, run, config), log)
     with open(run / "loss.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    batch = json_config(run)["train"]["batch_size"]
-    return batch / statistics.median(float(r["samples_per_s"]) for r in rows[1:])
-
-
-def json_config(run: Path) -> dict:
-    import tomllib
-    return tomllib.loads((run / "config.toml").read_text())
+    return run_config(run).train.batch_size / statistics.median(float(r["samples_per_s"]) for r in rows[1:])
 
 
 def score(model: Path, clips: Path, folders_: dict[str, Path], embedder: Path, gen: int, out: Path, log: Path) -> dict:
@@ -165,12 +160,10 @@ def _fd(s: dict) -> str:
 
 
 def row(label: str, minutes: float | str, scores: dict) -> str:
-    m, e = scores["melstats"], scores["embedder"]
-    copies = m.get("memorization", {}).get("too_close")
-    ecopies = e.get("memorization", {}).get("too_close")
+    m, e = scores["melstats"], scores["embedder"]  # every row is scored with --train: memorization is there
     return (f"| {label} | {minutes} | {_fd(m['generated'])} | {_fd(e['generated'])} | "
             f"{scores['family_share']:.0%} | "
-            f"{'-' if copies is None else f'{copies:.2f}'} / {'-' if ecopies is None else f'{ecopies:.2f}'} |")
+            f"{m['memorization']['too_close']:.2f} / {e['memorization']['too_close']:.2f} |")
 
 
 def main() -> None:
