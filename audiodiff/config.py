@@ -22,6 +22,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     ">0": (lambda v: v > 0, "above 0"),
     "[0,1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "in [0, 1]"),
 }
 
 
@@ -157,6 +158,9 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step (same result, less memory)
     lr: float = 2e-4
     warmup_steps: int = 500
+    # after warm-up: "constant" (as in ADM) or "cosine" (down to lr_floor x lr at `steps`, then held there)
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     label_dropout: float = 0.1  # conditional runs: share of examples trained as "no label" (for CFG)
@@ -174,8 +178,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"train: unknown precision {self.precision!r} (bf16, fp16, fp32)")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"train: unknown lr_schedule {self.lr_schedule!r} (constant, cosine)")
         check_ranges("train", self, {
-            "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0",
+            "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0", "lr_floor": "[0,1]",
             "weight_decay": ">=0", "grad_clip": ">0", "label_dropout": "[0,1)", "min_snr_gamma": ">=0",
             "ema_decay": "[0,1)", "log_every": ">=1", "checkpoint_every": ">=1", "keep_checkpoints": ">=1",
             "preview_count": ">=0", "preview_steps": ">=1"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 
@@ -28,17 +29,36 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 or fp16 autocast (weights stay fp32) for precision "bf16" / "fp16", a no-op for "fp32"."""
+    """bf16 or fp16 autocast (weights stay fp32) for precision "bf16" / "fp16", a no-op for "fp32" and for bf16
+    on a CPU without native bf16 (`cpu_has_bf16`: there it would be emulated, far slower than fp32)."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        return contextlib.nullcontext()
     if precision in ("bf16", "fp16"):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions and matmuls natively (oneDNN's check: AVX-512 or AMX). Without
+    it (e.g. AVX2-only x86) bf16 autocast is emulated and measured ~100x slower than fp32 (2026-12-05)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is None:  # a build without the check: trust bf16, as before
+        return True
+    try:
+        return bool(check())
+    except RuntimeError:
+        return True
+
+
 def resolve_precision(device: torch.device, precision: str) -> str:
     """The precision training runs in: the asked one, except bf16 on a CUDA GPU without bf16 support (before
-    Ampere), which runs fp16 with loss scaling instead. A run-time choice, not part of the model."""
+    Ampere), which runs fp16 with loss scaling instead, and bf16 on a CPU without native bf16 (`cpu_has_bf16`),
+    which runs fp32. A run-time choice, not part of the model."""
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "fp16"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        return "fp32"
     return precision
 
 

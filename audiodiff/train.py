@@ -55,9 +55,13 @@ class TrainState:
 
 
 def lr_at(step: int, config: Config) -> float:
-    """Linear warm-up from 0 over warmup_steps, then constant (as in ADM)."""
+    """Linear warm-up from 0 over warmup_steps, then constant (as in ADM) or, with lr_schedule "cosine", a
+    half cosine from lr down to lr_floor * lr at `steps` (held there if training goes on)."""
     c = config.train
-    return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
+    if step < c.warmup_steps or c.lr_schedule == "constant":
+        return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
+    progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+    return c.lr * (c.lr_floor + (1 - c.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def new_state(config: Config, device: torch.device, teacher: UNet | None = None, start: UNet | None = None) -> TrainState:
@@ -260,7 +264,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     if latest:
         log(f"resuming from {latest} (step {state.step})")
     if state.precision != c.precision:
-        log(f"{device}: no bf16 support, training in fp16 with loss scaling instead")
+        how = "fp16 with loss scaling" if state.precision == "fp16" else state.precision
+        log(f"{device}: no native bf16 support, training in {how} instead")
     state.model.train()
     net = wrap(state.model, dist, device)
     if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference

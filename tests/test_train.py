@@ -1,9 +1,13 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from audiodiff import checkpoint
+from audiodiff import device as devices
 from audiodiff.data import MelDataset, load_mels
+from audiodiff.device import resolve_precision
 from audiodiff.mel import MelSpectrogram
 from audiodiff.pipeline import SpectrogramDiffusion
 from audiodiff.train import load_state, lr_at, train
@@ -26,6 +30,38 @@ def test_lr_warmup_closed_form(tiny_config):
     assert [lr_at(s, c) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
 
 
+def test_lr_cosine_closed_form(tiny_config):
+    # warm-up 4 steps, then a half cosine over the 8 steps to `steps` = 12, from 1e-3 down to a floor of 1e-4
+    c = tiny_config.replace("train", lr=1e-3, warmup_steps=4, steps=12, lr_schedule="cosine", lr_floor=0.1)
+    assert lr_at(1, c) == pytest.approx(5e-4)
+    assert lr_at(4, c) == pytest.approx(1e-3)
+    assert lr_at(8, c) == pytest.approx(1e-4 + 9e-4 * 0.5)  # halfway: the mean of peak and floor
+    assert lr_at(6, c) == pytest.approx(1e-4 + 9e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(12, c) == pytest.approx(1e-4) and lr_at(40, c) == pytest.approx(1e-4)  # held past `steps`
+    with pytest.raises(ValueError, match="lr_schedule"):
+        c.replace("train", lr_schedule="linear")
+    with pytest.raises(ValueError, match="lr_floor"):
+        c.replace("train", lr_floor=1.5)
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(monkeypatch, tmp_path, data, tiny_config):
+    """Emulated bf16 (an AVX2-only x86) is ~100x slower than fp32: there the default bf16 trains in fp32, says
+    so, and autocast is a no-op; where the CPU has it, bf16 stays bf16."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    assert resolve_precision(cpu, "bf16") == "fp32" and resolve_precision(cpu, "fp16") == "fp16"
+    with devices.autocast(cpu, "bf16"):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+    said = []
+    state = train(with_steps(tiny_config.replace("train", precision="bf16", preview_count=0), 1), data,
+                  tmp_path / "run", cpu, progress=False, log=said.append)
+    assert state.precision == "fp32" and any("no native bf16 support, training in fp32" in s for s in said)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    assert resolve_precision(cpu, "bf16") == "bf16"
+    with devices.autocast(cpu, "bf16"):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_resume_continues_exactly(tmp_path, data, tiny_config, device, precision):
     """2 + 2 resumed steps equal 4 straight ones: bit for bit on CPU, in every precision (bf16 is the default;
@@ -35,7 +71,7 @@ def test_resume_continues_exactly(tmp_path, data, tiny_config, device, precision
     straight = train(config, data, tmp_path / "a", device, progress=False, log=lambda s: None)
     train(with_steps(config, 2), data, tmp_path / "b", device, progress=False)
     resumed = train(config, data, tmp_path / "b", device, progress=False, log=lambda s: None)
-    assert straight.step == resumed.step == 4 and straight.precision == precision
+    assert straight.step == resumed.step == 4 and straight.precision == resolve_precision(device, precision)
     (a, meta_a), (b, meta_b) = (checkpoint.read(latest_checkpoint(tmp_path / d)) for d in "ab")
     assert a.keys() == b.keys() and any(k.startswith("optim.") for k in a)
     assert meta_a["grad_scaler"] == meta_b["grad_scaler"] and bool(meta_a["grad_scaler"]) == (precision == "fp16")
