@@ -3,6 +3,8 @@
 
 Variants are interleaved within each round and the best (min) time per step over rounds is kept,
 because timings on a shared machine are noisy. Prints a table and the command that made it.
+Where the CPU has no native bf16, training runs bf16 as fp32 (`device.cpu_has_bf16`); --force-bf16 times the
+emulated bf16 anyway, to show what that choice saves.
 --data DIR also times what the training loop does for data each step (draw files, cut crops from the
 in-memory mel cache) and prints it as a share of each step: the case for or against DataLoader workers.
 
@@ -18,6 +20,7 @@ import time
 
 import torch
 
+from audiodiff import device as devices
 from audiodiff.config import preset
 from audiodiff.data import load_mels
 from audiodiff.device import resolve_device
@@ -58,7 +61,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and variant")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", help="a folder of audio: also time the data side of each step")
+    ap.add_argument("--force-bf16", action="store_true", help="bf16 autocast even where the CPU would emulate it")
     args = ap.parse_args()
+    native = devices.cpu_has_bf16()
+    if args.force_bf16:
+        devices.cpu_has_bf16 = lambda: True
     device = resolve_device(args.device)
     variants = {}
     for name in args.presets:
@@ -75,7 +82,8 @@ def main() -> None:
         for state, config, schedule, x0, _, times in variants.values():
             times.append(time_steps(state, config, schedule, x0, args.steps))
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {device}, batch {args.batch_size}, input 80 mels x 64 frames, min of {args.rounds} rounds x {args.steps} steps")
+          f"device {device}, batch {args.batch_size}, input 80 mels x 64 frames, min of {args.rounds} rounds x {args.steps} steps; "
+          f"native CPU bf16: {'yes' if native else 'no'}{' (bf16 forced)' if args.force_bf16 else ''}")
     data_s = time_batches(args.data, args.batch_size, args.rounds) if args.data else None
     if data_s is not None:
         print(f"# data per batch (file draw + crops from the mel cache of {args.data}): {data_s * 1e3:.2f} ms")
