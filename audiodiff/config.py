@@ -181,8 +181,8 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"train: unknown lr_schedule {self.lr_schedule!r} (constant, cosine)")
         check_ranges("train", self, {
-            "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0", "lr_floor": "[0,1]",
-            "weight_decay": ">=0", "grad_clip": ">0", "label_dropout": "[0,1)", "min_snr_gamma": ">=0",
+            "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0",
+            "lr_floor": "[0,1]", "weight_decay": ">=0", "grad_clip": ">0", "label_dropout": "[0,1)", "min_snr_gamma": ">=0",
             "ema_decay": "[0,1)", "log_every": ">=1", "checkpoint_every": ">=1", "keep_checkpoints": ">=1",
             "preview_count": ">=0", "preview_steps": ">=1"})
 

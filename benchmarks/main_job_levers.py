@@ -40,12 +40,12 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-def train(data: Path, out: Path, variant: str, steps: int) -> float:
+def train(data: Path, out: Path, variant: str, steps: int, seed: int) -> float:
     """Train (or finish) one variant's run; returns the wall seconds this call took."""
     args, toml = VARIANTS[variant]
     out.mkdir(parents=True, exist_ok=True)
     config = out / "variant.toml"
-    config.write_text(f"[train]\nsteps = {steps}\n{toml}")
+    config.write_text(f"[train]\nsteps = {steps}\nseed = {seed}\n{toml}")
     start = time.perf_counter()
     subprocess.run(["audiodiff", "train", str(data), "--out", str(out / "run"), "--preset", "tiny", "--config",
                     str(config), "--no-progress", *args], check=True)
@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--embedder", type=Path, help="also score in this trained embedder's space")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["baseline", "cosine"])
     ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (runs go to OUT/VARIANT or OUT/VARIANT-seedN)")
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--guidance", type=float, nargs="*", default=[None],
                     help="classifier-free guidance weights for conditional variants (default: the run's default)")
@@ -85,16 +86,17 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for variant in args.variants:
-        seconds = train(args.data, args.out / variant, variant, args.steps)
+        folder = args.out / (variant if args.seed == 0 else f"{variant}-seed{args.seed}")
+        seconds = train(args.data, folder, variant, args.steps, args.seed)
         conditional = bool(VARIANTS[variant][0])
         for w in args.guidance if conditional else [None]:
             interval = tuple(args.interval) if args.interval and w else None
             where = f" t in [{interval[0]:g}, {interval[1]:g}]" if interval else ""
-            name = variant if w is None else f"{variant} w={w:g}{where}"
-            gen = args.out / variant / ("generated" if w is None else f"generated-w{w:g}" + (
+            name = (variant if w is None else f"{variant} w={w:g}{where}") + f", seed {args.seed}"
+            gen = folder / ("generated" if w is None else f"generated-w{w:g}" + (
                 f"-t{interval[0]:g}-{interval[1]:g}" if interval else ""))
             if not gen.is_dir():
-                sample(args.out / variant / "run", gen, args.clips, w, interval)
+                sample(folder / "run", gen, args.clips, w, interval)
             scores, _ = evaluate_folders(gen, args.reference, embedder_dir=args.embedder, seed=args.eval_seed)
             rows.append({"variant": name, "train_seconds": round(seconds, 1), **scores})
             print(f"# {name}: {json.dumps(scores['melstats']['generated']['fd'])}", file=sys.stderr, flush=True)
