@@ -31,7 +31,7 @@ def resolve_device(name: str | None = None) -> torch.device:
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 or fp16 autocast (weights stay fp32) for precision "bf16" / "fp16", a no-op for "fp32" and for bf16
     on a CPU without native bf16 (`cpu_has_bf16`: there it would be emulated, far slower than fp32)."""
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+    if emulated_bf16(device, precision):
         return contextlib.nullcontext()
     if precision in ("bf16", "fp16"):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -52,13 +52,18 @@ def cpu_has_bf16() -> bool:
         return True
 
 
+def emulated_bf16(device: torch.device, precision: str) -> bool:
+    """Whether `precision` is bf16 on a CPU that would only emulate it (`cpu_has_bf16`): run fp32 there."""
+    return precision == "bf16" and device.type == "cpu" and not cpu_has_bf16()
+
+
 def resolve_precision(device: torch.device, precision: str) -> str:
     """The precision training runs in: the asked one, except bf16 on a CUDA GPU without bf16 support (before
     Ampere), which runs fp16 with loss scaling instead, and bf16 on a CPU without native bf16 (`cpu_has_bf16`),
     which runs fp32. A run-time choice, not part of the model."""
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "fp16"
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+    if emulated_bf16(device, precision):
         return "fp32"
     return precision
 

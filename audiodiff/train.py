@@ -30,7 +30,7 @@ from .denoiser import for_sampling
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .schedule import EDM, GaussianSchedule
 from .trainkit import (LossLog, adamw, check_bad_run, check_same, ema_decay_at, ema_update, restore_state,
-                       state_meta, state_tensors, write_checkpoint,
+                       state_meta, state_tensors, warmup_cosine, write_checkpoint,
                        flatten_optimizer, latest_checkpoint, load_optimizer, prune, skip_step)
 from .unet import UNet
 
@@ -58,10 +58,9 @@ def lr_at(step: int, config: Config) -> float:
     """Linear warm-up from 0 over warmup_steps, then constant (as in ADM) or, with lr_schedule "cosine", a
     half cosine from lr down to lr_floor * lr at `steps` (held there if training goes on)."""
     c = config.train
-    if step < c.warmup_steps or c.lr_schedule == "constant":
+    if c.lr_schedule == "constant":
         return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
-    progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
-    return c.lr * (c.lr_floor + (1 - c.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, c.lr_floor)
 
 
 def new_state(config: Config, device: torch.device, teacher: UNet | None = None, start: UNet | None = None) -> TrainState:

@@ -7,6 +7,7 @@ Trainers (train.py, vocoder_train.py) import this module, never each other.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -113,6 +114,15 @@ def adamw(params: Iterable[torch.nn.Parameter], device: torch.device, **kwargs: 
     parameters instead of a dozen small ops per tensor (on a 2-core CPU, 9 ms instead of 24 ms for the
     default UNet's 17 M parameters). Runs keep the choice they were saved with when they continue."""
     return torch.optim.AdamW(params, fused=device.type in ("cpu", "cuda"), **kwargs)
+
+
+def warmup_cosine(step: int, lr: float, warmup_steps: int, steps: int, floor: float) -> float:
+    """Learning rate after `step` steps: linear warm-up from 0 over warmup_steps, then a half cosine from lr down
+    to floor * lr at `steps`, held there if training goes on."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def ema_decay_at(step: int, decay: float) -> float:

@@ -32,7 +32,7 @@ from .mel import MelSpectrogram
 from .metrics import log_mel_distance, mr_stft_distance
 from .trainkit import (LossLog, check_bad_run, check_same, ema_decay_at, ema_update, flatten_optimizer,
                        latest_checkpoint, load_optimizer, prune, restore_state, skip_step, state_meta, state_tensors,
-                       write_checkpoint)
+                       warmup_cosine, write_checkpoint)
 from .vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 
 LOSS_SCALES = (0.5, 1.0, 2.0)  # loss STFT resolutions: the mel's n_fft and hop times these (512/128 .. 2048/512)
@@ -117,10 +117,7 @@ def loss_resolutions(config: VocoderConfig) -> tuple[tuple[int, int], ...]:
 def lr_at(step: int, config: VocoderConfig) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak at config.train.steps."""
     c = config.train
-    if step < c.warmup_steps:
-        return c.lr * (step + 1) / c.warmup_steps
-    progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
-    return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, 0.1)
 
 
 def new_state(config: VocoderConfig, device: torch.device) -> VocoderState:

@@ -45,7 +45,7 @@ def test_lr_cosine_closed_form(tiny_config):
 
 
 def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(monkeypatch, tmp_path, data, tiny_config):
-    """Emulated bf16 (an AVX2-only x86) is ~100x slower than fp32: there the default bf16 trains in fp32, says
+    """Emulated bf16 (an AVX2-only x86) made a training step 8x slower than fp32: there the default bf16 trains in fp32, says
     so, and autocast is a no-op; where the CPU has it, bf16 stays bf16."""
     cpu = torch.device("cpu")
     monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
