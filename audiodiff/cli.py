@@ -232,10 +232,18 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
                    "with --sampler, each later one outpainted with RePaint's DDIM steps.")
 @click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Clips sampled at once.")
-@click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels).")
+@click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels). "
+                             "Default on such a run: clip i takes the run's labels in turn, labels[(seed + i) % count].")
+@click.option("--unconditional", is_flag=True,
+              help="On a class-conditional run: sample with its learned 'no label' instead of a label per clip.")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
-              help="Classifier-free guidance weight w with --label: (1 + w) cond - w uncond; 0 = plain conditional. "
-                   "Default with --label: 1.5 (pipeline.DEFAULT_GUIDANCE); 0 for a distilled run (its own is folded in).")
+              help="Classifier-free guidance weight w on a class-conditional run: (1 + w) cond - w uncond; 0 = plain "
+                   "conditional. Default: the run's own ([sample] guidance in its config.toml: 1.5, the tiny preset's "
+                   "0.5); 0 for a distilled run (its own is folded in).")
+@click.option("--guidance-interval", type=(click.FloatRange(min=0.0), click.FloatRange(min=0.0)),
+              metavar="T_LO T_HI",
+              help="Guide only at timesteps T_LO..T_HI of the chain (Kynkaanniemi et al. 2024; 0 1000: every step). "
+                   "Default: the run's own ([sample] guidance_interval: every step, the tiny preset's 174 884).")
 @click.option("--autoguide-from", type=click.Path(path_type=Path),
               help="Autoguidance (Karras et al. 2024; also for unconditional runs): guide away from a weaker model of "
                    "the same data, a checkpoint file or run folder, e.g. an earlier checkpoint of RUN_DIR. "
@@ -249,22 +257,25 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @DEVICE
 @friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str | None, eta: float | None, seed: int,
-             seconds: float | None, loop: bool, batch_size: int, label: str | None, guidance: float | None,
-             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None,
+             seconds: float | None, loop: bool, batch_size: int, label: str | None, unconditional: bool,
+             guidance: float | None, guidance_interval: tuple[float, float] | None, autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None,
              vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import write_clips
 
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
     extra = {"autoguide_from": autoguide_from, "autoguidance": autoguidance} if autoguide_from is not None else {}
-    o = pipe.options(steps=steps, sampler=sampler, eta=eta, seed=seed, batch_size=batch_size, progress=progress,
-                     label=label, guidance=guidance, **extra)
+    o = pipe.generate_options(steps=steps, sampler=sampler, eta=eta, seed=seed, batch_size=batch_size,
+                              progress=progress, label=label, unconditional=unconditional, guidance=guidance,
+                              guidance_interval=guidance_interval, **extra)
     t0 = time.perf_counter()
     result = pipe.generate(n, seconds=seconds, loop=loop, options=o)
     elapsed = time.perf_counter() - t0
-    what = f", {label}" + (f", guidance {o.guidance:g}" if o.guidance else "") if label else ""
+    what = f", guidance {o.guidance:g}" if o.guidance else ""
+    what += f" at t {o.guidance_interval[0]:g}..{o.guidance_interval[1]:g}" if o.guidance and o.guidance_interval else ""
     what += f", autoguidance {autoguidance:g}" if autoguide_from is not None else ""
-    titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}{what}" for i in range(n)]
+    titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}"
+              + (f", {pipe.clip_label(o, seed + i)}" if o.label is not None else "") + what for i in range(n)]
     paths = write_clips(out, result, pipe.config.mel, titles=titles)
     audio_s = result.audio.shape[-1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
@@ -297,7 +308,8 @@ def _run_and_input(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--guidance", type=click.FloatRange(min=0.0),
-                      help="Classifier-free guidance weight w with --label. Default: 1.5 (pipeline.DEFAULT_GUIDANCE).")(fn)
+                      help="Classifier-free guidance weight w with --label. Default: the run's own ([sample] guidance "
+                           "in its config.toml: 1.5, the tiny preset's 0.5).")(fn)
     fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
     return click.option("-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Number of outputs (different seeds).")(fn)
 

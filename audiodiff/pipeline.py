@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .audio import save
 from .conditioning import from_config as conditioning_of
-from .conditioning import DEFAULT_GUIDANCE, guided
+from .conditioning import guided
 from .config import Config, MelConfig
 from .denoiser import autoguided, for_sampling
 from .device import resolve_device
@@ -35,6 +35,9 @@ from .unet import UNet
 from .vocoder import Vocoder
 
 
+EACH_LABEL = "*"  # Options.label: each output takes one of the run's labels in turn (SpectrogramDiffusion.clip_label)
+
+
 @dataclass(frozen=True)
 class Options:
     """How the chain runs, shared by `generate` and every edit (each also takes these as keywords, e.g.
@@ -43,10 +46,13 @@ class Options:
     steps: network evaluations of a full chain; sampler: a name in sampling.SAMPLERS (inpaint and extend
     always take RePaint's DDIM steps, interpolate DDIM); None for either: the run's own (`Config.default_sampling`:
     DDIM 50, a distilled run's consistency sampler with its few calls); seed: output i uses seed + i; batch_size:
-    outputs computed at once; label: a class of a conditional run; guidance: classifier-free guidance weight w,
-    (1 + w) conditional - w unconditional (None: DEFAULT_GUIDANCE with a label, 0 for a distilled run, which
-    has its guidance folded in; 0: plain conditional);
-    guidance_interval (t_lo, t_hi): guide only at those timesteps; autoguide_from: a checkpoint file or run
+    outputs computed at once; label: a class of a conditional run (EACH_LABEL: output i takes one of the run's
+    labels in turn, what `generate` does on a conditional run when given none); unconditional: a conditional run
+    sampled with its "no label" token instead (learned through label dropout); guidance: classifier-free guidance
+    weight w, (1 + w) conditional - w unconditional (None: the run's own, `[sample] guidance`, with a label, 0 for
+    a distilled run, which has its guidance folded in; 0: plain conditional);
+    guidance_interval (t_lo, t_hi): guide only at those timesteps (None: the run's `[sample] guidance_interval`,
+    which may be every step; (0, T) for every step); autoguide_from: a checkpoint file or run
     folder of a weaker model of the same data and chain (an earlier checkpoint of this run, a smaller run) to
     guide with instead (autoguidance, Karras et al. 2024; works without labels), with weight `autoguidance`:
     (1 + w) model - w weak; eta: DDIM's noise (ddim only); progress: progress bars.
@@ -57,6 +63,7 @@ class Options:
     seed: int = 0
     batch_size: int = 8
     label: str | None = None
+    unconditional: bool = False
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
     autoguide_from: str | Path | None = None
@@ -69,6 +76,10 @@ class Options:
             get_sampler(self.sampler)
         if (self.steps is not None and self.steps < 1) or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
+        if self.unconditional and self.label is not None:
+            raise ValueError(f"label {self.label!r} and unconditional contradict each other")
+        if self.guidance_interval is not None and not 0 <= self.guidance_interval[0] <= self.guidance_interval[1]:
+            raise ValueError(f"guidance_interval must be (t_lo, t_hi) with 0 <= t_lo <= t_hi, got {self.guidance_interval}")
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
         if self.autoguidance < 0:
@@ -112,8 +123,24 @@ class SpectrogramDiffusion:
             sampler = "ddim"  # eta is DDIM's
         guidance = o.guidance
         if guidance is None and o.label is not None and o.autoguide_from is None:
-            guidance = 0.0 if self.config.distill.method else DEFAULT_GUIDANCE
-        return dataclasses.replace(o, sampler=o.sampler or sampler, steps=o.steps or steps, guidance=guidance)
+            guidance = 0.0 if self.config.distill.method else self.config.sample.guidance
+        interval = self.config.sample.interval() if o.guidance_interval is None else o.guidance_interval
+        return dataclasses.replace(o, sampler=o.sampler or sampler, steps=o.steps or steps, guidance=guidance,
+                                   guidance_interval=interval)
+
+    def generate_options(self, options: Options = Options(), **changes: Any) -> Options:
+        """`options` as `generate` resolves them: on a class-conditional run given no label (and not told
+        `unconditional`), the clips take the run's labels in turn (EACH_LABEL), guided as the run says."""
+        o = self.options(options, **changes)
+        if o.label is None and not o.unconditional and self.config.data.labels:
+            o = self.options(o, label=EACH_LABEL)
+        return o
+
+    def clip_label(self, o: Options, seed: int) -> str | None:
+        """The label that the output with this seed is sampled with: with EACH_LABEL, labels[seed % len(labels)]
+        (clip i of `generate` uses seed + i, so n clips from seed 0 take the first n labels, then start over)."""
+        labels = self.config.data.labels
+        return labels[seed % len(labels)] if o.label == EACH_LABEL and labels else o.label
 
     @classmethod
     def load(cls, run: str | Path, device: str | torch.device | None = None, vocoder: Vocoder | None = None,
@@ -172,7 +199,7 @@ class SpectrogramDiffusion:
         loop: sample circularly so the clip's end continues into its start; the length is rounded up to
         whole frames that the UNet divides evenly, and the audio is exactly that many hops long.
         """
-        o = self.options(options, **changes)
+        o = self.generate_options(options, **changes)
         model = self._conditioned(o)
         if loop:
             return self._generate_loop(n, seconds, o, model)
@@ -182,9 +209,9 @@ class SpectrogramDiffusion:
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, width)
-            x = o.run(model(len(seeds)), self.schedule, noise(), o.steps, noise)
+            x = o.run(model(seeds), self.schedule, noise(), o.steps, noise)
             if frames > w:  # like every later window, the first one leaves its right edge to the next
-                x = outpaint(model(len(seeds)), self.schedule, x[..., : w - w // 8], frames, w, noise, o.steps,
+                x = outpaint(model(seeds), self.schedule, x[..., : w - w // 8], frames, w, noise, o.steps,
                              silence=self.rep.silence, progress=o.progress)
             return x[..., :frames]
 
@@ -213,14 +240,15 @@ class SpectrogramDiffusion:
             audio = torch.nn.functional.pad(audio[..., :num_samples], (0, max(0, num_samples - audio.shape[-1])))
         return Generated(audio, self.sample_rate, torch.cat(mels))
 
-    def _generate_loop(self, n: int, seconds: float | None, o: Options, model: Callable[[int], Model]) -> Generated:
+    def _generate_loop(self, n: int, seconds: float | None, o: Options,
+                       model: Callable[[list[int]], Model]) -> Generated:
         f = self.config.unet.downsample_factor
         frames = self.window if seconds is None else self.rep.frames_for(seconds) - 1  # a period: N frames, N hops
         frames = -(-frames // f) * f
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, frames)
-            return o.run(circular(model(len(seeds))), self.schedule, noise(), o.steps, noise)
+            return o.run(circular(model(seeds)), self.schedule, noise(), o.steps, noise)
 
         def decode(x: Tensor, seeds: list[int]) -> Tensor:
             return loop_audio(self.rep.decode, x, seeds, self.rep.samples_for(x.shape[-1] + 1),
@@ -252,7 +280,7 @@ class SpectrogramDiffusion:
                 return known.expand(len(seeds), -1, -1, -1)
             noise = self._noise(seeds, x0.shape[-1])
             x = noised(self.schedule, x0.expand(len(seeds), -1, -1, -1), start, noise())
-            return o.run(model(len(seeds)), self.schedule, x, k, noise, start=start)[..., :frames]
+            return o.run(model(seeds), self.schedule, x, k, noise, start=start)[..., :frames]
 
         out = self._batched(n, o, draw, wav.shape[-1])
         if start is None:
@@ -282,7 +310,7 @@ class SpectrogramDiffusion:
 
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, x0.shape[-1])
-            return editing_inpaint(model(len(seeds)), self.schedule, noise(), o.steps, noise, known=x0, keep=keep,
+            return editing_inpaint(model(seeds), self.schedule, noise(), o.steps, noise, known=x0, keep=keep,
                                    resample=resample, fade=fade, progress=o.progress)[..., :frames]
 
         out = self._batched(n, o, draw, length)
@@ -309,7 +337,7 @@ class SpectrogramDiffusion:
         def draw(seeds: list[int]) -> Tensor:
             noise = self._noise(seeds, self.window)
             x = known.expand(len(seeds), -1, -1, -1)
-            return outpaint(model(len(seeds)), self.schedule, x, frames, self.window, noise, o.steps, overlap, fade,
+            return outpaint(model(seeds), self.schedule, x, frames, self.window, noise, o.steps, overlap, fade,
                             resample, self.rep.silence, o.progress)
 
         out = self._batched(n, o, draw, total)
@@ -360,25 +388,30 @@ class SpectrogramDiffusion:
             raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")
         return for_sampling(ema_model(config, tensors, path).to(self.device).eval(), config.diffusion)
 
-    def _conditioned(self, o: Options) -> Callable[[int], Model]:
-        """batch size -> the model to sample from, for o's label and guidance (resolved by `options`)."""
+    def _conditioned(self, o: Options) -> Callable[[list[int]], Model]:
+        """the seeds of a batch -> the model to sample them from, for o's label and guidance (resolved by
+        `options`)."""
         label, guidance = o.label, o.guidance
         cond = conditioning_of(self.config)
+        if label is not None and cond is None:
+            raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
+        if label not in (None, EACH_LABEL):
+            cond.encode(label, 1, self.device)  # an unknown label fails here, before any work
+
+        def encode(seeds: list[int]) -> Tensor | None:
+            if label is None:
+                return None
+            return torch.cat([cond.encode(self.clip_label(o, s), 1, self.device) for s in seeds])
+
         if o.autoguide_from is not None:
-            if label is not None and cond is None:
-                raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
-            encode = (lambda b: None) if label is None else (lambda b: cond.encode(label, b, self.device))
             weak = self.weak_model(o.autoguide_from)
-            return lambda b: autoguided(self.model, weak, o.autoguidance, encode(b))
+            return lambda seeds: autoguided(self.model, weak, o.autoguidance, encode(seeds))
         if label is None:
             if guidance:
                 raise ValueError("guidance needs a label: it pulls samples towards a class")
-            return lambda b: self.model
-        if cond is None:
-            raise ValueError(f"label {label!r}: this run is unconditional (trained without labels)")
-        cond.encode(label, 1, self.device)  # an unknown label fails here, before any work
+            return lambda seeds: self.model
         w = 0.0 if guidance is None else guidance
-        return lambda b: guided(self.model, cond, cond.encode(label, b, self.device), w, o.guidance_interval)
+        return lambda seeds: guided(self.model, cond, encode(seeds), w, o.guidance_interval)
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",

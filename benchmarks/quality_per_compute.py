@@ -37,7 +37,7 @@ from audiodiff.device import resolve_device
 from audiodiff.embedder import Embedder
 from audiodiff.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
 from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import DEFAULT_GUIDANCE, SpectrogramDiffusion
+from audiodiff.pipeline import SpectrogramDiffusion
 from audiodiff.schedule import GaussianSchedule
 from audiodiff.train import TrainState, new_state, save_state, train_step
 
@@ -98,9 +98,8 @@ def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Pa
     labels = config.data.labels or (None,)
     per = -(-clips // len(labels))
     for k, label in enumerate(labels):
-        guidance = DEFAULT_GUIDANCE if label is not None and not guide else None
         gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
-                            guidance=guidance, **(guide or {}))
+                            **(guide or {}))  # a label's guidance: the run's own ([sample] in its config)
         for i, wav in enumerate(gen.audio):
             save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
     feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))

@@ -140,16 +140,22 @@ def test_class_conditional_run(tmp_path, tiny_config):
     gen = ["generate", str(out), "-n", "2", "--steps", "3", "--no-progress"]
     res = invoke(*gen, "--out", str(tmp_path / "g"), "--label", "high", "--guidance", "2")
     assert res.exit_code == 0, res.output
-    res = invoke(*gen, "--out", str(tmp_path / "g2"), "--guidance", "2")
+    res = invoke(*gen, "--out", str(tmp_path / "g2"), "--guidance", "2", "--unconditional")
     assert res.exit_code == 1 and "guidance needs a label" in res.output
-    for name, extra in (("default", []), ("w15", ["--guidance", "1.5"]), ("w0", ["--guidance", "0"])):
-        assert invoke(*gen, "--out", str(tmp_path / name), "--label", "high", *extra).exit_code == 0
-    wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in ("default", "w15", "w0")}
-    assert wav["default"] == wav["w15"] != wav["w0"]  # a label alone samples with DEFAULT_GUIDANCE = 1.5
-    from audiodiff.pipeline import DEFAULT_GUIDANCE
-
-    for command in ("generate", "vary"):  # --help states the default the library applies
-        assert f"{DEFAULT_GUIDANCE:g} (pipeline.DEFAULT_GUIDANCE)" in " ".join(invoke(command, "--help").output.split())
+    res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "low", "--unconditional")
+    assert res.exit_code == 1 and "label 'low' and unconditional contradict each other" in res.output
+    one = [*gen[:3], "1", *gen[4:], "--batch-size", "1"]
+    runs = {"default": [*one[:3], "2", *one[4:]], "w15": [*one, "--label", "high", "--guidance", "1.5"],
+            "w0": [*one, "--label", "high", "--guidance", "0"], "low": [*one, "--label", "low", "--seed", "1"],
+            "uncond": [*one, "--unconditional"]}
+    for name, args in runs.items():
+        assert invoke(*args, "--out", str(tmp_path / name)).exit_code == 0, name
+    wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in runs}
+    # no label: clip i takes the labels in turn (high, low) with the run's guidance, 1.5 when its config is silent
+    assert wav["default"] == wav["w15"] != wav["w0"]
+    assert (tmp_path / "default" / "sample_001.wav").read_bytes() == wav["low"] != wav["uncond"] != wav["default"]
+    for command in ("generate", "vary"):  # --help states where the default comes from
+        assert "Default: the run's own ([sample] guidance" in " ".join(invoke(command, "--help").output.split())
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
     assert res.exit_code == 1 and "label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")

@@ -57,3 +57,18 @@ def test_vocoder_and_embedder_fields_are_range_checked():
         VocoderConfig.from_dict({"train": {"keep_checkpoints": 0}})
     with pytest.raises(ValueError, match=r"embedder.temperature = 0 is out of range: must be above 0"):
         EmbedderConfig(temperature=0)
+
+
+def test_sample_section_defaults_and_checks(tmp_path):
+    from audiodiff.config import SampleConfig
+
+    old = tmp_path / "old.toml"  # a run's config written before [sample] existed: guidance 1.5 at every step
+    old.write_text("[train]\nsteps = 3\n")
+    assert Config.from_toml(old).sample == SampleConfig(1.5, ()) and SampleConfig().interval() is None
+    assert preset("tiny").sample.interval() == (174.0, 884.0) and preset("tiny").sample.guidance == 0.5
+    assert preset("small").sample == SampleConfig()
+    for bad, match in (({"guidance": -1}, "sample.guidance = -1.0 is out of range"),
+                       ({"guidance_interval": [5, 1]}, "t_lo <= t_hi"), ({"guidance_interval": [1, 2, 3]}, "t_lo <= t_hi"),
+                       ({"guidance_interval": [-1, 2]}, "sample.guidance_interval = .* out of range")):
+        with pytest.raises(ValueError, match=match):
+            Config.from_dict({"sample": bad})
