@@ -254,6 +254,8 @@ class SampleConfig:
     guidance: classifier-free guidance weight w, (1 + w) conditional - w unconditional (0: plainly conditional);
     guidance_interval (t_lo, t_hi): guide only at those timesteps of the chain (Kynkaanniemi et al. 2024), () at
     every step. The defaults are what runs made before this section existed were sampled with.
+    each_label: what `generate` does on a conditional run given no label: each clip one of the labels in turn
+    (true), or the learned "no label" class (false: a fine-tune of a conditional base on unlabelled clips).
     """
 
     # Measured with benchmarks/guidance.py on a digits run (2026-11-30, benchmarks/README.md "Classifier-free
@@ -261,6 +263,7 @@ class SampleConfig:
     # melstats FD rose 75 -> 80 -> 96 -> 118 (floor 54); 1.5 buys most of the accuracy for a moderate loss of variety.
     guidance: float = 1.5
     guidance_interval: tuple[float, ...] = ()
+    each_label: bool = True
 
     def __post_init__(self) -> None:
         check_ranges("sample", self, {"guidance": ">=0"})

@@ -130,9 +130,10 @@ class SpectrogramDiffusion:
 
     def generate_options(self, options: Options = Options(), **changes: Any) -> Options:
         """`options` as `generate` resolves them: on a class-conditional run given no label (and not told
-        `unconditional`), the clips take the run's labels in turn (EACH_LABEL), guided as the run says."""
+        `unconditional`), the clips take the run's labels in turn (EACH_LABEL), guided as the run says, unless
+        its `[sample] each_label` is false."""
         o = self.options(options, **changes)
-        if o.label is None and not o.unconditional and self.config.data.labels:
+        if o.label is None and not o.unconditional and self.config.data.labels and self.config.sample.each_label:
             o = self.options(o, label=EACH_LABEL)
         return o
 

@@ -314,6 +314,8 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     data = _one_process_data(config, data_dir, out, workers, progress, log, warn)
     names, labels = _finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
     config = config.replace("data", labels=names).replace("unet", num_classes=len(names))
+    if labels is not None and bool((labels == len(names)).all()):  # unlabelled clips: generate samples "no label"
+        config = config.replace("sample", each_label=False)
     if stored is not None:
         check_same_model(stored, config, str(out))
     write_text(out / CONFIG_FILE, config.to_toml())
@@ -410,9 +412,11 @@ def _finetune_labels(base: Config, data_dir: Path, files: list[str], column: str
     """(the fine-tuned run's labels, class id of each file or None) for a base with `base.data.labels`."""
     found = file_labels(data_dir, files, column)
     if found is None:
-        if base.data.labels:
-            raise ValueError(f"{data_dir}: the base is conditional on {len(base.data.labels)} labels but no labels "
-                             "were found here (first-level subfolders named after labels, or --label-column)")
+        if base.data.labels:  # every clip is trained as the base's "no label" class, which `generate` then samples
+            warn(f"note: {data_dir}: no labels here (first-level subfolders named after labels, or --label-column); "
+                 f"the base is conditional on {len(base.data.labels)}, so these clips are learned as its 'no label' "
+                 "class, which generate samples unless given a --label")
+            return base.data.labels, torch.full((len(files),), len(base.data.labels))
         return (), None
     mine, ids = found
     if not base.data.labels and not new_labels:

@@ -90,7 +90,8 @@ def main() -> None:
         seconds = train(args.data, folder, variant, args.steps, args.seed)
         conditional = bool(VARIANTS[variant][0])
         for w in args.guidance if conditional else [None]:
-            interval = tuple(args.interval) if args.interval and w else None
+            # a weight given without --interval guides at every step (t in [0, T]), not in the run's own interval
+            interval = (tuple(args.interval) if args.interval else (0.0, 1000.0)) if w else None
             where = f" t in [{interval[0]:g}, {interval[1]:g}]" if interval else ""
             name = (variant if w is None else f"{variant} w={w:g}{where}") + f", seed {args.seed}"
             gen = folder / ("generated" if w is None else f"generated-w{w:g}" + (

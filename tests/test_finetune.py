@@ -270,3 +270,25 @@ def test_stop_copies_ends_a_fine_tune_at_the_first_checkpoint_past_the_limit(tmp
     assert state.step == 4  # 0% at step 2, 50% > 25% at step 4: stopped there, not at 8
     assert any("step 4: memorization: 50%" in line for line in lines)
     assert any("stopped at step 4" in line for line in lines)
+
+
+def test_unlabelled_clips_fine_tune_a_conditional_base_as_its_no_label_class(tmp_path, audio_dir, tiny_config):
+    labelled = tmp_path / "labelled"
+    for i, f in enumerate(sorted(audio_dir.rglob("*.wav"))):
+        (labelled / ("low" if i % 2 else "high")).mkdir(parents=True, exist_ok=True)
+        f.rename(labelled / ("low" if i % 2 else "high") / f.name)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_config.to_toml())
+    assert invoke("train", str(labelled), "--out", str(tmp_path / "run"), "--config", str(cfg),
+                  "--no-progress").exit_code == 0
+    res = invoke("finetune", str(tmp_path / "run"), str(audio_dir), "--out", str(tmp_path / "ft"), "--steps", "2",
+                 "--lora", "2", "--no-progress")  # audio_dir keeps only its unlabelled .flac and .ogg files
+    assert res.exit_code == 0 and "learned as its 'no label' class" in res.output, res.output
+    config = read_checkpoint(tmp_path / "ft")[0]
+    assert config.data.labels == ("high", "low") and not config.sample.each_label
+    gen = ["generate", str(tmp_path / "ft"), "-n", "1", "--steps", "2", "--no-progress"]
+    for name, extra in (("default", []), ("null", ["--unconditional"]), ("low", ["--label", "low"])):
+        assert invoke(*gen, "--out", str(tmp_path / name), *extra).exit_code == 0, name
+    wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in ("default", "null", "low")}
+    assert wav["default"] == wav["null"] != wav["low"]
+    assert SpectrogramDiffusion.load(tmp_path / "run").generate_options().label == "*"  # the base: labels in turn
