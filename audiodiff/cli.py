@@ -258,8 +258,9 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str | None, eta: float | None, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, unconditional: bool,
-             guidance: float | None, guidance_interval: tuple[float, float] | None, autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None,
-             vocoder: str | None, device: str) -> None:
+             guidance: float | None, guidance_interval: tuple[float, float] | None, autoguide_from: Path | None,
+             autoguidance: float, force: bool, progress: bool, lora_scale: float | None, vocoder: str | None,
+             device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import write_clips
 

@@ -233,8 +233,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     None: ct for an unconditional teacher (better than cd at equal time on the notes model), cd for a conditional
     one (only cd folds guidance in); benchmarks/README.md, "Few-step generation".
     guidance: for cd on a conditional run, the classifier-free guidance weight folded into the student (default
-    the teacher's own, its `[sample] guidance`: 1.5 unless its config says otherwise; folded in at every step). overrides: {"train": {...}, "distill": {...}} on top of DISTILL_TRAIN and
-    config_file. The teacher's weights are never written to. Returns the final TrainState.
+    the teacher's own, its `[sample] guidance`: 1.5 unless its config says otherwise; folded in at every step).
+    overrides: {"train": {...}, "distill": {...}} on top of DISTILL_TRAIN and config_file. The teacher's weights are never written to. Returns the final TrainState.
     """
     data_dir, out = Path(data_dir), Path(out)
     t_config, tensors, meta, t_path = read_checkpoint(teacher_run)
@@ -248,7 +248,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     if method is None:
         method = stored.distill.method if stored else ("cd" if t_config.data.labels else "ct")
     if guidance is None:
-        guidance = stored.distill.guidance if stored else t_config.sample.guidance if t_config.data.labels and method == "cd" else 0.0
+        labelled_cd = t_config.data.labels and method == "cd"
+        guidance = stored.distill.guidance if stored else t_config.sample.guidance if labelled_cd else 0.0
     whole = dataclasses.replace(t_config, finetune=FinetuneConfig())  # a fine-tuned teacher's student is whole
     config = (stored or Config.from_dict({"train": DISTILL_TRAIN}, whole)).replace(
         "distill", method=method, guidance=guidance, teacher=stored.distill.teacher if stored else str(t_path),
