@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import sys
@@ -158,6 +159,8 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     base = Config.from_toml(args.config, preset("tiny")) if args.config else preset("tiny")
+    if args.config:  # sampled as the recipe's own run is: `audiodiff train --config` starts from the small preset
+        base = dataclasses.replace(base, sample=Config.from_toml(args.config, preset("small")).sample)
     data, _ = load_mels(args.train_dir, MelSpectrogram(base.mel), base.data.crop_frames, args.out / "cache", False)
     train_idx, val_idx = split(len(data), args.val_fraction, 0)
     labelled = file_labels(args.train_dir, data.files, args.label_column)
