@@ -234,6 +234,10 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Clips sampled at once.")
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels). "
                              "Default on such a run: clip i takes the run's labels in turn, labels[(seed + i) % count].")
+@click.option("--label-mix", type=click.Choice(["even", "data"]),
+              help="Without --label, how the clips' labels are drawn: even (in turn) or data (in the proportions of "
+                   "the training clips, each clip's label fixed by its seed). Default: the run's own ([sample] "
+                   "label_mix: even; the drums recipe's data).")
 @click.option("--unconditional", is_flag=True,
               help="On a class-conditional run: sample with its learned 'no label' instead of a label per clip.")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
@@ -257,9 +261,9 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @DEVICE
 @friendly
 def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str | None, eta: float | None, seed: int,
-             seconds: float | None, loop: bool, batch_size: int, label: str | None, unconditional: bool,
-             guidance: float | None, guidance_interval: tuple[float, float] | None, autoguide_from: Path | None,
-             autoguidance: float, force: bool, progress: bool, lora_scale: float | None, vocoder: str | None,
+             seconds: float | None, loop: bool, batch_size: int, label: str | None, label_mix: str | None,
+             unconditional: bool, guidance: float | None, guidance_interval: tuple[float, float] | None,
+             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None, vocoder: str | None,
              device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import write_clips
@@ -267,8 +271,8 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
     extra = {"autoguide_from": autoguide_from, "autoguidance": autoguidance} if autoguide_from is not None else {}
     o = pipe.generate_options(steps=steps, sampler=sampler, eta=eta, seed=seed, batch_size=batch_size,
-                              progress=progress, label=label, unconditional=unconditional, guidance=guidance,
-                              guidance_interval=guidance_interval, **extra)
+                              progress=progress, label=label, label_mix=label_mix, unconditional=unconditional,
+                              guidance=guidance, guidance_interval=guidance_interval, **extra)
     t0 = time.perf_counter()
     result = pipe.generate(n, seconds=seconds, loop=loop, options=o)
     elapsed = time.perf_counter() - t0

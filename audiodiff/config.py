@@ -138,12 +138,17 @@ class DataConfig:
 
     crop_frames: int = 64
     labels: tuple[str, ...] = ()  # class names of a conditional run (index = class id), set from the data
+    # training clips per label (index = class id), set from the data; () in runs made before it was recorded
+    label_counts: tuple[int, ...] = ()
     # 1: mono, every file mixed down. 2: stereo, a log-mel of the left and of the right channel (representation.py);
     # mono files are copied to both sides, 5.1 is downmixed. The UNet's in_channels must be the same number.
     channels: int = 1
 
     def __post_init__(self) -> None:
         check_ranges("data", self, {"crop_frames": ">=1"})
+        if self.label_counts and (len(self.label_counts) != len(self.labels) or min(self.label_counts) < 0):
+            raise ValueError(f"data.label_counts = {list(self.label_counts)!r}: must be one count >= 0 per label "
+                             f"({len(self.labels)}), or []")
         if self.channels not in (1, 2):
             raise ValueError(f"data.channels = {self.channels!r} is out of range: must be 1 (mono) or 2 (stereo)")
 
@@ -247,6 +252,9 @@ class FinetuneConfig:
             raise ValueError("finetune: a LoRA run needs its base checkpoint and its sha256")
 
 
+LABEL_MIXES = ("even", "data")
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How clips of a class-conditional run are sampled unless a command says otherwise.
@@ -256,6 +264,9 @@ class SampleConfig:
     every step. The defaults are what runs made before this section existed were sampled with.
     each_label: what `generate` does on a conditional run given no label: each clip one of the labels in turn
     (true), or the learned "no label" class (false: a fine-tune of a conditional base on unlabelled clips).
+    label_mix: how those clips' labels are drawn: "even" (clip with seed s takes labels[s % count]) or "data" (in
+    the proportions of the training clips, `data.label_counts`: sampling p(label) p(audio | label) is sampling the
+    training distribution, so a set of clips can be compared with real ones where the labels are unbalanced).
     """
 
     # Measured with benchmarks/guidance.py on a digits run (2026-11-30, benchmarks/README.md "Classifier-free
@@ -264,9 +275,12 @@ class SampleConfig:
     guidance: float = 1.5
     guidance_interval: tuple[float, ...] = ()
     each_label: bool = True
+    label_mix: str = "even"
 
     def __post_init__(self) -> None:
         check_ranges("sample", self, {"guidance": ">=0"})
+        if self.label_mix not in LABEL_MIXES:
+            raise ValueError(f"sample.label_mix = {self.label_mix!r}: must be one of {', '.join(LABEL_MIXES)}")
         if self.guidance_interval:
             check_ranges("sample", self, {"guidance_interval": ">=0"})
             if len(self.guidance_interval) != 2 or self.guidance_interval[0] > self.guidance_interval[1]:

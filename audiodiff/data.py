@@ -562,6 +562,14 @@ def file_labels(data_dir: str | Path, files: list[str], column: str | None = Non
     return _encode(names)
 
 
+def label_counts(labels: Tensor | None, n: int) -> tuple[int, ...]:
+    """Clips per class id 0..n-1 of `labels` (ids of n, a fine-tune's "no label" class, are not counted); ()
+    for an unlabelled run."""
+    if labels is None or not n:
+        return ()
+    return tuple(int(c) for c in torch.bincount(labels, minlength=n + 1)[:n])
+
+
 def _encode(names: list[str]) -> tuple[list[str], Tensor]:
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 from .audio import save
 from .conditioning import from_config as conditioning_of
 from .conditioning import guided
-from .config import Config, MelConfig
+from .config import LABEL_MIXES, Config, MelConfig
 from .denoiser import autoguided, for_sampling
 from .device import resolve_device
 from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
@@ -38,6 +40,15 @@ from .vocoder import Vocoder
 EACH_LABEL = "*"  # Options.label: each output takes one of the run's labels in turn (SpectrogramDiffusion.clip_label)
 
 
+def data_label(seed: int, counts: tuple[int, ...]) -> int:
+    """The class id of the clip with this seed when labels follow the training proportions `counts`: the seed's
+    point on a Weyl sequence (seed / golden ratio, mod 1) falls in class k's share of [0, 1). Any run of consecutive
+    seeds covers [0, 1) nearly evenly, so n clips take class k about n * counts[k] / sum(counts) times (within a
+    few clips), and a clip's label depends on its seed alone; a class with no clips is never drawn."""
+    u = (seed * 0.6180339887498949 + 0.5) % 1.0
+    return bisect.bisect_right(list(itertools.accumulate(counts)), u * sum(counts))
+
+
 @dataclass(frozen=True)
 class Options:
     """How the chain runs, shared by `generate` and every edit (each also takes these as keywords, e.g.
@@ -47,7 +58,9 @@ class Options:
     always take RePaint's DDIM steps, interpolate DDIM); None for either: the run's own (`Config.default_sampling`:
     DDIM 50, a distilled run's consistency sampler with its few calls); seed: output i uses seed + i; batch_size:
     outputs computed at once; label: a class of a conditional run (EACH_LABEL: output i takes one of the run's
-    labels in turn, what `generate` does on a conditional run when given none); unconditional: a conditional run
+    labels in turn, what `generate` does on a conditional run when given none); label_mix: how EACH_LABEL draws
+    them, "even" or "data" (in the training clips' proportions; None: the run's `[sample] label_mix`,
+    SpectrogramDiffusion.clip_label); unconditional: a conditional run
     sampled with its "no label" token instead (learned through label dropout); guidance: classifier-free guidance
     weight w, (1 + w) conditional - w unconditional (None: the run's own, `[sample] guidance`, with a label, 0 for
     a distilled run, which has its guidance folded in; 0: plain conditional);
@@ -63,6 +76,7 @@ class Options:
     seed: int = 0
     batch_size: int = 8
     label: str | None = None
+    label_mix: str | None = None
     unconditional: bool = False
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
@@ -76,6 +90,8 @@ class Options:
             get_sampler(self.sampler)
         if (self.steps is not None and self.steps < 1) or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
+        if self.label_mix is not None and self.label_mix not in LABEL_MIXES:
+            raise ValueError(f"label_mix must be one of {', '.join(LABEL_MIXES)}, got {self.label_mix!r}")
         if self.unconditional and self.label is not None:
             raise ValueError(f"label {self.label!r} and unconditional contradict each other")
         if self.guidance_interval is not None and not 0 <= self.guidance_interval[0] <= self.guidance_interval[1]:
@@ -126,7 +142,7 @@ class SpectrogramDiffusion:
             guidance = 0.0 if self.config.distill.method else self.config.sample.guidance
         interval = self.config.sample.interval() if o.guidance_interval is None else o.guidance_interval
         return dataclasses.replace(o, sampler=o.sampler or sampler, steps=o.steps or steps, guidance=guidance,
-                                   guidance_interval=interval)
+                                   guidance_interval=interval, label_mix=o.label_mix or self.config.sample.label_mix)
 
     def generate_options(self, options: Options = Options(), **changes: Any) -> Options:
         """`options` as `generate` resolves them: on a class-conditional run given no label (and not told
@@ -135,13 +151,22 @@ class SpectrogramDiffusion:
         o = self.options(options, **changes)
         if o.label is None and not o.unconditional and self.config.data.labels and self.config.sample.each_label:
             o = self.options(o, label=EACH_LABEL)
+        if o.label == EACH_LABEL and o.label_mix == "data" and not self.config.data.label_counts:
+            raise ValueError("label mix 'data': this run has no label counts (trained before they were recorded); "
+                             "use 'even'")
         return o
 
     def clip_label(self, o: Options, seed: int) -> str | None:
-        """The label that the output with this seed is sampled with: with EACH_LABEL, labels[seed % len(labels)]
-        (clip i of `generate` uses seed + i, so n clips from seed 0 take the first n labels, then start over)."""
-        labels = self.config.data.labels
-        return labels[seed % len(labels)] if o.label == EACH_LABEL and labels else o.label
+        """The label that the output with this seed is sampled with. With EACH_LABEL and the "even" mix,
+        labels[seed % len(labels)] (clip i of `generate` uses seed + i, so n clips from seed 0 take the first n
+        labels, then start over); with the "data" mix, label k for a share of the seeds equal to its share of
+        the training clips (`data_label`)."""
+        labels, counts = self.config.data.labels, self.config.data.label_counts
+        if o.label != EACH_LABEL or not labels:
+            return o.label
+        if (o.label_mix or self.config.sample.label_mix) == "data" and counts:
+            return labels[data_label(seed, counts)]
+        return labels[seed % len(labels)]
 
     @classmethod
     def load(cls, run: str | Path, device: str | torch.device | None = None, vocoder: Vocoder | None = None,

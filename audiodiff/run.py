@@ -31,7 +31,7 @@ from .board import Board
 from .config import Config, FinetuneConfig, MelConfig, VocoderConfig, preset
 from .conditioning import from_config as conditioning_of
 from .conditioning import guided
-from .data import DataReport, MelDataset, file_labels, load_mels, load_waves
+from .data import DataReport, MelDataset, file_labels, label_counts, load_mels, load_waves
 from .denoiser import for_sampling
 from .device import peak_memory, resolve_device
 from .distributed import barrier, from_env, shutdown
@@ -193,7 +193,8 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     say(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
     labelled = None if unconditional else file_labels(data_dir, data.files, label_column)
     names, labels = labelled if labelled else ((), None)
-    config = config.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
+    counts = _counts(stored, tuple(names), labels)
+    config = config.replace("data", labels=tuple(names), label_counts=counts).replace("unet", num_classes=len(names))
     if stored is not None:
         check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
     if dist.main:
@@ -314,7 +315,8 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     t0 = time.perf_counter()
     data = _one_process_data(config, data_dir, out, workers, progress, log, warn)
     names, labels = _finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
-    config = config.replace("data", labels=names).replace("unet", num_classes=len(names))
+    counts = _counts(stored, tuple(names), labels)
+    config = config.replace("data", labels=names, label_counts=counts).replace("unet", num_classes=len(names))
     if labels is not None and bool((labels == len(names)).all()):  # unlabelled clips: generate samples "no label"
         config = config.replace("sample", each_label=False)
     if stored is not None:
@@ -406,6 +408,14 @@ def export(run: str | Path, out: str | Path, half: bool = True, log: Log = print
     log(f"exported {path} (EMA weights{', float16' if half else ''}) -> {written} "
         f"({written.stat().st_size / 1e6:.2f} MB)")
     return written
+
+
+def _counts(stored: Config | None, names: tuple[str, ...], labels: torch.Tensor | None) -> tuple[int, ...]:
+    """The run's data.label_counts: a continued run keeps those it started with (none in a run made before they
+    were recorded); otherwise, and where the labels changed (refused later, naming the labels), the data's."""
+    if stored is not None and stored.data.labels == names:
+        return stored.data.label_counts
+    return label_counts(labels, len(names))
 
 
 def _finetune_labels(base: Config, data_dir: Path, files: list[str], column: str | None, new_labels: bool,

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Levers on the README's main job at equal steps (equal cost per step, so equal training time).
+"""Levers on the README's main job (or a recipe) at equal steps (equal cost per step, so equal training time).
 
-Each variant trains the `tiny` preset on the main job's data with `audiodiff train` (a finished run is reused:
-the command continues a run and stops at once when it is done), samples --clips clips with DDIM-50 and
-Griffin-Lim (seeds 10000 + 1000 k + i; a class-conditional run cycles through its labels, with the default
-classifier-free guidance unless --guidance is given), and is scored with `audiodiff evaluate generated`'s code
+Each variant trains the `tiny` preset (or --config, e.g. a recipe's config.toml) on the given data with
+`audiodiff train` (a finished run is reused: the command continues a run and stops at once when it is done),
+samples --clips clips with DDIM-50 and Griffin-Lim (a class-conditional run's split over its labels, evenly or
+with --label-mix data in the training folder's proportions by largest remainders, label k's clips from seed
+10000 + 1000 k on, with the run's classifier-free guidance unless --guidance is given), and is scored with `audiodiff evaluate generated`'s code
 against --reference: melstats FD and, with --embedder, FD in its space and the inception score, each with its
 fair floor (reference clips held back, as many as the generated set, the same split for every row).
 
@@ -13,6 +14,12 @@ samples/notes/train); held-out folders are for final tables.
 
     python benchmarks/main_job_levers.py samples/notes/train --reference VAL --embedder runs/recipe-notes/embedder \\
         --variants baseline cosine family --steps 600 --out runs/levers
+    python benchmarks/main_job_levers.py DRUMS_TRAIN --config recipes/drums/config.toml --label-column category \\
+        --reference DRUMS_VAL --embedder runs/recipe-drums/embedder --variants baseline labels --steps 600 \\
+        --label-mix data --out OUT
+
+The conditional variants ("labels", "labels_cosine"; "family" and "family_cosine" are their older names) train
+with --label-column (default: family).
 """
 
 from __future__ import annotations
@@ -23,45 +30,73 @@ import platform
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import torch
 
 from audiodiff.audio import save
+from audiodiff.config import Config, preset
+from audiodiff.data import file_labels, find_audio_files
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
 
-# name -> extra `audiodiff train` arguments and TOML lines under [train]
-VARIANTS: dict[str, tuple[list[str], str]] = {
-    "baseline": ([], ""),
-    "cosine": ([], 'lr_schedule = "cosine"\n'),
-    "family": (["--label-column", "family"], ""),
-    "family_cosine": (["--label-column", "family"], 'lr_schedule = "cosine"\n'),
+# name -> (class-conditional?, TOML lines under [train])
+VARIANTS: dict[str, tuple[bool, str]] = {
+    "baseline": (False, ""),
+    "cosine": (False, 'lr_schedule = "cosine"\n'),
+    "labels": (True, ""),
+    "labels_cosine": (True, 'lr_schedule = "cosine"\n'),
 }
+VARIANTS["family"], VARIANTS["family_cosine"] = VARIANTS["labels"], VARIANTS["labels_cosine"]
 
 
-def train(data: Path, out: Path, variant: str, steps: int, seed: int) -> float:
+def train(data: Path, out: Path, variant: str, steps: int, seed: int, base: Path | None, label_column: str) -> float:
     """Train (or finish) one variant's run; returns the wall seconds this call took."""
-    args, toml = VARIANTS[variant]
+    conditional, toml = VARIANTS[variant]
     out.mkdir(parents=True, exist_ok=True)
-    config = out / "variant.toml"
-    config.write_text(f"[train]\nsteps = {steps}\nseed = {seed}\n{toml}")
+    config = Config.from_toml(base, preset("small")) if base else preset("tiny")  # as `audiodiff train` reads them
+    config = config.replace("train", steps=steps, seed=seed, **tomllib.loads(toml))
+    (out / "variant.toml").write_text(config.to_toml())
+    labels = ["--label-column", label_column] if conditional else []
     start = time.perf_counter()
-    subprocess.run(["audiodiff", "train", str(data), "--out", str(out / "run"), "--preset", "tiny", "--config",
-                    str(config), "--no-progress", *args], check=True)
+    subprocess.run(["audiodiff", "train", str(data), "--out", str(out / "run"), "--config", str(out / "variant.toml"),
+                    "--no-progress", *labels], check=True)
     return time.perf_counter() - start
 
 
-def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: tuple[float, float] | None) -> None:
+def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: tuple[float, float] | None,
+           shares: dict[str, int] | None = None) -> None:
+    """clips clips; a conditional run's are split evenly over its labels, or by `shares` (label -> count)."""
     pipe = SpectrogramDiffusion.load(run)
     labels = list(pipe.config.data.labels) or [None]
-    per = -(-clips // len(labels))
+    counts = _split(clips, [shares[label] for label in labels] if shares and labels != [None] else [1] * len(labels))
     out.mkdir(parents=True, exist_ok=True)
-    for k, label in enumerate(labels):
+    for k, (label, per) in enumerate(zip(labels, counts)):
+        if not per:
+            continue
         gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
                             guidance=guidance if label is not None else None, guidance_interval=interval)
         for i, wav in enumerate(gen.audio):
             save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    """total in proportion to weights (largest remainders); equal weights give ceil(total / n) each, as before."""
+    if len(set(weights)) == 1:
+        return [-(-total // len(weights))] * len(weights)
+    exact = [total * w / sum(weights) for w in weights]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: counts[i] - exact[i])[:total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def label_shares(data: Path, column: str) -> dict[str, int]:
+    """How many training files carry each label, as `audiodiff train --label-column column` reads them."""
+    files = [p.relative_to(data).as_posix() for p in find_audio_files(data)]
+    names, ids = file_labels(data, files, column)
+    return {name: int((ids == i).sum()) for i, name in enumerate(names)}
 
 
 def _fd(d: dict) -> str:
@@ -73,6 +108,9 @@ def main() -> None:
     ap.add_argument("data", type=Path, help="training folder (the main job's: samples/notes/train)")
     ap.add_argument("--reference", type=Path, required=True, help="real clips to score against")
     ap.add_argument("--embedder", type=Path, help="also score in this trained embedder's space")
+    ap.add_argument("--config", type=Path, help="train this TOML (read as `audiodiff train --config` reads it, e.g. "
+                    "a recipe's config.toml) instead of the tiny preset")
+    ap.add_argument("--label-column", default="family", help="metadata.csv column of the conditional variants")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["baseline", "cosine"])
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0, help="training seed (runs go to OUT/VARIANT or OUT/VARIANT-seedN)")
@@ -81,14 +119,17 @@ def main() -> None:
                     help="classifier-free guidance weights for conditional variants (default: the run's default)")
     ap.add_argument("--interval", type=float, nargs=2, metavar=("T_LO", "T_HI"),
                     help="guide only at timesteps T_LO..T_HI (Kynkaanniemi et al. 2024) in the guided rows")
+    ap.add_argument("--label-mix", choices=["even", "data"], default="even",
+                    help="conditional variants' clips: evenly over the labels, or in the training data's proportions")
     ap.add_argument("--eval-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/main-job-levers"))
     args = ap.parse_args()
+    shares = label_shares(args.data, args.label_column) if args.label_mix == "data" else None
     rows = []
     for variant in args.variants:
         folder = args.out / (variant if args.seed == 0 else f"{variant}-seed{args.seed}")
-        seconds = train(args.data, folder, variant, args.steps, args.seed)
-        conditional = bool(VARIANTS[variant][0])
+        seconds = train(args.data, folder, variant, args.steps, args.seed, args.config, args.label_column)
+        conditional = VARIANTS[variant][0]
         for w in args.guidance if conditional else [None]:
             # a weight given without --interval guides at every step (t in [0, T]), not in the run's own interval
             interval = (tuple(args.interval) if args.interval else (0.0, 1000.0)) if w else None
@@ -96,8 +137,10 @@ def main() -> None:
             name = (variant if w is None else f"{variant} w={w:g}{where}") + f", seed {args.seed}"
             gen = folder / ("generated" if w is None else f"generated-w{w:g}" + (
                 f"-t{interval[0]:g}-{interval[1]:g}" if interval else ""))
+            if shares and conditional:
+                gen, name = gen.with_name(gen.name + "-datamix"), name + ", labels in the data's proportions"
             if not gen.is_dir():
-                sample(folder / "run", gen, args.clips, w, interval)
+                sample(folder / "run", gen, args.clips, w, interval, shares)
             scores, _ = evaluate_folders(gen, args.reference, embedder_dir=args.embedder, seed=args.eval_seed)
             rows.append({"variant": name, "train_seconds": round(seconds, 1), **scores})
             print(f"# {name}: {json.dumps(scores['melstats']['generated']['fd'])}", file=sys.stderr, flush=True)

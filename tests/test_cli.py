@@ -134,7 +134,7 @@ def test_class_conditional_run(tmp_path, tiny_config):
     assert res.exit_code == 0, res.output
     assert "class-conditional on 2 labels: high, low" in res.output
     stored = Config.from_toml(out / "config.toml")
-    assert stored.data.labels == ("high", "low") and stored.unet.num_classes == 2
+    assert stored.data.labels == ("high", "low") and stored.unet.num_classes == 2 and stored.data.label_counts == (3, 3)
     res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--steps", "6", "--no-progress")
     assert res.exit_code == 0 and "resuming from" in res.output  # the same command line continues
     gen = ["generate", str(out), "-n", "2", "--steps", "3", "--no-progress"]
@@ -147,19 +147,42 @@ def test_class_conditional_run(tmp_path, tiny_config):
     one = [*gen[:3], "1", *gen[4:], "--batch-size", "1"]
     runs = {"default": [*one[:3], "2", *one[4:]], "w15": [*one, "--label", "high", "--guidance", "1.5"],
             "w0": [*one, "--label", "high", "--guidance", "0"], "low": [*one, "--label", "low", "--seed", "1"],
-            "uncond": [*one, "--unconditional"]}
+            "uncond": [*one, "--unconditional"], "mix": [*one, "--seed", "1", "--label-mix", "data"],
+            "mixed": [*one, "--seed", "1", "--label", "high", "--guidance", "1.5"]}  # data_label(1, (3, 3)) = 0
     for name, args in runs.items():
         assert invoke(*args, "--out", str(tmp_path / name)).exit_code == 0, name
     wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in runs}
     # no label: clip i takes the labels in turn (high, low) with the run's guidance, 1.5 when its config is silent
     assert wav["default"] == wav["w15"] != wav["w0"]
     assert (tmp_path / "default" / "sample_001.wav").read_bytes() == wav["low"] != wav["uncond"] != wav["default"]
+    assert wav["mix"] == wav["mixed"] != wav["low"]
     for command in ("generate", "vary"):  # --help states where the default comes from
         assert "Default: the run's own ([sample] guidance" in " ".join(invoke(command, "--help").output.split())
     res = invoke(*gen, "--out", str(tmp_path / "g2"), "--label", "mid")
     assert res.exit_code == 1 and "label 'mid': not a label of this run (labels: high, low)" in res.output
     res = invoke("train", str(data), "--out", str(out), "--unconditional", "--no-progress")
     assert res.exit_code == 1 and "unet.num_classes: 2 in the run, 0 asked for" in res.output
+
+
+def test_a_run_without_label_counts_continues_and_mixes_labels_evenly(tmp_path, tiny_config, monkeypatch):
+    data = tmp_path / "data"
+    for cls, freq in (("low", 220), ("high", 1760)):
+        (data / cls).mkdir(parents=True)
+        for i in range(2):
+            sf.write(data / cls / f"{i}.wav", tone(freq * (1 + 0.05 * i), 0.3), SR)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_config.to_toml())
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:  # as runs were made before the counts were recorded
+        m.setattr("audiodiff.run.label_counts", lambda labels, n: ())
+        assert invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--no-progress").exit_code == 0
+    res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--steps", "6", "--no-progress")
+    assert res.exit_code == 0 and "resuming from" in res.output, res.output
+    assert Config.from_toml(out / "config.toml").data.label_counts == ()
+    gen = ["generate", str(out), "-n", "1", "--steps", "2", "--no-progress"]
+    res = invoke(*gen, "--out", str(tmp_path / "g"), "--label-mix", "data")
+    assert res.exit_code == 1 and "this run has no label counts" in res.output
+    assert invoke(*gen, "--out", str(tmp_path / "g")).exit_code == 0
 
 
 def test_label_on_unconditional_run(tmp_path, run):

@@ -210,6 +210,8 @@ def test_labels_need_new_labels_to_grow(tmp_path, audio_dir, tiny_config):
     assert res.exit_code == 0 and "new labels: mid" in res.output, res.output
     config = read_checkpoint(tmp_path / "ft")[0]
     assert config.data.labels == ("high", "low", "mid") and config.unet.num_classes == 3
+    wavs = len(list(audio_dir.rglob("*.wav")))
+    assert config.data.label_counts == (wavs // 2, wavs - wavs // 2 - 1, 1)  # the fine-tune's data, counted
     res = invoke("generate", str(tmp_path / "ft"), "--out", str(tmp_path / "g"), "-n", "1", "--steps", "2",
                  "--label", "mid", "--no-progress")
     assert res.exit_code == 0, res.output
@@ -286,6 +288,7 @@ def test_unlabelled_clips_fine_tune_a_conditional_base_as_its_no_label_class(tmp
     assert res.exit_code == 0 and "learned as its 'no label' class" in res.output, res.output
     config = read_checkpoint(tmp_path / "ft")[0]
     assert config.data.labels == ("high", "low") and not config.sample.each_label
+    assert config.data.label_counts == (0, 0)  # every clip was the "no label" class
     gen = ["generate", str(tmp_path / "ft"), "-n", "1", "--steps", "2", "--no-progress"]
     for name, extra in (("default", []), ("null", ["--unconditional"]), ("low", ["--label", "low"])):
         assert invoke(*gen, "--out", str(tmp_path / name), *extra).exit_code == 0, name

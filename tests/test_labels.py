@@ -1,18 +1,20 @@
-"""How a class-conditional run is sampled by default: its labels in turn, with the guidance its config names."""
+"""How a class-conditional run is sampled by default: its labels in turn (or in the training proportions), with
+the guidance its config names."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from audiodiff.config import SampleConfig
-from audiodiff.pipeline import EACH_LABEL, Options, SpectrogramDiffusion
+from audiodiff.config import DataConfig, SampleConfig
+from audiodiff.data import label_counts
+from audiodiff.pipeline import EACH_LABEL, Options, SpectrogramDiffusion, data_label
 from audiodiff.sampling import spaced_timesteps
 from audiodiff.unet import UNet
 
 
-def _pipe(tiny_config, sample: SampleConfig) -> SpectrogramDiffusion:
-    config = tiny_config.replace("data", labels=("a", "b", "c")).replace("unet", num_classes=3)
+def _pipe(tiny_config, sample: SampleConfig, counts: tuple[int, ...] = ()) -> SpectrogramDiffusion:
+    config = tiny_config.replace("data", labels=("a", "b", "c"), label_counts=counts).replace("unet", num_classes=3)
     config = dataclasses.replace(config, sample=sample)
     torch.manual_seed(0)
     model = UNet(config.unet)
@@ -53,3 +55,42 @@ def test_the_runs_guidance_interval_is_honoured(tiny_config):
     torch.testing.assert_close(default, pipe.generate(1, steps=steps, label="a", guidance=0.0).logmel)
     everywhere = pipe.generate(1, steps=steps, label="a", guidance_interval=(0.0, 99.0)).logmel
     assert not torch.allclose(default, everywhere, atol=1e-4)
+
+
+@pytest.mark.parametrize("counts", [(1, 3, 0, 6), (5, 5), (2, 0, 97, 1)])
+def test_data_label_follows_the_counts(counts):
+    for start in (0, 12345):
+        for n in (50, 1000):
+            drawn = torch.bincount(torch.tensor([data_label(s, counts) for s in range(start, start + n)]),
+                                   minlength=len(counts))
+            expected = torch.tensor(counts, dtype=torch.float64) * n / sum(counts)
+            assert (drawn - expected).abs().max() <= 3  # a Weyl sequence: a few clips off at most, at any n
+            assert all(drawn[k] == 0 for k, c in enumerate(counts) if c == 0)
+    assert [data_label(s, counts) for s in range(20)] == [data_label(s, counts) for s in range(20)]
+
+
+def test_label_counts_leave_out_the_no_label_class():
+    assert label_counts(torch.tensor([0, 2, 2, 3, 1, 2]), 3) == (1, 1, 3)  # 3: a fine-tune's unlabelled clips
+    assert label_counts(None, 0) == ()
+    with pytest.raises(ValueError, match="one count >= 0 per label"):
+        DataConfig(labels=("a", "b"), label_counts=(1,))
+    with pytest.raises(ValueError, match="label_mix = 'most'"):
+        SampleConfig(label_mix="most")
+    with pytest.raises(ValueError, match="label_mix must be one of even, data"):
+        Options(label_mix="most")
+
+
+def test_the_data_mix_draws_labels_as_trained_and_samples_them(tiny_config):
+    pipe = _pipe(tiny_config, SampleConfig(guidance=0.5, label_mix="data"), counts=(0, 1, 3))
+    o = pipe.generate_options()
+    assert o.label == EACH_LABEL and o.label_mix == "data"
+    drawn = [pipe.clip_label(o, s) for s in range(40)]
+    assert drawn.count("a") == 0 and abs(drawn.count("c") - 30) <= 2
+    even = pipe.generate_options(label_mix="even")
+    assert [pipe.clip_label(even, s) for s in range(3)] == ["a", "b", "c"]
+    each = pipe.generate(3, steps=3, seed=4, batch_size=1).logmel
+    for i in range(3):
+        alone = pipe.generate(1, steps=3, seed=4 + i, batch_size=1, label=drawn[4 + i], guidance=0.5).logmel
+        torch.testing.assert_close(each[i : i + 1], alone)
+    with pytest.raises(ValueError, match="this run has no label counts"):
+        _pipe(tiny_config, SampleConfig(label_mix="data")).generate_options()
