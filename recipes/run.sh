@@ -16,7 +16,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 case $NAME in
   notes)  LABELS=family;   COND=() ;;
   digits) LABELS=digit;    COND=(--label-column digit) ;;
-  drums)  LABELS=category; COND=() ;;
+  drums)  LABELS=category; COND=(--label-column category) ;;
   loops)  LABELS=instruments; COND=(--channels 2) ;;
   *) echo "unknown recipe $NAME (notes, digits, drums, loops)" >&2; exit 2 ;;
 esac

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from audiodiff.config import PRESETS, Config, preset
@@ -72,3 +74,13 @@ def test_sample_section_defaults_and_checks(tmp_path):
                        ({"guidance_interval": [-1, 2]}, "sample.guidance_interval = .* out of range")):
         with pytest.raises(ValueError, match=match):
             Config.from_dict({"sample": bad})
+
+
+@pytest.mark.parametrize("recipe", ["notes", "digits", "drums", "loops"])
+def test_recipe_configs_load(recipe):
+    path = Path(__file__).parent.parent / "recipes" / recipe / "config.toml"
+    config = Config.from_toml(path, preset("small"))  # as `audiodiff train --config` reads it
+    assert config.preset == f"recipe-{recipe}"
+    if recipe == "drums":  # sampled in the categories' training proportions, lightly guided (2026-12-05)
+        assert (config.sample.label_mix, config.sample.guidance, config.sample.guidance_interval) == (
+            "data", 0.5, (174.0, 884.0))
