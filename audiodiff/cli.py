@@ -233,7 +233,8 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Clips sampled at once.")
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels). "
-                             "Default on such a run: clip i takes the run's labels in turn, labels[(seed + i) % count].")
+                             "Default on such a run: clip i takes the run's labels in turn, "
+                             "labels[(seed + i) % count], or as --label-mix says.")
 @click.option("--label-mix", type=click.Choice(["even", "data"]),
               help="Without --label, how the clips' labels are drawn: even (in turn) or data (in the proportions of "
                    "the training clips, each clip's label fixed by its seed). Default: the run's own ([sample] "
@@ -263,8 +264,8 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str | None, eta: float | None, seed: int,
              seconds: float | None, loop: bool, batch_size: int, label: str | None, label_mix: str | None,
              unconditional: bool, guidance: float | None, guidance_interval: tuple[float, float] | None,
-             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None, vocoder: str | None,
-             device: str) -> None:
+             autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None,
+             vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
     from .pipeline import write_clips
 

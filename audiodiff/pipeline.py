@@ -151,9 +151,9 @@ class SpectrogramDiffusion:
         o = self.options(options, **changes)
         if o.label is None and not o.unconditional and self.config.data.labels and self.config.sample.each_label:
             o = self.options(o, label=EACH_LABEL)
-        if o.label == EACH_LABEL and o.label_mix == "data" and not self.config.data.label_counts:
-            raise ValueError("label mix 'data': this run has no label counts (trained before they were recorded); "
-                             "use 'even'")
+        if o.label == EACH_LABEL and o.label_mix == "data" and not any(self.config.data.label_counts):
+            raise ValueError("label mix 'data': this run has no label counts (trained before they were recorded, or "
+                             "on unlabelled clips); use 'even'")
         return o
 
     def clip_label(self, o: Options, seed: int) -> str | None:
@@ -164,7 +164,7 @@ class SpectrogramDiffusion:
         labels, counts = self.config.data.labels, self.config.data.label_counts
         if o.label != EACH_LABEL or not labels:
             return o.label
-        if (o.label_mix or self.config.sample.label_mix) == "data" and counts:
+        if (o.label_mix or self.config.sample.label_mix) == "data" and any(counts):
             return labels[data_label(seed, counts)]
         return labels[seed % len(labels)]
 

@@ -5,9 +5,10 @@ Each variant trains the `tiny` preset (or --config, e.g. a recipe's config.toml)
 `audiodiff train` (a finished run is reused: the command continues a run and stops at once when it is done),
 samples --clips clips with DDIM-50 and Griffin-Lim (a class-conditional run's split over its labels, evenly or
 with --label-mix data in the training folder's proportions by largest remainders, label k's clips from seed
-10000 + 1000 k on, with the run's classifier-free guidance unless --guidance is given), and is scored with `audiodiff evaluate generated`'s code
-against --reference: melstats FD and, with --embedder, FD in its space and the inception score, each with its
-fair floor (reference clips held back, as many as the generated set, the same split for every row).
+10000 + 1000 k on, with the run's classifier-free guidance unless --guidance is given), and is scored with
+`audiodiff evaluate generated`'s code against --reference: melstats FD and, with --embedder, FD in its space and
+the inception score, each with its fair floor (reference clips held back, as many as the generated set, the same
+split for every row).
 
 Tune with a validation folder as --reference (e.g. the notes set's training notes that are not in
 samples/notes/train); held-out folders are for final tables.

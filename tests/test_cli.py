@@ -121,20 +121,27 @@ def test_prediction_flag_recorded_and_fixed_for_the_run(tmp_path, audio_dir, tin
     assert res.exit_code == 0, res.output
 
 
-def test_class_conditional_run(tmp_path, tiny_config):
+def _low_and_high(tmp_path, tiny_config, per_class: int):
+    """A folder of low and high tones in two label subfolders, and the tiny config as a TOML file."""
     data = tmp_path / "data"
     for cls, freq in (("low", 220), ("high", 1760)):
         (data / cls).mkdir(parents=True)
-        for i in range(3):
+        for i in range(per_class):
             sf.write(data / cls / f"{i}.wav", tone(freq * (1 + 0.05 * i), 0.3), SR)
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(tiny_config.to_toml())
+    return data, cfg
+
+
+def test_class_conditional_run(tmp_path, tiny_config):
+    data, cfg = _low_and_high(tmp_path, tiny_config, 3)
     out = tmp_path / "run"
     res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--no-progress")
     assert res.exit_code == 0, res.output
     assert "class-conditional on 2 labels: high, low" in res.output
     stored = Config.from_toml(out / "config.toml")
-    assert stored.data.labels == ("high", "low") and stored.unet.num_classes == 2 and stored.data.label_counts == (3, 3)
+    assert stored.data.labels == ("high", "low") and stored.unet.num_classes == 2
+    assert stored.data.label_counts == (3, 3)
     res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--steps", "6", "--no-progress")
     assert res.exit_code == 0 and "resuming from" in res.output  # the same command line continues
     gen = ["generate", str(out), "-n", "2", "--steps", "3", "--no-progress"]
@@ -165,13 +172,7 @@ def test_class_conditional_run(tmp_path, tiny_config):
 
 
 def test_a_run_without_label_counts_continues_and_mixes_labels_evenly(tmp_path, tiny_config, monkeypatch):
-    data = tmp_path / "data"
-    for cls, freq in (("low", 220), ("high", 1760)):
-        (data / cls).mkdir(parents=True)
-        for i in range(2):
-            sf.write(data / cls / f"{i}.wav", tone(freq * (1 + 0.05 * i), 0.3), SR)
-    cfg = tmp_path / "tiny.toml"
-    cfg.write_text(tiny_config.to_toml())
+    data, cfg = _low_and_high(tmp_path, tiny_config, 2)
     out = tmp_path / "run"
     with monkeypatch.context() as m:  # as runs were made before the counts were recorded
         m.setattr("audiodiff.run.label_counts", lambda labels, n: ())

@@ -92,5 +92,6 @@ def test_the_data_mix_draws_labels_as_trained_and_samples_them(tiny_config):
     for i in range(3):
         alone = pipe.generate(1, steps=3, seed=4 + i, batch_size=1, label=drawn[4 + i], guidance=0.5).logmel
         torch.testing.assert_close(each[i : i + 1], alone)
-    with pytest.raises(ValueError, match="this run has no label counts"):
-        _pipe(tiny_config, SampleConfig(label_mix="data")).generate_options()
+    for counts in ((), (0, 0, 0)):  # a run made before the counts, or a fine-tune on unlabelled clips only
+        with pytest.raises(ValueError, match="this run has no label counts"):
+            _pipe(tiny_config, SampleConfig(label_mix="data"), counts).generate_options()
