@@ -4,7 +4,7 @@
 Each variant trains the `tiny` preset (or --config, e.g. a recipe's config.toml) on the given data with
 `audiodiff train` (a finished run is reused: the command continues a run and stops at once when it is done),
 samples --clips clips with DDIM-50 and Griffin-Lim (a class-conditional run's split over its labels, evenly or
-with --label-mix data in the training folder's proportions by largest remainders, label k's clips from seed
+with --label-mix data in the proportions of its training clips by largest remainders, label k's clips from seed
 10000 + 1000 k on, with the run's classifier-free guidance unless --guidance is given), and is scored with
 `audiodiff evaluate generated`'s code against --reference: melstats FD and, with --embedder, FD in its space and
 the inception score, each with its fair floor (reference clips held back, as many as the generated set, the same
@@ -38,7 +38,6 @@ import torch
 
 from audiodiff.audio import save
 from audiodiff.config import Config, preset
-from audiodiff.data import file_labels, find_audio_files
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
 
@@ -67,13 +66,18 @@ def train(data: Path, out: Path, variant: str, steps: int, seed: int, base: Path
 
 
 def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: tuple[float, float] | None,
-           shares: dict[str, int] | None = None) -> None:
-    """clips clips; a conditional run's are split evenly over its labels, or by `shares` (label -> count)."""
+           by_data: bool = False) -> None:
+    """clips clips; a conditional run's are split evenly over its labels, or (by_data) in the proportions of its
+    training clips, the `[data] label_counts` the run recorded."""
     pipe = SpectrogramDiffusion.load(run)
     labels = list(pipe.config.data.labels) or [None]
-    counts = _split(clips, [shares[label] for label in labels] if shares and labels != [None] else [1] * len(labels))
+    weights = [1] * len(labels)
+    if by_data and labels != [None]:
+        if not any(pipe.config.data.label_counts):
+            raise SystemExit(f"{run}: --label-mix data needs a run that recorded its label counts")
+        weights = list(pipe.config.data.label_counts)
     out.mkdir(parents=True, exist_ok=True)
-    for k, (label, per) in enumerate(zip(labels, counts)):
+    for k, (label, per) in enumerate(zip(labels, _split(clips, weights))):
         if not per:
             continue
         gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
@@ -91,13 +95,6 @@ def _split(total: int, weights: list[int]) -> list[int]:
     for i in sorted(range(len(weights)), key=lambda i: counts[i] - exact[i])[:total - sum(counts)]:
         counts[i] += 1
     return counts
-
-
-def label_shares(data: Path, column: str) -> dict[str, int]:
-    """How many training files carry each label, as `audiodiff train --label-column column` reads them."""
-    files = [p.relative_to(data).as_posix() for p in find_audio_files(data)]
-    names, ids = file_labels(data, files, column)
-    return {name: int((ids == i).sum()) for i, name in enumerate(names)}
 
 
 def _fd(d: dict) -> str:
@@ -125,7 +122,7 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/main-job-levers"))
     args = ap.parse_args()
-    shares = label_shares(args.data, args.label_column) if args.label_mix == "data" else None
+    by_data = args.label_mix == "data"
     rows = []
     for variant in args.variants:
         folder = args.out / (variant if args.seed == 0 else f"{variant}-seed{args.seed}")
@@ -138,10 +135,10 @@ def main() -> None:
             name = (variant if w is None else f"{variant} w={w:g}{where}") + f", seed {args.seed}"
             gen = folder / ("generated" if w is None else f"generated-w{w:g}" + (
                 f"-t{interval[0]:g}-{interval[1]:g}" if interval else ""))
-            if shares and conditional:
+            if by_data and conditional:
                 gen, name = gen.with_name(gen.name + "-datamix"), name + ", labels in the data's proportions"
             if not gen.is_dir():
-                sample(folder / "run", gen, args.clips, w, interval, shares)
+                sample(folder / "run", gen, args.clips, w, interval, by_data)
             scores, _ = evaluate_folders(gen, args.reference, embedder_dir=args.embedder, seed=args.eval_seed)
             rows.append({"variant": name, "train_seconds": round(seconds, 1), **scores})
             print(f"# {name}: {json.dumps(scores['melstats']['generated']['fd'])}", file=sys.stderr, flush=True)
