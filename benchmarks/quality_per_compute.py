@@ -5,8 +5,9 @@ Tuning happens on a validation split of the training folder (a seeded share of i
 held-out folders stay for final tables. Every (variant, seed) pair trains in one process through
 audiodiff's own training step, in turns of --turn seconds, so a change in the machine's load hits all of
 them alike. When every pair has used the next budget of training time (--minutes 5 15 45: cumulative), each
-EMA model samples --clips clips (DDIM-50; conditional runs cycle through the labels with the default
-guidance; with --autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget),
+EMA model samples --clips clips (DDIM-50; conditional runs with the run's guidance, their clips split evenly
+over the labels, or with --label-mix data (or a config whose [sample] label_mix is "data") in the training
+split's proportions, each clip's label drawn from its seed as `audiodiff generate --label-mix data` does; with --autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget),
 the run's vocoder makes audio, and melstats FD/KID against the validation clips (and with --embedder in that
 embedder's space) are computed with 95% bootstrap intervals beside the fair floor (validation clips held back
 from the reference, as many as the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
@@ -33,12 +34,12 @@ import torch
 
 from audiodiff.audio import load, save
 from audiodiff.config import Config, MelConfig, preset
-from audiodiff.data import file_labels, load_mels
+from audiodiff.data import file_labels, label_counts, load_mels
 from audiodiff.device import resolve_device
 from audiodiff.embedder import Embedder
 from audiodiff.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
 from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import SpectrogramDiffusion
+from audiodiff.pipeline import EACH_LABEL, SpectrogramDiffusion
 from audiodiff.schedule import GaussianSchedule
 from audiodiff.train import TrainState, new_state, save_state, train_step
 
@@ -96,13 +97,19 @@ def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Pa
     (pipeline.Options autoguide_from, autoguidance), used in place of classifier-free guidance."""
     pipe = SpectrogramDiffusion(copy.deepcopy(state.ema), config, device=device, step=state.step)
     out.mkdir(parents=True, exist_ok=True)
-    labels = config.data.labels or (None,)
-    per = -(-clips // len(labels))
-    for k, label in enumerate(labels):
-        gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
-                            **(guide or {}))  # a label's guidance: the run's own ([sample] in its config)
+    if config.data.labels and config.sample.label_mix == "data":  # labels drawn per seed in the data's shares
+        gen = pipe.generate(clips, steps=50, sampler="ddim", seed=10_000, batch_size=16, label=EACH_LABEL,
+                            **(guide or {}))  # guidance: the run's own ([sample] in its config)
         for i, wav in enumerate(gen.audio):
-            save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
+            save(out / f"{i:03d}.wav", wav.numpy(), gen.sample_rate)
+    else:  # the published protocol: clips/labels per label (rounded up), label k from seed 10000 + 1000 k
+        labels = config.data.labels or (None,)
+        per = -(-clips // len(labels))
+        for k, label in enumerate(labels):
+            gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
+                                **(guide or {}))
+            for i, wav in enumerate(gen.audio):
+                save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
     feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))
     scores = evaluate_generated(feats, ref, seed=eval_seed)
     scores["failed_clips"] = len(failed)
@@ -144,6 +151,9 @@ def main() -> None:
     ap.add_argument("--minutes", nargs="+", type=float, default=[5.0], help="cumulative training budgets")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--label-column", help="class-conditional on this metadata.csv column")
+    ap.add_argument("--label-mix", choices=["even", "data"],
+                    help="labels of the sampled clips: even (per label) or data (the training split's proportions); "
+                         "default: the config's [sample] label_mix")
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--eval-seed", type=int, default=0, help="floor split and bootstrap (the same for every model)")
     ap.add_argument("--clips", type=int, default=64)
@@ -165,9 +175,12 @@ def main() -> None:
     train_idx, val_idx = split(len(data), args.val_fraction, 0)
     labelled = file_labels(args.train_dir, data.files, args.label_column)
     names, labels = labelled if labelled else ((), None)
-    base = base.replace("data", labels=tuple(names)).replace("unet", num_classes=len(names))
-    train_data = data.subset(train_idx)
     train_labels = labels[train_idx] if labels is not None else None
+    base = base.replace("data", labels=tuple(names), label_counts=label_counts(train_labels, len(names)))
+    base = base.replace("unet", num_classes=len(names))
+    if args.label_mix:
+        base = base.replace("sample", label_mix=args.label_mix)
+    train_data = data.subset(train_idx)
     ref = reference_features(args.train_dir, [data.files[i] for i in val_idx])
     embedder = None
     if args.embedder:
