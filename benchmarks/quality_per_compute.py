@@ -7,7 +7,8 @@ audiodiff's own training step, in turns of --turn seconds, so a change in the ma
 them alike. When every pair has used the next budget of training time (--minutes 5 15 45: cumulative), each
 EMA model samples --clips clips (DDIM-50; conditional runs with the run's guidance, their clips split evenly
 over the labels, or with --label-mix data (or a config whose [sample] label_mix is "data") in the training
-split's proportions, each clip's label drawn from its seed as `audiodiff generate --label-mix data` does; with --autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget),
+split's proportions, each clip's label drawn from its seed as `audiodiff generate --label-mix data` does; with
+--autoguide also with autoguidance by the pair's own EMA of --weak-at of the first budget),
 the run's vocoder makes audio, and melstats FD/KID against the validation clips (and with --embedder in that
 embedder's space) are computed with 95% bootstrap intervals beside the fair floor (validation clips held back
 from the reference, as many as the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
