@@ -10,7 +10,7 @@ import click
 
 from .cli_options import DEVICE, LOG, LORA_SCALE, VOCODER, WORKERS, friendly
 from .cli_tools import evaluate, vocoder
-from .config import DISTILL_METHODS, LORA_LAYERS, PREDICTIONS, PRESETS
+from .config import DISTILL_METHODS, LABEL_MIXES, LORA_LAYERS, PREDICTIONS, PRESETS
 from .sampling import SAMPLERS
 
 
@@ -235,7 +235,7 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @click.option("--label", help="Class to generate, for a class-conditional run (see its config.toml [data] labels). "
                              "Default on such a run: clip i takes the run's labels in turn, "
                              "labels[(seed + i) % count], or as --label-mix says.")
-@click.option("--label-mix", type=click.Choice(["even", "data"]),
+@click.option("--label-mix", type=click.Choice(LABEL_MIXES),
               help="Without --label, how the clips' labels are drawn: even (in turn) or data (in the proportions of "
                    "the training clips, each clip's label fixed by its seed). Default: the run's own ([sample] "
                    "label_mix: even; the drums recipe's data).")

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from audiodiff.audio import save
-from audiodiff.config import Config, preset
+from audiodiff.config import LABEL_MIXES, Config, preset
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
 
@@ -117,7 +117,7 @@ def main() -> None:
                     help="classifier-free guidance weights for conditional variants (default: the run's default)")
     ap.add_argument("--interval", type=float, nargs=2, metavar=("T_LO", "T_HI"),
                     help="guide only at timesteps T_LO..T_HI (Kynkaanniemi et al. 2024) in the guided rows")
-    ap.add_argument("--label-mix", choices=["even", "data"], default="even",
+    ap.add_argument("--label-mix", choices=LABEL_MIXES, default="even",
                     help="conditional variants' clips: evenly over the labels, or in the training data's proportions")
     ap.add_argument("--eval-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/main-job-levers"))

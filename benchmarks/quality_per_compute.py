@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from audiodiff.audio import load, save
-from audiodiff.config import Config, MelConfig, preset
+from audiodiff.config import LABEL_MIXES, Config, MelConfig, preset
 from audiodiff.data import file_labels, label_counts, load_mels
 from audiodiff.device import resolve_device
 from audiodiff.embedder import Embedder
@@ -98,19 +98,16 @@ def sample_and_score(state: TrainState, config: Config, ref: np.ndarray, out: Pa
     (pipeline.Options autoguide_from, autoguidance), used in place of classifier-free guidance."""
     pipe = SpectrogramDiffusion(copy.deepcopy(state.ema), config, device=device, step=state.step)
     out.mkdir(parents=True, exist_ok=True)
-    if config.data.labels and config.sample.label_mix == "data":  # labels drawn per seed in the data's shares
-        gen = pipe.generate(clips, steps=50, sampler="ddim", seed=10_000, batch_size=16, label=EACH_LABEL,
-                            **(guide or {}))  # guidance: the run's own ([sample] in its config)
-        for i, wav in enumerate(gen.audio):
-            save(out / f"{i:03d}.wav", wav.numpy(), gen.sample_rate)
+    # (file prefix, clips, first seed, label) per generate call; guidance: the run's own ([sample] in its config)
+    if config.data.labels and config.sample.label_mix == "data":  # each clip's label drawn from its seed
+        calls = [("", clips, 10_000, EACH_LABEL)]
     else:  # the published protocol: clips/labels per label (rounded up), label k from seed 10000 + 1000 k
         labels = config.data.labels or (None,)
-        per = -(-clips // len(labels))
-        for k, label in enumerate(labels):
-            gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
-                                **(guide or {}))
-            for i, wav in enumerate(gen.audio):
-                save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
+        calls = [(f"{k:02d}_", -(-clips // len(labels)), 10_000 + 1000 * k, label) for k, label in enumerate(labels)]
+    for prefix, n, seed, label in calls:
+        gen = pipe.generate(n, steps=50, sampler="ddim", seed=seed, batch_size=16, label=label, **(guide or {}))
+        for i, wav in enumerate(gen.audio):
+            save(out / f"{prefix}{i:03d}.wav", wav.numpy(), gen.sample_rate)
     feats, _, failed = scored_features(out, MelSpectrogram(EVAL_MEL))
     scores = evaluate_generated(feats, ref, seed=eval_seed)
     scores["failed_clips"] = len(failed)
@@ -152,7 +149,7 @@ def main() -> None:
     ap.add_argument("--minutes", nargs="+", type=float, default=[5.0], help="cumulative training budgets")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--label-column", help="class-conditional on this metadata.csv column")
-    ap.add_argument("--label-mix", choices=["even", "data"],
+    ap.add_argument("--label-mix", choices=LABEL_MIXES,
                     help="labels of the sampled clips: even (per label) or data (the training split's proportions); "
                          "default: the config's [sample] label_mix")
     ap.add_argument("--val-fraction", type=float, default=0.15)
