@@ -57,6 +57,7 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
     source, out = Path(source), Path(out)
     clips, config = find_clips(source)
     mel_config = config.mel if config else MelConfig()
+    written = set()
     for clip in clips:
         target = out / "clips" / clip.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -66,9 +67,21 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
             copy_file(png, target.with_suffix(".png"))
         else:
             _draw(clip.source, target.with_suffix(".png"), mel_config)
+        written |= {target.resolve(), target.with_suffix(".png").resolve()}
+    _prune(out / "clips", written | {c.source.resolve() for c in clips} | {c.source.with_suffix(".png").resolve() for c in clips})
     page = out / "index.html"
     write_text(page, render(clips, title or source.name, config))
     return page
+
+
+def _prune(clips_dir: Path, keep: set[Path]) -> None:
+    """Remove what an earlier build left in clips_dir that this page no longer shows (a rebuild with --force after
+    clips were removed from the source); files in `keep` (this build's copies and the source clips) stay."""
+    for path in sorted(clips_dir.rglob("*"), reverse=True):  # deepest first, so emptied folders can go too
+        if path.is_file() and path.suffix in (".wav", ".png") and path.resolve() not in keep:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def _draw(wav_path: Path, png: Path, mel_config: MelConfig) -> None:

@@ -14,7 +14,7 @@ DATA=${2:?usage: run.sh notes|digits|drums|loops DATA_DIR [OUT_DIR]}
 OUT=${3:-runs/recipe-$NAME}
 HERE="$(cd "$(dirname "$0")" && pwd)"
 case $NAME in
-  notes)  LABELS=family;   COND=() ;;
+  notes)  LABELS=family;   COND=(--label-column family) ;;
   digits) LABELS=digit;    COND=(--label-column digit) ;;
   drums)  LABELS=category; COND=(--label-column category) ;;
   loops)  LABELS=instruments; COND=(--channels 2) ;;
@@ -48,12 +48,13 @@ step "embedder (classifier on $LABELS) for the evaluation"
 [ -f "$OUT/embedder/embedder.safetensors" ] || audiodiff evaluate train-embedder "$DATA/train" --out "$OUT/embedder" \
   --label-column "$LABELS" --heldout "$DATA/heldout" --no-progress 2>&1 | tee -a "$OUT/logs/embedder.log"
 
-# DPM-Solver++(2M) at 10 steps (issue 4's answer) with each vocoder; DDIM-50 with the trained vocoder.
+# DPM-Solver++(2M) at 10 steps (issue 4's answer) with each vocoder; DDIM-50 (generate's default sampler) with the
+# trained vocoder, or with Griffin-Lim when there is none.
 # Every row carries the real-vs-real floor (held-out clips held back from the reference, as many as the
 # generated set); the first row also runs the memorization check (--train).
 FLOOR=(--train "$DATA/train")
 ROWS=("dpmpp-2m 10 griffinlim" "dpmpp-2m 10 pghi")
-[ -n "$VOC" ] && ROWS+=("dpmpp-2m 10 $VOC" "ddim 50 $VOC")
+if [ -n "$VOC" ]; then ROWS+=("dpmpp-2m 10 $VOC" "ddim 50 $VOC"); else ROWS+=("ddim 50 griffinlim"); fi
 for row in "${ROWS[@]}"; do
   set -- $row
   voc=$3

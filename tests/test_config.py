@@ -81,6 +81,6 @@ def test_recipe_configs_load(recipe):
     path = Path(__file__).parent.parent / "recipes" / recipe / "config.toml"
     config = Config.from_toml(path, preset("small"))  # as `audiodiff train --config` reads it
     assert config.preset == f"recipe-{recipe}"
-    if recipe == "drums":  # sampled in the categories' training proportions, lightly guided (2026-12-05)
+    if recipe in ("drums", "notes"):  # labels in the training proportions, lightly guided (2026-12-05, -06)
         assert (config.sample.label_mix, config.sample.guidance, config.sample.guidance_interval) == (
             "data", 0.5, (174.0, 884.0))

@@ -70,6 +70,22 @@ def test_gallery_page_references_every_clip(tmp_path, fake_run):
     assert drawn.exists()  # no PNG beside that clip: drawn from its mel
 
 
+def test_gallery_rebuild_drops_clips_gone_from_the_source(tmp_path, fake_run):
+    site = tmp_path / "site"
+    build_gallery(fake_run, site)
+    (site / "clips" / "notes.txt").write_text("kept: not a clip")
+    shutil.rmtree(fake_run / "samples")
+    build_gallery(fake_run, site)
+    left = sorted(p.relative_to(site / "clips").as_posix() for p in (site / "clips").rglob("*"))
+    assert left == ["generated", "generated/sample_000.png", "generated/sample_000.wav", "generated/sample_001.png",
+                    "generated/sample_001.wav", "notes.txt"]
+    # a gallery written inside its own source keeps the source clips it found there
+    inside = fake_run / "generated"
+    build_gallery(inside, inside)
+    build_gallery(inside, inside)
+    assert (inside / "sample_000.wav").exists() and (inside / "clips" / "sample_000.wav").exists()
+
+
 def test_gallery_cli(tmp_path, fake_run):
     runner = CliRunner()
     res = runner.invoke(main, ["gallery", str(fake_run), "--out", str(tmp_path / "site"), "--title", "Demo"])
