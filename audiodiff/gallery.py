@@ -57,7 +57,7 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
     source, out = Path(source), Path(out)
     clips, config = find_clips(source)
     mel_config = config.mel if config else MelConfig()
-    written = set()
+    keep = set()  # this build's copies and the clips it copied from
     for clip in clips:
         target = out / "clips" / clip.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,8 +67,8 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
             copy_file(png, target.with_suffix(".png"))
         else:
             _draw(clip.source, target.with_suffix(".png"), mel_config)
-        written |= {target.resolve(), target.with_suffix(".png").resolve()}
-    _prune(out / "clips", written | {c.source.resolve() for c in clips} | {c.source.with_suffix(".png").resolve() for c in clips})
+        keep |= {p.resolve() for p in (target, target.with_suffix(".png"), clip.source, png)}
+    _prune(out / "clips", keep)
     page = out / "index.html"
     write_text(page, render(clips, title or source.name, config))
     return page
