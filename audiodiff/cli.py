@@ -502,7 +502,8 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for index.html and the copied clips and spectrograms.")
 @click.option("--title", help="Page title (default: the name of SOURCE).")
-@click.option("--force", is_flag=True, help="Write into --out even if it already holds a gallery.")
+@click.option("--force", is_flag=True, help="Write into --out even if it already holds a gallery; that gallery's "
+              "copies of clips SOURCE no longer has are removed.")
 @friendly
 def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
     """A static HTML page with an audio player and a spectrogram for every clip of SOURCE.

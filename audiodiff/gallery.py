@@ -53,8 +53,11 @@ def find_clips(source: Path) -> tuple[list[Clip], Config | None]:
 
 def build_gallery(source: str | Path, out: str | Path, title: str | None = None) -> Path:
     """Copy every clip of `source` (and its spectrogram PNG, drawn when missing) under out/clips and write
-    out/index.html. Returns the page's path."""
+    out/index.html. Rebuilding over an earlier gallery (out/index.html exists) also removes the clips it copied
+    that `source` no longer has. Returns the page's path."""
     source, out = Path(source), Path(out)
+    page = out / "index.html"
+    rebuild = page.exists()
     clips, config = find_clips(source)
     mel_config = config.mel if config else MelConfig()
     keep = set()  # this build's copies and the clips it copied from
@@ -68,8 +71,8 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
         else:
             _draw(clip.source, target.with_suffix(".png"), mel_config)
         keep |= {p.resolve() for p in (target, target.with_suffix(".png"), clip.source, png)}
-    _prune(out / "clips", keep)
-    page = out / "index.html"
+    if rebuild:  # a first build never removes what it did not write
+        _prune(out / "clips", keep)
     write_text(page, render(clips, title or source.name, config))
     return page
 

@@ -79,6 +79,12 @@ def test_gallery_rebuild_drops_clips_gone_from_the_source(tmp_path, fake_run):
     left = sorted(p.relative_to(site / "clips").as_posix() for p in (site / "clips").rglob("*"))
     assert left == ["generated", "generated/sample_000.png", "generated/sample_000.wav", "generated/sample_001.png",
                     "generated/sample_001.wav", "notes.txt"]
+    # a first build into a folder that is not a gallery yet removes nothing
+    other = tmp_path / "other"
+    (other / "clips").mkdir(parents=True)
+    (other / "clips" / "mine.wav").write_bytes(b"RIFF")
+    build_gallery(fake_run, other)
+    assert (other / "clips" / "mine.wav").exists()
     # a gallery written inside its own source keeps the source clips it found there
     inside = fake_run / "generated"
     build_gallery(inside, inside)
