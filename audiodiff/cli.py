@@ -238,7 +238,7 @@ def export(run_dir: Path, out: Path, half: bool) -> None:
 @click.option("--label-mix", type=click.Choice(LABEL_MIXES),
               help="Without --label, how the clips' labels are drawn: even (in turn) or data (in the proportions of "
                    "the training clips, each clip's label fixed by its seed). Default: the run's own ([sample] "
-                   "label_mix: even; the drums recipe's data).")
+                   "label_mix: even; the notes and drums recipes' data).")
 @click.option("--unconditional", is_flag=True,
               help="On a class-conditional run: sample with its learned 'no label' instead of a label per clip.")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
