@@ -19,8 +19,13 @@ samples/notes/train); held-out folders are for final tables.
         --reference DRUMS_VAL --embedder runs/recipe-drums/embedder --variants baseline labels --steps 600 \\
         --label-mix data --out OUT
 
-The conditional variants ("labels", "labels_cosine"; "family" and "family_cosine" are their older names) train
-with --label-column (default: family).
+The conditional variants ("labels", "labels_cosine", ...; "family" and "family_cosine" are older names) train
+with --label-column (default: family). --memorizer N adds N rows of training clips scored like generated ones
+(drawn at random, split over the labels the same way): what a model that copies its training data would get,
+i.e. how close to the floor the training folder lets any model come.
+
+    python benchmarks/main_job_levers.py samples/notes/train --reference VAL --embedder runs/recipe-notes/embedder \\
+        --variants --memorizer 3 --clips 66 --out OUT
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -38,6 +44,7 @@ import torch
 
 from audiodiff.audio import save
 from audiodiff.config import LABEL_MIXES, Config, preset
+from audiodiff.data import file_labels, find_audio_files
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
 
@@ -90,6 +97,21 @@ def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: t
             save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
 
 
+def memorizer(data: Path, out: Path, clips: int, label_column: str, draw: int, by_data: bool) -> None:
+    """What a model that reproduces its training clips exactly would be scored: `clips` training files drawn at
+    random (seed `draw`) and split over the labels as a conditional variant's generated clips are, linked into
+    `out`. Its FD against the reference is the best the training folder allows, beside the real-vs-real floor."""
+    files = [p.relative_to(data).as_posix() for p in find_audio_files(data)]
+    names, ids = file_labels(data, files, label_column)
+    counts = torch.bincount(ids, minlength=len(names)).tolist()
+    rng = random.Random(draw)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, per in enumerate(_split(clips, counts if by_data else [1] * len(names))):
+        pool = [f for f, i in zip(files, ids.tolist()) if i == k]
+        for i, f in enumerate(rng.sample(pool, min(per, len(pool)))):
+            (out / f"{k:02d}_{i:03d}{Path(f).suffix}").symlink_to((data / f).resolve())
+
+
 def _split(total: int, weights: list[int]) -> list[int]:
     """total in proportion to weights (largest remainders); equal weights give ceil(total / n) each, as before."""
     if len(set(weights)) == 1:
@@ -113,7 +135,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, help="train this TOML (read as `audiodiff train --config` reads it, e.g. "
                     "a recipe's config.toml) instead of the tiny preset")
     ap.add_argument("--label-column", default="family", help="metadata.csv column of the conditional variants")
-    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["baseline", "cosine"])
+    ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=["baseline", "cosine"],
+                    help="none (an empty --variants) with --memorizer scores only the training clips")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0, help="training seed (runs go to OUT/VARIANT or OUT/VARIANT-seedN)")
     ap.add_argument("--clips", type=int, default=64)
@@ -124,6 +147,9 @@ def main() -> None:
     ap.add_argument("--label-mix", choices=LABEL_MIXES, default="even",
                     help="conditional variants' clips: evenly over the labels, or in the training data's proportions")
     ap.add_argument("--eval-seed", type=int, default=0)
+    ap.add_argument("--memorizer", type=int, default=0, metavar="N",
+                    help="also score N random draws of --clips training clips (split over the labels like the "
+                    "conditional variants' clips): the best a model that copies its training data could do")
     ap.add_argument("--out", type=Path, default=Path("runs/main-job-levers"))
     args = ap.parse_args()
     by_data = args.label_mix == "data"
@@ -146,9 +172,16 @@ def main() -> None:
             scores, _ = evaluate_folders(gen, args.reference, embedder_dir=args.embedder, seed=args.eval_seed)
             rows.append({"variant": name, "train_seconds": round(seconds, 1), **scores})
             print(f"# {name}: {json.dumps(scores['melstats']['generated']['fd'])}", file=sys.stderr, flush=True)
+    for draw in range(args.memorizer):
+        gen = args.out / f"memorizer-draw{draw}" / ("datamix" if by_data else "even")
+        if not gen.is_dir():
+            memorizer(args.data, gen, args.clips, args.label_column, draw, by_data)
+        scores, _ = evaluate_folders(gen, args.reference, embedder_dir=args.embedder, seed=args.eval_seed)
+        rows.append({"variant": f"training clips (memorizer), draw {draw}", "train_seconds": 0, **scores})
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; {args.steps} steps each, {args.clips} clips DDIM-50 + Griffin-Lim vs {args.reference}")
+          f"{torch.__version__}; " + (f"{args.steps} steps each, {args.clips} clips DDIM-50 + Griffin-Lim" if args.variants
+                                       else f"{args.clips} training clips per draw") + f" vs {args.reference}")
     print("| variant | melstats FD [95%] | its floor | embedder FD [95%] | its floor | IS (real) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
