@@ -7,13 +7,14 @@
 #   bash benchmarks/main_job_curve.sh runs/notes-tiny VAL runs/recipe-notes/embedder runs/curve 2250 3000
 #
 # RUN: a main-job run folder (`audiodiff train samples/notes/train --out RUN --preset tiny --label-column family`;
-# checkpoints every 500 steps), trained further on samples/notes/train (DATA=... to change). Each point: 66 clips
-# with the run's defaults (`audiodiff generate -n 66 --seed 10000`: 6 per family, DDIM-50 + Griffin-Lim, guidance
-# 0.5 at t in [174, 884]) scored by `audiodiff evaluate generated` against VAL (never trained on) in the melstats
-# and EMBEDDER spaces. Training seconds come from `audiodiff train`'s log. Prints a table and the commands.
+# checkpoints every 500 steps; or another config's run on the same data), trained further on samples/notes/train
+# (DATA=... to change). Each point: 66 clips with the run's sampling defaults (`audiodiff generate CKPT -n 66
+# --seed 10000 --label-mix even`: 6 per family, DDIM-50 + Griffin-Lim, the run's guidance) scored by `audiodiff
+# evaluate generated` against VAL (never trained on) in the melstats and EMBEDDER spaces. The last column is the
+# wall seconds of each further training stage. Prints a table and the command.
 set -euo pipefail
 shopt -s nullglob
-[ $# -ge 4 ] || { sed -n 2,13p "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n 2,14p "$0"; exit 2; }
 RUN=$1 VAL=$2 EMB=$3 OUT=$4; shift 4
 DATA=${DATA:-samples/notes/train}
 mkdir -p "$OUT"
@@ -23,7 +24,7 @@ score() {  # score STEP: the checkpoint of that step, sampled and scored
   local step=$1 at="$OUT/at$1" ckpt
   ckpt=$(printf '%s/checkpoints/step_%08d.safetensors' "$RUN" "$step")
   [ -f "$ckpt" ] || { echo "no $ckpt" >&2; return 1; }
-  [ -d "$at/clips" ] || say audiodiff generate "$ckpt" --out "$at/clips" -n 66 --seed 10000 --batch-size 22 --no-progress >/dev/null
+  [ -d "$at/clips" ] || say audiodiff generate "$ckpt" --out "$at/clips" -n 66 --seed 10000 --batch-size 22 --label-mix even --no-progress >/dev/null
   [ -f "$at/scores.json" ] || say audiodiff evaluate generated "$at/clips" --reference "$VAL" --embedder "$EMB" --json >"$at/scores.json"
 }
 
