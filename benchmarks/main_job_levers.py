@@ -44,7 +44,7 @@ import torch
 
 from audiodiff.audio import save
 from audiodiff.config import LABEL_MIXES, Config, preset
-from audiodiff.data import file_labels, find_audio_files
+from audiodiff.data import file_labels, find_audio_files, label_counts
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
 
@@ -103,11 +103,11 @@ def memorizer(data: Path, out: Path, clips: int, label_column: str, draw: int, b
     `out`. Its FD against the reference is the best the training folder allows, beside the real-vs-real floor."""
     files = [p.relative_to(data).as_posix() for p in find_audio_files(data)]
     names, ids = file_labels(data, files, label_column)
-    counts = torch.bincount(ids, minlength=len(names)).tolist()
+    counts, ids = list(label_counts(ids, len(names))), ids.tolist()
     rng = random.Random(draw)
     out.mkdir(parents=True, exist_ok=True)
     for k, per in enumerate(_split(clips, counts if by_data else [1] * len(names))):
-        pool = [f for f, i in zip(files, ids.tolist()) if i == k]
+        pool = [f for f, i in zip(files, ids) if i == k]
         for i, f in enumerate(rng.sample(pool, min(per, len(pool)))):
             (out / f"{k:02d}_{i:03d}{Path(f).suffix}").symlink_to((data / f).resolve())
 
