@@ -85,14 +85,19 @@ class UNetConfig:
     # True: the input gets one more channel holding each row's height, -1 (bottom row) to 1 (top row), so that
     # the convolutions know which frequency they look at (a mel bin is not like its neighbour as a pixel is)
     row_position: bool = False
+    # levels whose residual blocks are each followed by attention along frequency only: within each time frame,
+    # every mel row attends to every other (with sinusoidal row positions), so harmonics far apart in frequency
+    # see each other at full resolution for a fraction of full attention's cost. () = none (runs made before it)
+    freq_attention_levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_ranges("unet", self, {"in_channels": ">=1", "channels": ">=1", "channel_mult": ">=1",
                                     "num_res_blocks": ">=1", "head_channels": ">=1", "dropout": "[0,1)",
                                     "num_classes": ">=0"})
-        bad = [i for i in self.attention_levels if not 0 <= i < len(self.channel_mult)]
-        if bad:
-            raise ValueError(f"unet: attention_levels {bad} outside 0..{len(self.channel_mult) - 1}")
+        for name in ("attention_levels", "freq_attention_levels"):
+            bad = [i for i in getattr(self, name) if not 0 <= i < len(self.channel_mult)]
+            if bad:
+                raise ValueError(f"unet: {name} {bad} outside 0..{len(self.channel_mult) - 1}")
 
     @property
     def downsample_factor(self) -> int:

@@ -89,15 +89,48 @@ class Attention(nn.Module):
         return x + self.proj(out.reshape(b, c, h, w))
 
 
-class Level(nn.Module):
-    """Residual blocks at one resolution, each optionally followed by attention."""
+class FreqAttention(nn.Module):
+    """Multi-head self-attention along the rows (frequency) only: each column (time frame) of [B, C, H, W] is a
+    sequence of H tokens, told their row by a sinusoidal embedding added to the keys' and queries' input.
+    Costs H^2 W per head against (H W)^2 for attention over all positions, so it fits at full resolution."""
 
-    def __init__(self, chans: list[tuple[int, int]], emb_dim: int, attention: bool, cfg: UNetConfig) -> None:
+    def __init__(self, channels: int, head_channels: int) -> None:
+        super().__init__()
+        self.heads = max(1, channels // head_channels)
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        rows = timestep_embedding(torch.arange(h, device=x.device), c).to(x.dtype)  # [H, C]
+        qkv = self.qkv(self.norm(x) + rows.T[None, :, :, None])  # [B, 3C, H, W]
+        # columns become the batch: [B, 3C, H, W] -> [B * W, 3 * heads, C / heads, H]
+        qkv = qkv.permute(0, 3, 1, 2).reshape(b * w, 3 * self.heads, c // self.heads, h)
+        out = attention(*qkv.chunk(3, dim=1))  # [B * W, heads, C / heads, H]
+        return x + self.proj(out.reshape(b, w, c, h).permute(0, 2, 3, 1))
+
+
+class Level(nn.Module):
+    """Residual blocks at one resolution, each optionally followed by attention (over all positions, then along
+    frequency)."""
+
+    def __init__(self, chans: list[tuple[int, int]], emb_dim: int, attention: bool, cfg: UNetConfig,
+                 freq_attention: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(ResBlock(i, o, emb_dim, cfg.dropout) for i, o in chans)
         self.attns = nn.ModuleList(
             Attention(o, cfg.head_channels) if attention else nn.Identity() for _, o in chans
         )
+        # None without it, so that runs made without it keep their parameter names
+        self.freq_attns = None
+        if freq_attention:
+            self.freq_attns = nn.ModuleList(FreqAttention(o, cfg.head_channels) for _, o in chans)
+
+    def block(self, i: int, h: Tensor, emb: Tensor) -> Tensor:
+        """Block i, its attention and its frequency attention, if any."""
+        h = self.attns[i](self.blocks[i](h, emb))
+        return h if self.freq_attns is None else self.freq_attns[i](h)
 
 
 class UNet(nn.Module):
@@ -128,7 +161,7 @@ class UNet(nn.Module):
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         for i, c in enumerate(ch):
             pairs = [(prev if j == 0 else c, c) for j in range(cfg.num_res_blocks)]
-            self.down.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg))
+            self.down.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg, i in cfg.freq_attention_levels))
             skips += [c] * cfg.num_res_blocks
             prev = c
             if i < len(ch) - 1:
@@ -145,7 +178,7 @@ class UNet(nn.Module):
             for _ in range(cfg.num_res_blocks + 1):
                 pairs.append((prev + skips.pop(), c))
                 prev = c
-            self.up.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg))
+            self.up.append(Level(pairs, emb_dim, i in cfg.attention_levels, cfg, i in cfg.freq_attention_levels))
             if i > 0:
                 prev = ch[i - 1] if cfg.narrow_upsample else c
                 self.upsample.append(nn.Conv2d(c, prev, 3, padding=1))
@@ -172,8 +205,8 @@ class UNet(nn.Module):
         h = self.conv_in(x)
         skips = [h]
         for i, level in enumerate(self.down):
-            for block, attn in zip(level.blocks, level.attns):
-                h = attn(block(h, emb))
+            for j in range(len(level.blocks)):
+                h = level.block(j, h, emb)
                 skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
@@ -182,8 +215,8 @@ class UNet(nn.Module):
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
 
         for i, level in enumerate(self.up):
-            for block, attn in zip(level.blocks, level.attns):
-                h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+            for j in range(len(level.blocks)):
+                h = level.block(j, torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
 

@@ -58,6 +58,10 @@ VARIANTS: dict[str, tuple[bool, str]] = {
     # a fourth, coarser level (64 channels at 10 x 8) with attention there too: 2.8x the parameters for 1.16x the
     # step time of the tiny preset on a 2-core AVX2 CPU (fp32), so it gets 517 steps where tiny gets 600
     "labels_4levels": (True, "[unet]\nchannel_mult = [1, 2, 2, 4]\nattention_levels = [2, 3]\n"),
+    # dropout in every residual block (as DDPM on CIFAR-10): 220 training notes are seen ~110 times in 1500 steps
+    "labels_dropout": (True, "[unet]\ndropout = 0.1\n"),
+    # attention along frequency (each frame's mel rows) at the two finer levels (unet.FreqAttention)
+    "labels_freq_attn": (True, "[unet]\nfreq_attention_levels = [0, 1]\n"),
 }
 VARIANTS["family"], VARIANTS["family_cosine"] = VARIANTS["labels"], VARIANTS["labels_cosine"]
 

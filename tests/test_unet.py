@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from audiodiff.config import UNetConfig
-from audiodiff.unet import Attention, UNet, attention, timestep_embedding
+from audiodiff.unet import Attention, FreqAttention, UNet, attention, timestep_embedding
 
 from .conftest import tolerance
 
@@ -131,3 +131,48 @@ def test_row_position_tells_the_network_its_frequency(row_position):
     same = torch.allclose(out[..., 24, :], out[..., 40, :], atol=1e-6)
     assert same != row_position
     assert model(torch.randn(2, 1, 13, 10), torch.tensor([1, 2])).shape == (2, 1, 13, 10)  # any height still works
+
+
+def test_freq_attention_against_sdpa_per_column():
+    """FreqAttention is scaled dot-product attention over the rows of each column, on normalized features plus
+    sinusoidal row embeddings: checked against torch's SDPA on those inputs, column by column."""
+    torch.manual_seed(0)
+    block = FreqAttention(16, head_channels=8).double()
+    torch.nn.init.normal_(block.proj.weight, std=0.1)
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64)
+    rows = timestep_embedding(torch.arange(5), 16).double()  # [H, C]
+    qkv = block.qkv(block.norm(x) + rows.T[None, :, :, None])  # [B, 3C, H, W]
+    for w in range(3):
+        q, k, v = qkv[..., w].reshape(2, 3, 2, 8, 5).mT.unbind(1)  # [B, heads, H, d]
+        out = F.scaled_dot_product_attention(q, k, v).mT.reshape(2, 16, 5)
+        torch.testing.assert_close(block(x)[..., w], x[..., w] + block.proj(out[..., None])[..., 0])
+
+
+def test_freq_attention_mixes_rows_not_columns_and_knows_its_row():
+    torch.manual_seed(0)
+    block = FreqAttention(8, head_channels=8)
+    torch.nn.init.normal_(block.proj.weight, std=0.5)
+    block.norm = torch.nn.Identity()  # GroupNorm's statistics span all columns; the attention's mixing does not
+    x = torch.randn(1, 8, 12, 6)
+    y = x.clone()
+    y[..., 4, 2] += 1.0  # one row of one column
+    with torch.no_grad():
+        diff = (block(y) - block(x)).abs().sum(dim=1)[0]  # [H, W]
+        assert diff[:, 2].gt(1e-6).all()  # every row of that column heard it
+        assert diff[:, [0, 1, 3, 4, 5]].max() == 0  # no other column did
+        # the row embedding breaks the symmetry: flipping the rows does not flip the output
+        assert not torch.allclose(block(x.flip(2)), block(x).flip(2), atol=1e-4)
+
+
+def test_freq_attention_levels_add_modules_only_where_asked():
+    """Runs without it keep their parameter names (saved runs load); with it, the shapes are kept."""
+    plain = UNet(CFG)
+    assert not any("freq_attns" in k for k in plain.state_dict())
+    with_freq = UNet(dataclasses.replace(CFG, freq_attention_levels=(0,)))
+    names = [k for k in with_freq.state_dict() if "freq_attns" in k]
+    assert names and all(k.startswith(("down.0.", "up.2.")) for k in names)
+    with_freq.load_state_dict({**plain.state_dict(), **{k: with_freq.state_dict()[k] for k in names}})
+    nn_init_output(with_freq)
+    assert with_freq(torch.randn(2, 1, 16, 12), torch.tensor([1, 900])).shape == (2, 1, 16, 12)
+    with pytest.raises(ValueError, match="freq_attention_levels"):
+        UNetConfig(channel_mult=(1, 2), attention_levels=(1,), freq_attention_levels=(2,))
