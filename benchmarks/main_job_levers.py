@@ -45,8 +45,11 @@ import torch
 from audiodiff.audio import save
 from audiodiff.config import LABEL_MIXES, Config, preset
 from audiodiff.data import file_labels, find_audio_files, label_counts
+from audiodiff.device import resolve_device
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
+from audiodiff.schedule import GaussianSchedule
+from audiodiff.train import new_state, train_step
 
 # name -> (class-conditional?, TOML applied on top of the base config)
 VARIANTS: dict[str, tuple[bool, str]] = {
@@ -60,19 +63,24 @@ VARIANTS: dict[str, tuple[bool, str]] = {
     "labels_4levels": (True, "[unet]\nchannel_mult = [1, 2, 2, 4]\nattention_levels = [2, 3]\n"),
     # dropout in every residual block (as DDPM on CIFAR-10): 220 training notes are seen ~110 times in 1500 steps
     "labels_dropout": (True, "[unet]\ndropout = 0.1\n"),
-    # attention along frequency (each frame's mel rows) at the two finer levels (unet.FreqAttention)
-    "labels_freq_attn": (True, "[unet]\nfreq_attention_levels = [0, 1]\n"),
+    # attention along frequency (each frame's mel rows, unet.FreqAttention) at the middle level (40 rows): 1.15x the step
+    # time of tiny on a 2-core AVX2 CPU (fp32; at the full-resolution level as well 1.57x, there alone 1.44x)
+    "labels_freq_attn": (True, "[unet]\nfreq_attention_levels = [1]\n"),
 }
 VARIANTS["family"], VARIANTS["family_cosine"] = VARIANTS["labels"], VARIANTS["labels_cosine"]
 
 
+def variant_config(variant: str, steps: int, seed: int, base: Path | None) -> Config:
+    """The tiny preset (or the TOML `base`, read as `audiodiff train --config` reads it) with the variant's changes."""
+    config = Config.from_toml(base, preset("small")) if base else preset("tiny")
+    return Config.from_dict(tomllib.loads(VARIANTS[variant][1]), config).replace("train", steps=steps, seed=seed)
+
+
 def train(data: Path, out: Path, variant: str, steps: int, seed: int, base: Path | None, label_column: str) -> float:
     """Train (or finish) one variant's run; returns the wall seconds this call took."""
-    conditional, toml = VARIANTS[variant]
+    conditional = VARIANTS[variant][0]
     out.mkdir(parents=True, exist_ok=True)
-    config = Config.from_toml(base, preset("small")) if base else preset("tiny")  # as `audiodiff train` reads them
-    config = Config.from_dict(tomllib.loads(toml), config).replace("train", steps=steps, seed=seed)
-    (out / "variant.toml").write_text(config.to_toml())
+    (out / "variant.toml").write_text(variant_config(variant, steps, seed, base).to_toml())
     labels = ["--label-column", label_column] if conditional else []
     start = time.perf_counter()
     subprocess.run(["audiodiff", "train", str(data), "--out", str(out / "run"), "--config", str(out / "variant.toml"),
@@ -116,6 +124,37 @@ def memorizer(data: Path, out: Path, clips: int, label_column: str, draw: int, b
             (out / f"{k:02d}_{i:03d}{Path(f).suffix}").symlink_to((data / f).resolve())
 
 
+def step_times(variants: list[str], base: Path | None, rounds: int, steps: int = 3) -> None:
+    """Print each variant's seconds per training step on this machine (batch of the config, random log-mels and
+    labels, the precision training would pick), variants interleaved in each round, the min over rounds kept."""
+    device, timed = resolve_device("auto"), {}
+    for variant in variants:
+        config = variant_config(variant, steps, 0, base)
+        if VARIANTS[variant][0]:
+            config = config.replace("unet", num_classes=11)  # the main job's 11 families
+        state = new_state(config, device)
+        g = torch.Generator().manual_seed(0)
+        x0 = (torch.rand((config.train.batch_size, *config.crop_shape()), generator=g) * 2 - 1).to(device)
+        y = torch.randint(0, 11, (x0.shape[0],), generator=g).to(device) if config.unet.num_classes else None
+        schedule = GaussianSchedule.from_config(config.diffusion)
+        train_step(state, config, schedule, x0, y)  # warm-up
+        timed[variant] = (state, config, schedule, x0, y, [])
+    for _ in range(rounds):
+        for state, config, schedule, x0, y, times in timed.values():
+            start = time.perf_counter()
+            for _ in range(steps):
+                train_step(state, config, schedule, x0, y)
+            times.append((time.perf_counter() - start) / steps)
+    first = min(next(iter(timed.values()))[5])
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{device}, min of {rounds} rounds x {steps} steps")
+    print("| variant | parameters | precision | s/step | vs the first |")
+    print("|---|---|---|---|---|")
+    for variant, (state, *_, times) in timed.items():
+        params = sum(p.numel() for p in state.model.parameters())
+        print(f"| {variant} | {params / 1e6:.2f} M | {state.precision} | {min(times):.3f} | {min(times) / first:.2f}x |")
+
+
 def _split(total: int, weights: list[int]) -> list[int]:
     """total in proportion to weights (largest remainders); equal weights give ceil(total / n) each, as before."""
     if len(set(weights)) == 1:
@@ -154,8 +193,14 @@ def main() -> None:
     ap.add_argument("--memorizer", type=int, default=0, metavar="N",
                     help="also score N random draws of --clips training clips (split over the labels like the "
                     "conditional variants' clips): the best a model that copies its training data could do")
+    ap.add_argument("--step-times", type=int, default=0, metavar="ROUNDS",
+                    help="only time each variant's training step (min of ROUNDS interleaved rounds) and exit")
     ap.add_argument("--out", type=Path, default=Path("runs/main-job-levers"))
     args = ap.parse_args()
+    if args.step_times:
+        step_times(args.variants, args.config, args.step_times)
+        print("command: python " + " ".join(sys.argv))
+        return
     by_data = args.label_mix == "data"
     rows = []
     for variant in args.variants:

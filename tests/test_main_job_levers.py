@@ -24,6 +24,21 @@ def test_every_variant_applies_to_the_tiny_preset(name):
         assert config.unet.channel_mult == (1, 2, 2, 4) and config.unet.attention_levels == (2, 3)
     if name == "labels_min_snr5":
         assert conditional and config.train.min_snr_gamma == 5.0
+    if name == "labels_freq_attn":
+        assert conditional and config.unet.freq_attention_levels == (1,)
+    if name == "labels_dropout":
+        assert conditional and config.unet.dropout == 0.1
+
+
+def test_step_times_table_names_each_variant(capsys):
+    """--step-times builds and times each variant's training step (a conditional one with labels) and prints
+    one row per variant, the first at 1.00x."""
+    levers.step_times(["baseline", "labels_freq_attn"], None, rounds=1, steps=1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| baseline")
+            or line.startswith("| labels_freq_attn")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00x |")
+    params = [float(r.split("|")[2].split()[0]) for r in rows]
+    assert params[1] > params[0]  # the frequency attention's layers and the label embedding were built
 
 
 def test_split_even_and_by_largest_remainders():
