@@ -266,7 +266,8 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
              unconditional: bool, guidance: float | None, guidance_interval: tuple[float, float] | None,
              autoguide_from: Path | None, autoguidance: float, force: bool, progress: bool, lora_scale: float | None,
              vocoder: str | None, device: str) -> None:
-    """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file)."""
+    """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file). On a class-conditional run
+    each clip's label is recorded in OUT/metadata.csv (columns path, label), where `evaluate generated` finds it."""
     from .pipeline import write_clips
 
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
@@ -280,9 +281,10 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
     what = f", guidance {o.guidance:g}" if o.guidance else ""
     what += f" at t {o.guidance_interval[0]:g}..{o.guidance_interval[1]:g}" if o.guidance and o.guidance_interval else ""
     what += f", autoguidance {autoguidance:g}" if autoguide_from is not None else ""
+    labels = [pipe.clip_label(o, seed + i) for i in range(n)] if o.label is not None else None
     titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}"
-              + (f", {pipe.clip_label(o, seed + i)}" if o.label is not None else "") + what for i in range(n)]
-    paths = write_clips(out, result, pipe.config.mel, titles=titles)
+              + (f", {labels[i]}" if labels else "") + what for i in range(n)]
+    paths = write_clips(out, result, pipe.config.mel, titles=titles, labels=labels)
     audio_s = result.audio.shape[-1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
                f"on {pipe.device} ({elapsed / audio_s:.2f} s per second of audio)")

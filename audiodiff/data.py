@@ -562,6 +562,40 @@ def file_labels(data_dir: str | Path, files: list[str], column: str | None = Non
     return _encode(names)
 
 
+CLIP_LABEL_COLUMN = "label"  # the metadata.csv column in which generated clips' classes are recorded
+
+
+def write_clip_labels(folder: Path, labels: dict[str, str]) -> Path:
+    """Record the class of each clip (path relative to `folder` -> label) in folder/metadata.csv, columns path and
+    `CLIP_LABEL_COLUMN`, as `file_labels` reads them; rows for other paths already there are kept."""
+    path = folder / "metadata.csv"
+    rows = {}
+    if path.is_file():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames and {"path", CLIP_LABEL_COLUMN} <= set(reader.fieldnames):
+                rows = {r["path"]: r[CLIP_LABEL_COLUMN] for r in reader}
+    rows.update(labels)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", CLIP_LABEL_COLUMN])
+        writer.writerows(sorted(rows.items()))
+    return path
+
+
+def clip_labels_recorded(folder: str | Path, files: list[str]) -> bool:
+    """Whether folder/metadata.csv (not its parent's) records a `CLIP_LABEL_COLUMN` for every one of `files`."""
+    path = Path(folder) / "metadata.csv"
+    if not path.is_file():
+        return False
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", CLIP_LABEL_COLUMN} <= set(reader.fieldnames):
+            return False
+        known = {Path(r["path"]).as_posix() for r in reader}
+    return bool(files) and all(Path(f).as_posix() in known for f in files)
+
+
 def label_counts(labels: Tensor | None, n: int) -> tuple[int, ...]:
     """Clips per class id 0..n-1 of `labels` (ids of n, a fine-tune's "no label" class, are not counted); ()
     for an unlabelled run."""

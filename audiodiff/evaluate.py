@@ -27,7 +27,7 @@ import torch
 
 from .audio import AudioError, load, read
 from .config import EmbedderConfig, MelConfig
-from .data import file_labels, find_audio_files, load_mels
+from .data import CLIP_LABEL_COLUMN, clip_labels_recorded, file_labels, find_audio_files, load_mels
 from .embedder import Embedder, inception_score, modified_inception_score, train_embedder
 from .mel import MelSpectrogram
 from .metrics import UNSEEN_STFT_RESOLUTION, log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
@@ -340,15 +340,18 @@ def label_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, 
 def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_dir: Path | None, rounds: int = 200,
                            seed: int = 0) -> dict:
     """`evaluate_generated` in the embedder's space, plus IS / modified IS when it is a classifier, and the
-    class accuracy of generated clips when GEN_DIR files them in subfolders named by intended class."""
+    class accuracy of generated clips when GEN_DIR files them in subfolders named by intended class or records
+    each clip's class in its metadata.csv, as `audiodiff generate` does for a class-conditional run."""
     (gen, gen_p, gen_files), (ref, ref_p, _) = embedder_features(gen_dir, emb), embedder_features(ref_dir, emb)
     train = embedder_features(train_dir, emb)[0] if train_dir else None
     result = evaluate_generated(gen, ref, train, rounds=rounds, seed=seed)
     if gen_p is not None:
         result["generated_classes"], result["reference_classes"] = class_scores(gen_p), class_scores(ref_p)
-        per_label = label_accuracy(emb, gen_p, gen_dir, gen_files)  # generated clips filed in class subfolders
+        # generated clips filed in class subfolders, or their classes in GEN_DIR/metadata.csv (`audiodiff generate`)
+        column = CLIP_LABEL_COLUMN if clip_labels_recorded(gen_dir, gen_files) else None
+        per_label = label_accuracy(emb, gen_p, gen_dir, gen_files, column)
         if per_label is not None:
-            result["generated_classes"]["accuracy"] = class_accuracy(emb, gen_p, gen_dir, gen_files)
+            result["generated_classes"]["accuracy"] = class_accuracy(emb, gen_p, gen_dir, gen_files, column)
             result["generated_classes"]["per_label"] = per_label
     return result
 

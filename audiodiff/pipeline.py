@@ -23,6 +23,7 @@ from .conditioning import from_config as conditioning_of
 from .conditioning import guided
 from .config import LABEL_MIXES, Config, MelConfig
 from .denoiser import autoguided, for_sampling
+from .data import write_clip_labels
 from .device import resolve_device
 from .editing import circular, ddim_invert, loop_audio, noised, outpaint, slerp, splice, strength_start, time_keep
 from .editing import inpaint as editing_inpaint
@@ -441,8 +442,10 @@ class SpectrogramDiffusion:
 
 
 def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str = "sample",
-                titles: list[str] | None = None) -> list[Path]:
-    """Write each clip as out_dir/{prefix}_{i:03d}.wav with a spectrogram PNG beside it."""
+                titles: list[str] | None = None, labels: list[str] | None = None) -> list[Path]:
+    """Write each clip as out_dir/{prefix}_{i:03d}.wav with a spectrogram PNG beside it; with `labels` (the class of
+    each clip), record them in out_dir/metadata.csv (`data.write_clip_labels`), where `evaluate generated` finds
+    them and reports the class accuracy."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, (wav, logmel) in enumerate(zip(generated.audio, generated.logmel)):
@@ -450,5 +453,7 @@ def write_clips(out_dir: Path, generated: Generated, mel: MelConfig, prefix: str
         save(path, wav.numpy(), generated.sample_rate)
         save_spectrogram(path.with_suffix(".png"), logmel[0].numpy(), mel, titles[i] if titles else path.name)
         paths.append(path)
+    if labels is not None:
+        write_clip_labels(out_dir, {p.name: label for p, label in zip(paths, labels)})
     return paths
 

@@ -159,6 +159,11 @@ def test_class_conditional_run(tmp_path, tiny_config):
     for name, args in runs.items():
         assert invoke(*args, "--out", str(tmp_path / name)).exit_code == 0, name
     wav = {name: (tmp_path / name / "sample_000.wav").read_bytes() for name in runs}
+    # each clip's label is recorded beside it, for `evaluate generated`; an unconditional sampling records none
+    assert (tmp_path / "default" / "metadata.csv").read_text().split() == ["path,label", "sample_000.wav,high",
+                                                                            "sample_001.wav,low"]
+    assert (tmp_path / "low" / "metadata.csv").read_text().split() == ["path,label", "sample_000.wav,low"]
+    assert not (tmp_path / "uncond" / "metadata.csv").exists()
     # no label: clip i takes the labels in turn (high, low) with the run's guidance, 1.5 when its config is silent
     assert wav["default"] == wav["w15"] != wav["w0"]
     assert (tmp_path / "default" / "sample_001.wav").read_bytes() == wav["low"] != wav["uncond"] != wav["default"]

@@ -231,6 +231,23 @@ def test_train_embedder_cli_and_scores(tmp_path, labelled):
     if labelled:
         assert out["generated_classes"]["is"] > 1.5  # two balanced, well-separated classes: IS near 2
         assert out["generated_classes"]["accuracy"] >= 0.9  # "generated" clips filed in class subfolders
+        # the same clips in one folder, their classes in its metadata.csv as `audiodiff generate` records them;
+        # with the classes swapped, the accuracy must collapse (the file's labels are the ones used)
+        from audiodiff.data import write_clip_labels
+
+        flat = tmp_path / "flat"
+        flat.mkdir()
+        truth = {}
+        for f in sorted((tmp_path / "heldout").glob("*/*.wav")):
+            (flat / f.name).write_bytes(f.read_bytes())
+            truth[f.name] = f.parent.name
+        for labels, ok in ((truth, lambda a: a >= 0.9), ({k: {"low": "high", "high": "low"}[v] for k, v in
+                                                          truth.items()}, lambda a: a <= 0.1)):
+            write_clip_labels(flat, labels)
+            res = CliRunner().invoke(main, ["evaluate", "generated", str(flat), "--reference", str(tmp_path / "train"),
+                                            "--embedder", str(tmp_path / "emb"), "--bootstrap", "5", "--json"])
+            classes = json.loads(res.output)["embedder"]["generated_classes"]
+            assert ok(classes["accuracy"]) and set(classes["per_label"]) == {"low", "high"}, classes
 
 
 def test_speech_scores_when_installed():
@@ -260,6 +277,24 @@ def test_label_accuracy_per_label_closed_form(tmp_path):
     assert per == {"a": (pytest.approx(2 / 3), 3), "b": (0.5, 2)}
     assert class_accuracy(emb, probs, tmp_path, files) == pytest.approx(3 / 5)
     assert label_accuracy(emb, probs, tmp_path, [f.split("/")[1] for f in files]) is None  # no labels
+
+
+def test_clip_labels_are_recorded_merged_and_checked(tmp_path):
+    from audiodiff.data import clip_labels_recorded, file_labels, write_clip_labels
+
+    assert not clip_labels_recorded(tmp_path, ["sample_000.wav"])  # no metadata.csv
+    write_clip_labels(tmp_path, {"sample_000.wav": "b", "sample_001.wav": "a"})
+    write_clip_labels(tmp_path, {"sample_001.wav": "c", "sample_002.wav": "a"})  # a later call: merged, replaced
+    assert (tmp_path / "metadata.csv").read_text().splitlines() == [
+        "path,label", "sample_000.wav,b", "sample_001.wav,c", "sample_002.wav,a"]
+    names, ids = file_labels(tmp_path, ["sample_000.wav", "sample_001.wav"], "label")
+    assert names == ["b", "c"] and ids.tolist() == [0, 1]
+    assert clip_labels_recorded(tmp_path, ["sample_002.wav", "sample_000.wav"])
+    assert not clip_labels_recorded(tmp_path, ["sample_000.wav", "sample_003.wav"])  # a clip without a row
+    (tmp_path / "metadata.csv").write_text("path,family\nsample_000.wav,x\n")  # a dataset's file, not ours
+    assert not clip_labels_recorded(tmp_path, ["sample_000.wav"])
+    write_clip_labels(tmp_path, {"sample_000.wav": "a"})
+    assert (tmp_path / "metadata.csv").read_text().splitlines() == ["path,label", "sample_000.wav,a"]
 
 
 def test_vocoder_scores_on_each_device(tmp_path, device):
