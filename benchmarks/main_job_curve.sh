@@ -10,8 +10,9 @@
 # checkpoints every 500 steps; or another config's run on the same data), trained further on samples/notes/train
 # (DATA=... to change). Each point: 66 clips with the run's sampling defaults (`audiodiff generate CKPT -n 66
 # --seed 10000 --label-mix even`: 6 per family, DDIM-50 + Griffin-Lim, the run's guidance) scored by `audiodiff
-# evaluate generated` against VAL (never trained on) in the melstats and EMBEDDER spaces. The last column is the
-# wall seconds of each further training stage. Prints a table and the command.
+# evaluate generated` against VAL (never trained on) in the melstats and EMBEDDER spaces, with the embedder's class
+# accuracy (from the labels `generate` records in the clips' metadata.csv). The last column is the wall seconds of
+# each further training stage. Prints a table and the command.
 set -euo pipefail
 shopt -s nullglob
 [ $# -ge 4 ] || { sed -n 2,14p "$0"; exit 2; }
@@ -43,13 +44,14 @@ import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 seconds = dict(line.split() for line in (out / "train-seconds.txt").read_text().splitlines()) if (out / "train-seconds.txt").exists() else {}
-print("| steps | melstats FD [95%] | floor | embedder FD [95%] | floor | IS (real) | training s for this stage |")
-print("|---|---|---|---|---|---|---|")
+print("| steps | melstats FD [95%] | floor | embedder FD [95%] | floor | IS (real) | class accuracy | training s for this stage |")
+print("|---|---|---|---|---|---|---|---|")
 fd = lambda s: f"{s['fd']:.1f} [{s['fd_ci'][0]:.1f}, {s['fd_ci'][1]:.1f}]"
 for at in sorted(out.glob("at*/scores.json"), key=lambda p: int(p.parent.name[2:])):
     d, step = json.loads(at.read_text()), at.parent.name[2:]
     m, e = d["melstats"], d["embedder"]
     print(f"| {step} | {fd(m['generated'])} | {fd(m['floor'])} | {fd(e['generated'])} | {fd(e['floor'])} | "
-          f"{e['generated_classes']['is']:.2f} ({e['reference_classes']['is']:.2f}) | {seconds.get(step, '-')} |")
+          f"{e['generated_classes']['is']:.2f} ({e['reference_classes']['is']:.2f}) | "
+          f"{e['generated_classes'].get('accuracy', float('nan')):.0%} | {seconds.get(step, '-')} |")
 EOF
 echo "command: bash benchmarks/main_job_curve.sh $RUN $VAL $EMB $OUT $*"

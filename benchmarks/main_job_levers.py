@@ -66,6 +66,7 @@ VARIANTS: dict[str, tuple[bool, str]] = {
     # attention along frequency (each frame's mel rows, unet.FreqAttention) at the middle level (40 rows): 1.15x the step
     # time of tiny on a 2-core AVX2 CPU (fp32; at the full-resolution level as well 1.57x, there alone 1.44x)
     "labels_freq_attn": (True, "[unet]\nfreq_attention_levels = [1]\n"),
+    "labels_lr2x": (True, "[train]\nlr = 0.002\n"),  # twice the tiny preset's learning rate
 }
 VARIANTS["family"], VARIANTS["family_cosine"] = VARIANTS["labels"], VARIANTS["labels_cosine"]
 
