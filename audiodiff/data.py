@@ -565,26 +565,31 @@ def file_labels(data_dir: str | Path, files: list[str], column: str | None = Non
 CLIP_LABEL_COLUMN = "label"  # the metadata.csv column in which generated clips' classes are recorded
 
 
-def write_clip_labels(folder: Path, labels: dict[str, str]) -> Path:
-    """Record the class of each clip (path relative to `folder` -> label) in folder/metadata.csv, columns path and
-    `CLIP_LABEL_COLUMN`, as `file_labels` reads them; rows for other paths already there are kept."""
+def write_clip_labels(folder: Path, labels: dict[str, str]) -> Path | None:
+    """Record the class of each clip (path relative to `folder` -> label) in folder/metadata.csv, in a
+    `CLIP_LABEL_COLUMN` column beside `path`, as `file_labels` reads them. A metadata.csv already there keeps its
+    other rows and columns (these paths' labels are replaced); one without a `path` column is left alone (None)."""
     path = folder / "metadata.csv"
-    rows = {}
+    fields, rows = ["path", CLIP_LABEL_COLUMN], {}
     if path.is_file():
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            if reader.fieldnames and {"path", CLIP_LABEL_COLUMN} <= set(reader.fieldnames):
-                rows = {r["path"]: r[CLIP_LABEL_COLUMN] for r in reader}
-    rows.update(labels)
+            if "path" not in (reader.fieldnames or []):
+                return None
+            fields = list(reader.fieldnames) + [CLIP_LABEL_COLUMN] * (CLIP_LABEL_COLUMN not in reader.fieldnames)
+            rows = {r["path"]: r for r in reader}
+    for clip, label in labels.items():
+        rows[clip] = {**rows.get(clip, {"path": clip}), CLIP_LABEL_COLUMN: label}
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", CLIP_LABEL_COLUMN])
-        writer.writerows(sorted(rows.items()))
+        writer = csv.DictWriter(f, fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows[k] for k in sorted(rows))
     return path
 
 
 def clip_labels_recorded(folder: str | Path, files: list[str]) -> bool:
-    """Whether folder/metadata.csv (not its parent's) records a `CLIP_LABEL_COLUMN` for every one of `files`."""
+    """Whether folder/metadata.csv (not its parent's) records a non-empty `CLIP_LABEL_COLUMN` for every one of
+    `files`."""
     path = Path(folder) / "metadata.csv"
     if not path.is_file():
         return False
@@ -592,7 +597,7 @@ def clip_labels_recorded(folder: str | Path, files: list[str]) -> bool:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"path", CLIP_LABEL_COLUMN} <= set(reader.fieldnames):
             return False
-        known = {Path(r["path"]).as_posix() for r in reader}
+        known = {Path(r["path"]).as_posix() for r in reader if r[CLIP_LABEL_COLUMN]}
     return bool(files) and all(Path(f).as_posix() in known for f in files)
 
 

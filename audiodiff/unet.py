@@ -89,17 +89,10 @@ class Attention(nn.Module):
         return x + self.proj(out.reshape(b, c, h, w))
 
 
-class FreqAttention(nn.Module):
-    """Multi-head self-attention along the rows (frequency) only: each column (time frame) of [B, C, H, W] is a
-    sequence of H tokens, told their row by a sinusoidal embedding added to the keys' and queries' input.
-    Costs H^2 W per head against (H W)^2 for attention over all positions, so it fits at full resolution."""
-
-    def __init__(self, channels: int, head_channels: int) -> None:
-        super().__init__()
-        self.heads = max(1, channels // head_channels)
-        self.norm = _norm(channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+class FreqAttention(Attention):
+    """Multi-head self-attention along the rows (frequency) only, with Attention's layers: each column (time frame)
+    of [B, C, H, W] is a sequence of H tokens, told their row by a sinusoidal embedding added to the input of the
+    queries, keys and values. Costs H^2 W per head against (H W)^2 for attention over all positions."""
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
