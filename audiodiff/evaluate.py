@@ -317,7 +317,12 @@ def class_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, 
                    label_column: str | None = None) -> float | None:
     """Share of clips whose argmax class is their label (subfolder or metadata column); None without labels."""
     per = label_accuracy(embedder, probs, folder, files, label_column)
-    return None if per is None else sum(a * n for a, n in per.values()) / sum(n for _, n in per.values())
+    return None if per is None else overall_accuracy(per)
+
+
+def overall_accuracy(per_label: dict[str, tuple[float, int]]) -> float:
+    """The share of all clips classified as their label, from `label_accuracy`'s (share, count) per label."""
+    return sum(a * n for a, n in per_label.values()) / sum(n for _, n in per_label.values())
 
 
 def label_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, files: list[str],
@@ -351,7 +356,7 @@ def evaluate_with_embedder(emb: Embedder, gen_dir: Path, ref_dir: Path, train_di
         column = CLIP_LABEL_COLUMN if clip_labels_recorded(gen_dir, gen_files) else None
         per_label = label_accuracy(emb, gen_p, gen_dir, gen_files, column)
         if per_label is not None:
-            result["generated_classes"]["accuracy"] = class_accuracy(emb, gen_p, gen_dir, gen_files, column)
+            result["generated_classes"]["accuracy"] = overall_accuracy(per_label)
             result["generated_classes"]["per_label"] = per_label
     return result
 

@@ -136,7 +136,8 @@ def step_times(variants: list[str], base: Path | None, rounds: int, steps: int =
         state = new_state(config, device)
         g = torch.Generator().manual_seed(0)
         x0 = (torch.rand((config.train.batch_size, *config.crop_shape()), generator=g) * 2 - 1).to(device)
-        y = torch.randint(0, 11, (x0.shape[0],), generator=g).to(device) if config.unet.num_classes else None
+        classes = config.unet.num_classes
+        y = torch.randint(0, classes, (x0.shape[0],), generator=g).to(device) if classes else None
         schedule = GaussianSchedule.from_config(config.diffusion)
         train_step(state, config, schedule, x0, y)  # warm-up
         timed[variant] = (state, config, schedule, x0, y, [])
