@@ -268,6 +268,7 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
              vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file). On a class-conditional run
     each clip's label is recorded in OUT/metadata.csv (columns path, label), where `evaluate generated` finds it."""
+    from .data import clip_labels_recorded
     from .pipeline import write_clips
 
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
@@ -285,6 +286,9 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
     titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}"
               + (f", {labels[i]}" if labels else "") + what for i in range(n)]
     paths = write_clips(out, result, pipe.config.mel, titles=titles, labels=labels)
+    if labels and not clip_labels_recorded(out, [p.name for p in paths]):
+        click.echo(f"note: {out / 'metadata.csv'} has no 'path' column, so the clips' labels were not recorded "
+                   "there (`evaluate generated` reports no class accuracy for them)", err=True)
     audio_s = result.audio.shape[-1] / result.sample_rate * n
     click.echo(f"wrote {len(paths)} clips ({audio_s:.1f} s of audio) to {out} in {elapsed:.1f} s "
                f"on {pipe.device} ({elapsed / audio_s:.2f} s per second of audio)")

@@ -44,7 +44,7 @@ import torch
 
 from audiodiff.audio import save
 from audiodiff.config import LABEL_MIXES, Config, preset
-from audiodiff.data import file_labels, find_audio_files, label_counts
+from audiodiff.data import file_labels, find_audio_files, label_counts, write_clip_labels
 from audiodiff.device import resolve_device
 from audiodiff.evaluate import evaluate_folders
 from audiodiff.pipeline import SpectrogramDiffusion
@@ -101,6 +101,7 @@ def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: t
             raise SystemExit(f"{run}: --label-mix data needs a run that recorded its label counts")
         weights = list(pipe.config.data.label_counts)
     out.mkdir(parents=True, exist_ok=True)
+    written = {}
     for k, (label, per) in enumerate(zip(labels, _split(clips, weights))):
         if not per:
             continue
@@ -108,6 +109,9 @@ def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: t
                             guidance=guidance if label is not None else None, guidance_interval=interval)
         for i, wav in enumerate(gen.audio):
             save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
+            written[f"{k:02d}_{i:03d}.wav"] = label
+    if labels != [None]:  # as `audiodiff generate` records them: `evaluate generated` reports the class accuracy
+        write_clip_labels(out, written)
 
 
 def memorizer(data: Path, out: Path, clips: int, label_column: str, draw: int, by_data: bool) -> None:
@@ -119,10 +123,13 @@ def memorizer(data: Path, out: Path, clips: int, label_column: str, draw: int, b
     counts, ids = list(label_counts(ids, len(names))), ids.tolist()
     rng = random.Random(draw)
     out.mkdir(parents=True, exist_ok=True)
+    linked = {}
     for k, per in enumerate(_split(clips, counts if by_data else [1] * len(names))):
         pool = [f for f, i in zip(files, ids) if i == k]
         for i, f in enumerate(rng.sample(pool, min(per, len(pool)))):
             (out / f"{k:02d}_{i:03d}{Path(f).suffix}").symlink_to((data / f).resolve())
+            linked[f"{k:02d}_{i:03d}{Path(f).suffix}"] = names[k]
+    write_clip_labels(out, linked)  # the class accuracy of real training clips, beside the generated ones'
 
 
 def step_times(variants: list[str], base: Path | None, rounds: int, steps: int = 3) -> None:
@@ -233,12 +240,14 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; " + (f"{args.steps} steps each, {args.clips} clips DDIM-50 + Griffin-Lim" if args.variants
                                        else f"{args.clips} training clips per draw") + f" vs {args.reference}")
-    print("| variant | melstats FD [95%] | its floor | embedder FD [95%] | its floor | IS (real) |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | melstats FD [95%] | its floor | embedder FD [95%] | its floor | IS (real) | class accuracy |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         m, e = r["melstats"], r.get("embedder")
+        accuracy = e and e["generated_classes"].get("accuracy")
         emb = (f"{_fd(e['generated'])} | {_fd(e['floor'])} | {e['generated_classes']['is']:.2f} "
-               f"({e['reference_classes']['is']:.2f})") if e else "- | - | -"
+               f"({e['reference_classes']['is']:.2f}) | {'-' if accuracy is None else f'{accuracy:.0%}'}") \
+            if e else "- | - | - | -"
         print(f"| {r['variant']} | {_fd(m['generated'])} | {_fd(m['floor'])} | {emb} |")
     print("command: python " + " ".join(sys.argv))
 

@@ -164,6 +164,12 @@ def test_class_conditional_run(tmp_path, tiny_config):
                                                                             "sample_001.wav,low"]
     assert (tmp_path / "low" / "metadata.csv").read_text().split() == ["path,label", "sample_000.wav,low"]
     assert not (tmp_path / "uncond" / "metadata.csv").exists()
+    (tmp_path / "nopath").mkdir()  # a metadata.csv without a path column is left alone, and generate says so
+    (tmp_path / "nopath" / "metadata.csv").write_text("name,family\nx.wav,y\n")
+    res = invoke(*one, "--label", "low", "--out", str(tmp_path / "nopath"))
+    assert res.exit_code == 0 and "has no 'path' column, so the clips' labels were not recorded" in res.output
+    assert (tmp_path / "nopath" / "metadata.csv").read_text() == "name,family\nx.wav,y\n"
+    assert "not recorded" not in invoke(*one, "--label", "low", "--out", str(tmp_path / "withpath")).output
     # no label: clip i takes the labels in turn (high, low) with the run's guidance, 1.5 when its config is silent
     assert wav["default"] == wav["w15"] != wav["w0"]
     assert (tmp_path / "default" / "sample_001.wav").read_bytes() == wav["low"] != wav["uncond"] != wav["default"]

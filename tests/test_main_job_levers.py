@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from audiodiff.config import Config, preset
+from audiodiff.data import CLIP_LABEL_COLUMN, file_labels
 
 spec = importlib.util.spec_from_file_location(
     "main_job_levers", Path(__file__).resolve().parents[1] / "benchmarks" / "main_job_levers.py")
@@ -65,13 +66,16 @@ def test_memorizer_draws_training_clips_per_label(tmp_path, by_data, counts):
     data = _tiny_folder(tmp_path)
     out = tmp_path / "draw0"
     levers.memorizer(data, out, 6, "family", 0, by_data)
-    links = sorted(out.iterdir())
+    links = sorted(out.glob("*.wav"))
     families = ["bass", "flute", "organ"]
     for k, family in enumerate(families):
         mine = [p for p in links if p.name.startswith(f"{k:02d}_")]
         assert len(mine) == counts[k]
         targets = {p.resolve().name for p in mine}
         assert len(targets) == len(mine) and all(t.startswith(family + "_") for t in targets)
+    # each link's family is recorded as `audiodiff generate` records a clip's, for the class accuracy
+    names, ids = file_labels(out, [p.name for p in links], CLIP_LABEL_COLUMN)
+    assert [names[i] for i in ids] == [p.resolve().name.split("_")[0] for p in links]
     again = tmp_path / "again"
     levers.memorizer(data, again, 6, "family", 0, by_data)
-    assert [p.resolve() for p in sorted(again.iterdir())] == [p.resolve() for p in links]  # seeded by the draw
+    assert [p.resolve() for p in sorted(again.glob("*.wav"))] == [p.resolve() for p in links]  # seeded by the draw
