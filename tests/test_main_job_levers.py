@@ -29,6 +29,8 @@ def test_every_variant_applies_to_the_tiny_preset(name):
         assert conditional and config.unet.freq_attention_levels == (1,)
     if name == "labels_dropout":
         assert conditional and config.unet.dropout == 0.1
+    if name == "labels_batch8":
+        assert conditional and config.train.batch_size == 8
 
 
 def test_step_times_table_names_each_variant(capsys):
