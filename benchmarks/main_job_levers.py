@@ -110,8 +110,9 @@ def sample(run: Path, out: Path, clips: int, guidance: float | None, interval: t
         gen = pipe.generate(per, steps=50, sampler="ddim", seed=10_000 + 1000 * k, batch_size=16, label=label,
                             guidance=guidance if label is not None else None, guidance_interval=interval)
         for i, wav in enumerate(gen.audio):
-            save(out / f"{k:02d}_{i:03d}.wav", wav.numpy(), gen.sample_rate)
-            written[f"{k:02d}_{i:03d}.wav"] = label
+            name = f"{k:02d}_{i:03d}.wav"
+            save(out / name, wav.numpy(), gen.sample_rate)
+            written[name] = label
     if labels != [None]:  # as `audiodiff generate` records them: `evaluate generated` reports the class accuracy
         write_clip_labels(out, written)
 
@@ -129,8 +130,9 @@ def memorizer(data: Path, out: Path, clips: int, label_column: str, draw: int, b
     for k, per in enumerate(_split(clips, counts if by_data else [1] * len(names))):
         pool = [f for f, i in zip(files, ids) if i == k]
         for i, f in enumerate(rng.sample(pool, min(per, len(pool)))):
-            (out / f"{k:02d}_{i:03d}{Path(f).suffix}").symlink_to((data / f).resolve())
-            linked[f"{k:02d}_{i:03d}{Path(f).suffix}"] = names[k]
+            name = f"{k:02d}_{i:03d}{Path(f).suffix}"
+            (out / name).symlink_to((data / f).resolve())
+            linked[name] = names[k]
     write_clip_labels(out, linked)  # the class accuracy of real training clips, beside the generated ones'
 
 

@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--shifts", type=float, nargs="+", default=[-1.0, 1.0], help="semitones, besides the original")
     args = ap.parse_args()
+    if 0 in args.shifts or len(set(args.shifts)) < len(args.shifts):
+        ap.error(f"--shifts {args.shifts}: each shift once, none 0 (the original is always kept)")
     with open(args.notes / "metadata.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["path"].startswith("train/")]
     (args.out / "train").mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 spec = importlib.util.spec_from_file_location(
@@ -48,3 +49,12 @@ def test_copies_keep_their_labels(tmp_path, monkeypatch):
         ("train/b_0.flac", "b"), ("train/b_0_-1st.flac", "b"), ("train/b_0_+2st.flac", "b")]
     assert all((tmp_path / "out" / r["path"]).is_file() for r in rows)
     assert sf.info(tmp_path / "out" / "train" / "b_0_+2st.flac").frames == 4000
+
+
+def test_a_zero_or_repeated_shift_is_refused(tmp_path, monkeypatch, capsys):
+    for shifts in (["0", "1"], ["1", "1"]):
+        monkeypatch.setattr(sys, "argv", ["pitch_copies", str(tmp_path), str(tmp_path / "out"), "--shifts", *shifts])
+        with pytest.raises(SystemExit):
+            copies.main()
+        assert "each shift once, none 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
