@@ -69,6 +69,9 @@ VARIANTS: dict[str, tuple[bool, str]] = {
     "labels_lr2x": (True, "[train]\nlr = 0.002\n"),  # twice the tiny preset's learning rate
     # half the batch: about twice the optimizer steps in the same minutes, each from a noisier gradient
     "labels_batch8": (True, "[train]\nbatch_size = 8\n"),
+    # the upsampling conv into the full-resolution level outputs that level's 16 channels instead of 32 (as the
+    # small preset's lean shape does): its costliest conv and the next block's input both halve
+    "labels_narrow_up": (True, "[unet]\nnarrow_upsample = true\n"),
 }
 VARIANTS["family"], VARIANTS["family_cosine"] = VARIANTS["labels"], VARIANTS["labels_cosine"]
 

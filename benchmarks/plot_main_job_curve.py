@@ -2,10 +2,11 @@
 """Plot the main job's quality against training time from `main_job_curve.sh` outputs (OUT/at<STEP>/scores.json),
 one line per run (a training seed, a lever): embedder FD with its floor and issue 19's 1.2x target, and the class
 accuracy with that of real notes. The x axis is training minutes at --seconds-per-step (the README's main job on the
-2-core AVX2 CPU: 1553 s for 1500 steps).
+2-core AVX2 CPU: 1553 s for 1500 steps), or at a run's own rate given as LABEL=FOLDER@SECONDS_PER_STEP (a wider
+model, whose steps cost more).
 
-    python benchmarks/plot_main_job_curve.py "seed 0=runs/curve0" "seed 1=runs/curve1" --out curve.png \
-        --real-accuracy 0.94
+    python benchmarks/plot_main_job_curve.py "seed 0=runs/curve0" "seed 1=runs/curve1" "32 ch=runs/curve32@2.45" \
+        --out curve.png --real-accuracy 0.94
 """
 
 import argparse
@@ -28,21 +29,36 @@ def points(folder: Path) -> list[tuple[int, dict]]:
     return sorted(found, key=lambda t: t[0])
 
 
+def run_spec(spec: str, seconds_per_step: float) -> tuple[str, Path, float]:
+    """LABEL=FOLDER[@SECONDS_PER_STEP] -> (label, folder, seconds per step; the default where none is given)."""
+    label, _, folder = spec.partition("=")
+    if not label or not folder:
+        raise SystemExit(f"{spec!r}: expected LABEL=FOLDER or LABEL=FOLDER@SECONDS_PER_STEP")
+    folder, at, rate = folder.rpartition("@") if "@" in folder else (folder, "", "")
+    if at:
+        try:
+            seconds_per_step = float(rate)
+        except ValueError:
+            raise SystemExit(f"{spec!r}: {rate!r} after @ is not a number of seconds per step") from None
+        if not seconds_per_step > 0:
+            raise SystemExit(f"{spec!r}: seconds per step must be > 0")
+    return label, Path(folder), seconds_per_step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="LABEL=FOLDER: a main_job_curve.sh OUT folder and its legend label")
+    ap.add_argument("runs", nargs="+", help="LABEL=FOLDER[@SECONDS_PER_STEP]: a main_job_curve.sh OUT folder, its "
+                    "legend label and, for a run whose steps cost other than --seconds-per-step, its own rate")
     ap.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    ap.add_argument("--seconds-per-step", type=float, default=1553 / 1500)
+    ap.add_argument("--seconds-per-step", type=float, default=1553 / 1500, help="runs without their own @rate")
     ap.add_argument("--real-accuracy", type=float, default=None, help="the classifier's accuracy on real notes")
     args = ap.parse_args()
     fig, (ax_fd, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     floor = None
     for spec in args.runs:
-        label, _, folder = spec.partition("=")
-        if not folder:
-            raise SystemExit(f"{spec!r}: expected LABEL=FOLDER")
-        pts = points(Path(folder))
-        minutes = [step * args.seconds_per_step / 60 for step, _ in pts]
+        label, folder, seconds_per_step = run_spec(spec, args.seconds_per_step)
+        pts = points(folder)
+        minutes = [step * seconds_per_step / 60 for step, _ in pts]
         emb = [s["embedder"]["generated"] for _, s in pts]
         line, = ax_fd.plot(minutes, [e["fd"] for e in emb], "o-", label=label)
         ax_fd.fill_between(minutes, [e["fd_ci"][0] for e in emb], [e["fd_ci"][1] for e in emb],
