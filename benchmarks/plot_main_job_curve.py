@@ -11,6 +11,7 @@ model, whose steps cost more).
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def main() -> None:
     ax_acc.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}\ncommand: python " + " ".join(sys.argv))
+    print(f"wrote {args.out}\ncommand: python " + shlex.join(sys.argv))
 
 
 if __name__ == "__main__":

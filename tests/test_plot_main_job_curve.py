@@ -37,6 +37,7 @@ def test_curve_in_step_order_and_plot_written(tmp_path, monkeypatch, capsys):
     assert printed[0].split("\t") == ["seed 0", "500", "10.0 min", "embedder FD 20.0", "accuracy 65%"]
     assert printed[3].split("\t")[:3] == ["seed 1", "1500", "30.0 min"] and printed[3].endswith("accuracy nan%")
     assert printed[4].split("\t")[:3] == ["32 ch", "800", "32.0 min"]  # its own seconds per step
+    assert printed[-1].startswith("command: python plot 'seed 0=")  # a label with a space stays one argument
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
