@@ -72,6 +72,8 @@ VARIANTS: dict[str, tuple[bool, str]] = {
     # the upsampling conv into the full-resolution level outputs that level's 16 channels instead of 32 (as the
     # small preset's lean shape does): its costliest conv and the next block's input both halve
     "labels_narrow_up": (True, "[unet]\nnarrow_upsample = true\n"),
+    # one more input channel holding each mel row's height (-1 bottom, 1 top): the convolutions know the frequency
+    "labels_row_position": (True, "[unet]\nrow_position = true\n"),
 }
 VARIANTS["family"], VARIANTS["family_cosine"] = VARIANTS["labels"], VARIANTS["labels_cosine"]
 

@@ -31,6 +31,8 @@ def test_every_variant_applies_to_the_tiny_preset(name):
         assert conditional and config.unet.dropout == 0.1
     if name == "labels_batch8":
         assert conditional and config.train.batch_size == 8
+    if name == "labels_row_position":
+        assert conditional and config.unet.row_position
     if name == "labels_narrow_up":
         assert conditional and config.unet.narrow_upsample and not preset("tiny").unet.narrow_upsample
 
