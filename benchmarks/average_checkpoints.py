@@ -28,22 +28,22 @@ def _run_config(meta: dict) -> dict:
 
 
 def average(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, metadata) of the last checkpoint with each `ema.` tensor replaced by the mean over all of them."""
+    """(tensors, metadata) of the last checkpoint with each `ema.` tensor replaced by the mean over all of them.
+    The metadata's checksum is stale; `checkpoint.write` computes it anew."""
     last, meta = checkpoint.read(paths[-1])
-    names = sorted(k for k in last if k.startswith("ema."))
-    if not names:
+    ema = checkpoint.split(last, "ema")
+    if not ema:
         raise SystemExit(f"{paths[-1]}: no EMA weights (not a training checkpoint)")
-    sums = {k: last[k].double() for k in names}
+    sums = {k: v.double() for k, v in ema.items()}
     for path in paths[:-1]:
         tensors, other = checkpoint.read(path)
-        if _run_config(other) != _run_config(meta) or sorted(k for k in tensors if k.startswith("ema.")) != names:
+        other_ema = checkpoint.split(tensors, "ema")
+        if _run_config(other) != _run_config(meta) or other_ema.keys() != sums.keys():
             raise SystemExit(f"{path}: not a checkpoint of the same run as {paths[-1]} (config or weights differ)")
-        for k in names:
-            sums[k] += tensors[k].double()
-    out = dict(last)
-    for k in names:
-        out[k] = (sums[k] / len(paths)).to(last[k].dtype)
-    return out, {k: v for k, v in meta.items() if k not in ("sha256", "checksum_covers")}
+        for k, v in other_ema.items():
+            sums[k] += v.double()
+    averaged = {k: (total / len(paths)).to(ema[k].dtype) for k, total in sums.items()}
+    return {**last, **checkpoint.join("ema", averaged)}, meta
 
 
 def main() -> None:

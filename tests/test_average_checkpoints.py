@@ -17,14 +17,16 @@ spec.loader.exec_module(avg)
 
 
 def _ckpt(path: Path, step: int, ema: float, model: float, config: dict | None = None) -> Path:
-    tensors = {"ema.w": torch.full((2, 3), ema), "ema.b": torch.tensor([ema, -ema]), "model.w": torch.full((2, 3), model)}
+    tensors = {"ema.w": torch.full((2, 3), ema), "ema.b": torch.tensor([ema, -ema]),
+               "model.w": torch.full((2, 3), model)}
     checkpoint.write(path, tensors, {"step": step, "config": config or {"unet": {"channels": 16}}})
     return path
 
 
 def test_ema_weights_are_the_mean_and_the_rest_is_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     # a run continued from 2250 to 3000 steps: its checkpoints' configs differ in train.steps only
-    paths = [_ckpt(tmp_path / f"{s}.safetensors", s, ema, model, config={"unet": {"channels": 16}, "train": {"steps": s}})
+    paths = [_ckpt(tmp_path / f"{s}.safetensors", s, ema, model,
+                   config={"unet": {"channels": 16}, "train": {"steps": s}})
              for s, ema, model in ((2250, 1.0, 10.0), (2500, 2.0, 20.0), (3000, 6.0, 30.0))]
     out = tmp_path / "avg" / "checkpoints" / "step_00003000.safetensors"
     monkeypatch.setattr(sys, "argv", ["avg", str(out), *map(str, paths)])

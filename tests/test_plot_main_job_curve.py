@@ -30,8 +30,8 @@ def test_curve_in_step_order_and_plot_written(tmp_path, monkeypatch, capsys):
     _scores(tmp_path / "wide", 800, 15.7, 0.76)
     assert [s for s, _ in plot.points(a)] == [500, 1000, 2250]  # numeric order, not the names' (1000 < 500)
     out = tmp_path / "curve.png"
-    monkeypatch.setattr(sys, "argv", ["plot", f"seed 0={a}", f"seed 1={b}", f"32 ch={tmp_path / 'wide'}@2.4", "--out", str(out),
-                                      "--seconds-per-step", "1.2", "--real-accuracy", "0.94"])
+    monkeypatch.setattr(sys, "argv", ["plot", f"seed 0={a}", f"seed 1={b}", f"32 ch={tmp_path / 'wide'}@2.4",
+                                      "--out", str(out), "--seconds-per-step", "1.2", "--real-accuracy", "0.94"])
     plot.main()
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split("\t") == ["seed 0", "500", "10.0 min", "embedder FD 20.0", "accuracy 65%"]
