@@ -51,11 +51,14 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="the averaged checkpoint to write (put it in a folder of its own, under "
                     "checkpoints/ beside a copy of the run's config.toml, to sample it as a run)")
     ap.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints of one run, the last one's step kept")
+    ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = ap.parse_args()
     if len(args.checkpoints) < 2:
         raise SystemExit("give at least two checkpoints to average")
     if args.out.resolve() in {p.resolve() for p in args.checkpoints}:
         raise SystemExit(f"{args.out}: would overwrite one of the checkpoints it averages")
+    if args.out.exists() and not args.force:
+        raise SystemExit(f"{args.out}: exists; pass --force to replace it")
     tensors, meta = average(args.checkpoints)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.write(args.out, tensors, meta)

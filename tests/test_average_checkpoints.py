@@ -55,3 +55,16 @@ def test_one_checkpoint_or_an_input_as_output_is_refused(tmp_path, monkeypatch, 
     with pytest.raises(SystemExit, match="at least two" if case == "one" else "would overwrite"):
         avg.main()
     assert checkpoint.read(b)[0]["ema.w"][0, 0] == 2.0
+
+
+def test_an_existing_output_is_kept_unless_forced(tmp_path, monkeypatch):
+    a = _ckpt(tmp_path / "a.safetensors", 500, 1.0, 1.0)
+    b = _ckpt(tmp_path / "b.safetensors", 1000, 3.0, 3.0)
+    out = _ckpt(tmp_path / "out.safetensors", 10, 9.0, 9.0)
+    monkeypatch.setattr(sys, "argv", ["avg", str(out), str(a), str(b)])
+    with pytest.raises(SystemExit, match="exists; pass --force"):
+        avg.main()
+    assert checkpoint.read(out)[0]["ema.w"][0, 0] == 9.0
+    monkeypatch.setattr(sys, "argv", ["avg", str(out), str(a), str(b), "--force"])
+    avg.main()
+    assert checkpoint.read(out)[0]["ema.w"][0, 0] == 2.0
