@@ -20,8 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .config import differences
 from .files import atomic_path
-
 
 COVERS = "tensors+metadata"
 
@@ -99,3 +99,12 @@ def load_weights(model: torch.nn.Module, weights: dict[str, Tensor], path: Path 
 def _short(e: BaseException) -> str:
     text = str(e).strip()
     return text[:200] if text else type(e).__name__
+
+
+def check_same(stored: dict[str, dict], wanted: dict[str, dict], keys: tuple[str, ...], what: str,
+               holder: str = "the run") -> None:
+    """CheckpointError naming every field in which two configs' to_dict()s differ over `keys` (sections, or
+    "section.field"): a run continued, a base fine-tuned, a second model to guide with."""
+    diffs = [f"{name}: {a!r} in {holder}, {b!r} asked for" for name, a, b in differences(stored, wanted, keys)]
+    if diffs:
+        raise CheckpointError(f"{what}: incompatible config: {'; '.join(diffs)}")

@@ -2,7 +2,7 @@
 """Two CPU-side changes to the training step, measured on their own and together:
 
 1. attention: torch's scaled_dot_product_attention against the two matmuls and a softmax that
-   audiodiff.unet.attention runs on CPU, forward + backward at the shapes of the lean UNet's
+   audiodiff.model.unet.attention runs on CPU, forward + backward at the shapes of the lean UNet's
    attention layers (batch 16; 16 x 16 positions at 128 channels, 8 x 8 at 256; heads of 64);
 2. the bare bf16 train step of the lean UNet (throughput.py's) with each attention path and with
    the per-tensor AdamW or the fused one, interleaved, min over rounds; "of peak" as in throughput.py;
@@ -22,10 +22,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
-import audiodiff.unet
-from audiodiff.unet import UNet, attention
 from throughput import OURS, flops, matmul_peak
+
+import audiodiff.model.unet
+from audiodiff.model.unet import UNet, attention
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,7 @@ def step_table(rounds: int, steps: int) -> None:
             opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=fused)
 
             def step(net=net, opt=opt, attn=attn) -> None:
-                audiodiff.unet.attention = attn  # the Attention modules look it up at call time
+                audiodiff.model.unet.attention = attn  # the Attention modules look it up at call time
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     out = net(x, t)
                 loss = (out.float() - x).square().mean()
@@ -81,7 +81,7 @@ def step_table(rounds: int, steps: int) -> None:
         for step, _, times in variants.values():
             times.append(best_time(step, 1, steps))
         peaks.append(matmul_peak(torch.bfloat16, torch.device("cpu"), 1))
-    audiodiff.unet.attention = attention
+    audiodiff.model.unet.attention = attention
     peak, base = max(peaks), min(variants[("SDPA", "per-tensor")][2])
     print(f"# bf16 matmul peak (2048^3 GEMM) {peak / 1e9:.1f} GFLOP/s")
     print(f"{'attention':10} {'AdamW':11} {'samples/s':>9} {'of peak':>8} {'vs first':>9}")

@@ -23,9 +23,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiodiff.config import preset
-from audiodiff.data import load_mels
-from audiodiff.mel import SILENCE, MelSpectrogram
+from audiodiff.audio.mel import SILENCE, MelSpectrogram
+from audiodiff.data.datasets import load_mels
+from audiodiff.presets import preset
 
 SR, CLIP_S = 16000, 10
 MEL = preset("tiny").mel

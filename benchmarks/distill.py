@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from audiodiff.audio import save
-from audiodiff.evaluate import evaluate_folders
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.run import distill
+from audiodiff.audio.io import save
+from audiodiff.evaluation.evaluate import evaluate_folders
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.run.tune import distill
 
 
 def write_set(pipe: SpectrogramDiffusion, out: Path, clips: int, batch: int, **options) -> float:

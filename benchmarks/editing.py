@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.audio import load
-from audiodiff.data import find_audio_files
-from audiodiff.editing import ddim_invert
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.sampling import ddim
+from audiodiff.audio.io import load
+from audiodiff.data.datasets import find_audio_files
+from audiodiff.diffusion.editing import ddim_invert
+from audiodiff.diffusion.sampling import ddim
+from audiodiff.generation.pipeline import SpectrogramDiffusion
 
 
 def seam_ratio(wav: np.ndarray, seams: list[int], width: int) -> float:

@@ -24,19 +24,19 @@ import time
 from pathlib import Path
 
 import torch
-
-from audiodiff.audio import save
-from audiodiff.config import Config, TrainConfig
-from audiodiff.data import load_mels
-from audiodiff.device import grad_scaler, resolve_device, resolve_precision
-from audiodiff.trainkit import adamw
-from audiodiff.evaluate import evaluate_generated, folder_features
-from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.schedule import GaussianSchedule
-from audiodiff.train import TrainState, train_step
-from audiodiff.unet import UNet
 from throughput import OURS, Wrapped, diffusers_unet
+
+from audiodiff.audio.io import save
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.config import Config, TrainConfig
+from audiodiff.data.datasets import load_mels
+from audiodiff.device import grad_scaler, resolve_device, resolve_precision
+from audiodiff.diffusion.schedule import GaussianSchedule
+from audiodiff.evaluation.evaluate import evaluate_generated, folder_features
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.model.unet import UNet
+from audiodiff.training.diffusion import TrainState, train_step
+from audiodiff.training.kit import adamw
 
 
 def new_state(net: torch.nn.Module, config: Config, device: torch.device) -> TrainState:

@@ -23,12 +23,21 @@ import sys
 import numpy as np
 import torch
 
+from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
-from audiodiff.embedder import Embedder
-from audiodiff.evaluate import (SetScore, class_scores, embedder_features, evaluate_vocoder, folder_features,
-                                score_sets, split_reference, standardize, vocoder_files)
-from audiodiff.mel import MelSpectrogram
-from audiodiff.vocoders import build_vocoder, describe
+from audiodiff.evaluation.embedder import Embedder
+from audiodiff.evaluation.evaluate import (
+    SetScore,
+    class_scores,
+    embedder_features,
+    evaluate_vocoder,
+    folder_features,
+    score_sets,
+    split_reference,
+    standardize,
+    vocoder_files,
+)
+from audiodiff.vocoders.registry import build_vocoder, describe
 
 
 def fair_floor(heldout: np.ndarray, args: argparse.Namespace) -> SetScore:

@@ -40,10 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.embedder import Embedder
-from audiodiff.evaluate import embedder_features
-from audiodiff.run import run_config
-from audiodiff.trainkit import checkpoint_path
+from audiodiff.evaluation.embedder import Embedder
+from audiodiff.evaluation.evaluate import embedder_features
+from audiodiff.runfolder import checkpoint_path, run_config
 
 METHODS = {"scratch": [], "full": [], "lora4": ["--lora", "4"], "lora16": ["--lora", "16"],
            "full_lr1e-3": ["--lr", "1e-3"]}  # a variant: the fine-tune at the learning rate of training from scratch

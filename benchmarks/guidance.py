@@ -19,11 +19,11 @@ import time
 import numpy as np
 import torch
 
+from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
-from audiodiff.embedder import Embedder
-from audiodiff.evaluate import clip_features, folder_features, frechet_distance, split_reference, standardize
-from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import SpectrogramDiffusion
+from audiodiff.evaluation.embedder import Embedder
+from audiodiff.evaluation.evaluate import clip_features, folder_features, frechet_distance, split_reference, standardize
+from audiodiff.generation.pipeline import SpectrogramDiffusion
 
 
 def main() -> None:

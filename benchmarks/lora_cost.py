@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.run import finetune, merge
-from audiodiff.sampling import sample
-from audiodiff.trainkit import checkpoints
+from audiodiff.diffusion.sampling import sample
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.run.share import merge
+from audiodiff.run.tune import finetune
+from audiodiff.runfolder import checkpoints
 
 
 def generation_seconds(run: Path, n: int = 8, steps: int = 50) -> float:

@@ -37,19 +37,21 @@ import random
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
 
-from audiodiff.audio import save
-from audiodiff.config import LABEL_MIXES, Config, preset
-from audiodiff.data import file_labels, find_audio_files, label_counts, write_clip_labels
+from audiodiff.audio.io import save
+from audiodiff.config import LABEL_MIXES, Config
+from audiodiff.data.datasets import find_audio_files
+from audiodiff.data.labels import file_labels, label_counts, write_clip_labels
 from audiodiff.device import resolve_device
-from audiodiff.evaluate import evaluate_folders
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.schedule import GaussianSchedule
-from audiodiff.train import new_state, train_step
+from audiodiff.diffusion.schedule import GaussianSchedule
+from audiodiff.evaluation.evaluate import evaluate_folders
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.presets import preset
+from audiodiff.training.diffusion import new_state, train_step
 
 # name -> (class-conditional?, TOML applied on top of the base config)
 VARIANTS: dict[str, tuple[bool, str]] = {

@@ -22,11 +22,12 @@ import time
 
 import torch
 
-from audiodiff.config import Config, MelConfig, preset
+from audiodiff.config import Config, MelConfig
 from audiodiff.device import describe_hardware, resolve_device
-from audiodiff.representation import for_run
-from audiodiff.schedule import GaussianSchedule
-from audiodiff.train import new_state, train_step
+from audiodiff.diffusion.schedule import GaussianSchedule
+from audiodiff.generation.representation import for_run
+from audiodiff.presets import preset
+from audiodiff.training.diffusion import new_state, train_step
 
 MUSIC = preset("music")
 SETTINGS = {  # name: (mel, crop frames, channels)

@@ -33,16 +33,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from audiodiff.audio import load, save
-from audiodiff.config import LABEL_MIXES, Config, MelConfig, preset
-from audiodiff.data import file_labels, label_counts, load_mels
+from audiodiff.audio.io import load, save
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.config import LABEL_MIXES, Config, MelConfig
+from audiodiff.data.datasets import load_mels
+from audiodiff.data.labels import file_labels, label_counts
 from audiodiff.device import resolve_device
-from audiodiff.embedder import Embedder
-from audiodiff.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
-from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import EACH_LABEL, SpectrogramDiffusion
-from audiodiff.schedule import GaussianSchedule
-from audiodiff.train import TrainState, new_state, save_state, train_step
+from audiodiff.diffusion.schedule import GaussianSchedule
+from audiodiff.evaluation.embedder import Embedder
+from audiodiff.evaluation.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
+from audiodiff.generation.pipeline import EACH_LABEL, SpectrogramDiffusion
+from audiodiff.presets import preset
+from audiodiff.training.diffusion import TrainState, new_state, save_state, train_step
 
 # name -> how it changes the base config; add a lever here (one line) and name it with --variants
 VARIANTS: dict[str, Callable[[Config], Config]] = {

@@ -2,7 +2,7 @@
 """Quality vs number of steps for each sampler, on a trained run.
 
 For each (sampler, steps), N clips are sampled (seeds 0..N-1) and their log-mels scored against
-real reference audio with the melstats FD/KID of `audiodiff.evaluate` (bootstrap 95% intervals),
+real reference audio with the melstats FD/KID of `audiodiff.evaluation.evaluate` (bootstrap 95% intervals),
 next to the real-vs-real floor (N training clips vs the reference). The sampled mels are scored
 directly, before the vocoder, so only the sampler differs between rows. Also prints sampling wall
 time per second of audio on this machine.
@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
-from audiodiff.evaluate import clip_features, folder_features, score_sets, split_reference, standardize
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.sampling import sample
+from audiodiff.diffusion.sampling import sample
+from audiodiff.evaluation.evaluate import clip_features, folder_features, score_sets, split_reference, standardize
+from audiodiff.generation.pipeline import SpectrogramDiffusion
 
 
 def main() -> None:

@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.audio import load
+from audiodiff.audio.io import load
+from audiodiff.audio.metrics import mel_l1, mr_stft
 from audiodiff.config import Config
-from audiodiff.data import find_audio_files
+from audiodiff.data.datasets import find_audio_files
 from audiodiff.device import describe_hardware
-from audiodiff.editing import outpaint_windows
-from audiodiff.evaluate import flux_ratios, spectral_flux, stereo_image, stereo_images
-from audiodiff.metrics import mel_l1, mr_stft
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.representation import for_run
+from audiodiff.diffusion.editing import outpaint_windows
+from audiodiff.evaluation.evaluate import flux_ratios, spectral_flux, stereo_image, stereo_images
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.generation.representation import for_run
 
 
 def spread(values: list[float] | np.ndarray) -> str:

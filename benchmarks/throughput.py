@@ -27,8 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from audiodiff.config import UNetConfig
 from audiodiff.device import autocast, resolve_device
-from audiodiff.trainkit import adamw
-from audiodiff.unet import UNet
+from audiodiff.model.unet import UNet
+from audiodiff.training.kit import adamw
 
 
 def diffusers_unet() -> torch.nn.Module:

@@ -21,12 +21,12 @@ import time
 import torch
 
 from audiodiff import device as devices
-from audiodiff.config import preset
-from audiodiff.data import load_mels
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.data.datasets import load_mels
 from audiodiff.device import resolve_device
-from audiodiff.mel import MelSpectrogram
-from audiodiff.schedule import GaussianSchedule
-from audiodiff.train import new_state, train_step
+from audiodiff.diffusion.schedule import GaussianSchedule
+from audiodiff.presets import preset
+from audiodiff.training.diffusion import new_state, train_step
 
 
 def time_steps(state, config, schedule, x0, steps: int) -> float:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiodiff.audio import AudioError, load, save
+from audiodiff.audio.io import AudioError, load, save
 
 from .conftest import tone
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiodiff.denoiser import autoguided
-from audiodiff.pipeline import Options, SpectrogramDiffusion
+from audiodiff.diffusion.denoiser import autoguided
+from audiodiff.generation.pipeline import Options, SpectrogramDiffusion
 
 from .test_cli import invoke, run  # noqa: F401  (the tiny trained run fixture)
 

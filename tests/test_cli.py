@@ -186,7 +186,7 @@ def test_a_run_without_label_counts_continues_and_mixes_labels_evenly(tmp_path, 
     data, cfg = _low_and_high(tmp_path, tiny_config, 2)
     out = tmp_path / "run"
     with monkeypatch.context() as m:  # as runs were made before the counts were recorded
-        m.setattr("audiodiff.run.label_counts", lambda labels, n: ())
+        m.setattr("audiodiff.data.labels.label_counts", lambda labels, n: ())
         assert invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--no-progress").exit_code == 0
     res = invoke("train", str(data), "--out", str(out), "--config", str(cfg), "--steps", "6", "--no-progress")
     assert res.exit_code == 0 and "resuming from" in res.output, res.output
@@ -203,7 +203,7 @@ def test_label_on_unconditional_run(tmp_path, run):
 
 
 def test_a_run_names_its_default_vocoder(tmp_path, run, audio_dir):
-    from audiodiff.pipeline import SpectrogramDiffusion
+    from audiodiff.generation.pipeline import SpectrogramDiffusion
 
     res = invoke("train", str(audio_dir), "--out", str(run), "--vocoder", "griffin", "--no-progress")
     assert res.exit_code == 1 and "unknown vocoder 'griffin'" in res.output
@@ -233,7 +233,7 @@ def test_out_of_range_flags_are_one_line_errors(tmp_path, audio_dir, run):
 def test_spectrogram_png_leaves_the_matplotlib_backend_alone(tmp_path):
     """A notebook user's backend must survive audiodiff drawing a spectrogram (no matplotlib.use)."""
     code = ("import matplotlib; matplotlib.use('svg'); import numpy as np; from audiodiff.config import MelConfig; "
-            "from audiodiff.plot import save_spectrogram; "
+            "from audiodiff.audio.plot import save_spectrogram; "
             f"save_spectrogram(r'{tmp_path / 'x.png'}', np.zeros((80, 10)), MelConfig()); "
             "print(matplotlib.get_backend())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -242,11 +242,11 @@ def test_spectrogram_png_leaves_the_matplotlib_backend_alone(tmp_path):
 
 
 def test_edit_titles_name_each_outputs_seed(tmp_path, run, monkeypatch):
-    import audiodiff.pipeline
+    import audiodiff.generation.pipeline
 
     titles = []
-    real = audiodiff.pipeline.write_clips
-    monkeypatch.setattr(audiodiff.pipeline, "write_clips",
+    real = audiodiff.generation.pipeline.write_clips
+    monkeypatch.setattr(audiodiff.generation.pipeline, "write_clips",
                         lambda *a, **k: (titles.extend(k["titles"]), real(*a, **k))[1])
     src = tmp_path / "in.wav"
     sf.write(src, tone(440, 0.5), SR)

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from audiodiff.config import PRESETS, Config, preset
+from audiodiff.config import Config
+from audiodiff.presets import PRESETS, preset
 
 
 def test_toml_round_trip(tmp_path):

@@ -7,12 +7,12 @@ import torch
 
 from audiodiff import checkpoint
 from audiodiff.config import Config, DistillConfig
-from audiodiff.consistency import loss, paired_level, pseudo_huber, sample_sigma, sigma_range, teacher_step
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.run import distill
-from audiodiff.sampling import consistency, ve_denoiser
-from audiodiff.schedule import GaussianSchedule, cosine_betas
-from audiodiff.trainkit import checkpoints
+from audiodiff.diffusion.consistency import loss, paired_level, pseudo_huber, sample_sigma, sigma_range, teacher_step
+from audiodiff.diffusion.sampling import consistency, ve_denoiser
+from audiodiff.diffusion.schedule import GaussianSchedule, cosine_betas
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.run.tune import distill
+from audiodiff.runfolder import checkpoints
 
 from .test_cli import invoke, run  # noqa: F401  (the tiny trained run fixture)
 

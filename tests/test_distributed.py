@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from audiodiff import checkpoint
-from audiodiff.distributed import Dist, shutdown
-from audiodiff.train import latest_checkpoint
+from audiodiff.training.diffusion import latest_checkpoint
+from audiodiff.training.distributed import Dist, shutdown
 
 from .test_cli import invoke
 

@@ -5,11 +5,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiodiff.editing import circular, ddim_invert, inpaint, slerp, soft_keep, strength_start, time_keep
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.sampling import ddim, item_noise
-from audiodiff.schedule import GaussianSchedule, cosine_betas
-from audiodiff.unet import UNet
+from audiodiff.diffusion.editing import circular, ddim_invert, inpaint, slerp, soft_keep, strength_start, time_keep
+from audiodiff.diffusion.sampling import ddim, item_noise
+from audiodiff.diffusion.schedule import GaussianSchedule, cosine_betas
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.model.unet import UNet
 
 from .conftest import SR, tolerance, tone
 from .test_cli import invoke, run  # noqa: F401  (the `run` fixture: a trained 4-step run)
@@ -204,7 +204,7 @@ def test_loop_audio_joins_end_to_start(pipe, tiny_config):
     freq = 40.5 * SR / period
     t = np.arange(4 * period) / SR
     logmel = pipe.rep.encode((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32))[..., 20 : 20 + frames]
-    from audiodiff.editing import loop_audio
+    from audiodiff.diffusion.editing import loop_audio
 
     wav = loop_audio(pipe.rep.decode, logmel, [0], period, tiny_config.mel.n_fft)[0].numpy()
     assert len(wav) == period
@@ -270,7 +270,7 @@ def test_vary_and_windowed_generation_on_each_device(tiny_config, device):
 
 
 def test_one_options_object_for_every_method(pipe):
-    from audiodiff.pipeline import Options
+    from audiodiff.generation.pipeline import Options
 
     fast = Options(steps=3, seed=2, batch_size=1)
     torch.testing.assert_close(pipe.generate(2, options=fast).logmel, pipe.generate(2, steps=3, seed=2, batch_size=1).logmel)

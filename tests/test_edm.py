@@ -8,10 +8,10 @@ from click.testing import CliRunner
 
 from audiodiff.cli import main
 from audiodiff.config import Config, DiffusionConfig, TrainConfig
-from audiodiff.denoiser import EDMDenoiser, for_sampling
-from audiodiff.sampling import ddim, dpmpp_2m, heun
-from audiodiff.schedule import EDM, GaussianSchedule, cosine_betas
-from audiodiff.train import noise_levels
+from audiodiff.diffusion.denoiser import EDMDenoiser, for_sampling
+from audiodiff.diffusion.sampling import ddim, dpmpp_2m, heun
+from audiodiff.diffusion.schedule import EDM, GaussianSchedule, cosine_betas
+from audiodiff.training.diffusion import noise_levels
 
 CHAIN = GaussianSchedule(cosine_betas(1000), "x0")
 

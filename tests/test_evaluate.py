@@ -1,19 +1,27 @@
 import json
 
-import torch
-
 import numpy as np
 import pytest
 import scipy.linalg
 import soundfile as sf
+import torch
 from click.testing import CliRunner
 
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.audio.metrics import log_spectral_distance
 from audiodiff.cli import main
 from audiodiff.config import MelConfig
-from audiodiff.evaluate import (bootstrap_interval, clip_features, evaluate_generated, folder_features,
-                                frechet_distance, kernel_distance, memorization, split_reference, vocoder_files)
-from audiodiff.mel import MelSpectrogram
-from audiodiff.metrics import log_spectral_distance
+from audiodiff.evaluation.evaluate import (
+    bootstrap_interval,
+    clip_features,
+    evaluate_generated,
+    folder_features,
+    frechet_distance,
+    kernel_distance,
+    memorization,
+    split_reference,
+    vocoder_files,
+)
 
 from .conftest import SR, tone
 
@@ -168,7 +176,7 @@ def test_cli_evaluate_generated_and_vocoder(tmp_path):
 
 
 def test_inception_scores_closed_form():
-    from audiodiff.embedder import inception_score, modified_inception_score
+    from audiodiff.evaluation.embedder import inception_score, modified_inception_score
 
     confident_uniform = torch.eye(4).repeat(5, 1)  # 20 clips, each certain, classes balanced
     assert inception_score(confident_uniform) == pytest.approx(4.0, rel=1e-4)
@@ -179,7 +187,7 @@ def test_inception_scores_closed_form():
 
 
 def test_file_labels_from_subfolders_and_metadata(tmp_path):
-    from audiodiff.data import file_labels
+    from audiodiff.data.labels import file_labels
 
     names, idx = file_labels(tmp_path, ["a/x.wav", "b/y.wav", "a/z.wav"])
     assert names == ["a", "b"] and idx.tolist() == [0, 1, 0]
@@ -233,7 +241,7 @@ def test_train_embedder_cli_and_scores(tmp_path, labelled):
         assert out["generated_classes"]["accuracy"] >= 0.9  # "generated" clips filed in class subfolders
         # the same clips in one folder, their classes in its metadata.csv as `audiodiff generate` records them;
         # with the classes swapped, the accuracy must collapse (the file's labels are the ones used)
-        from audiodiff.data import write_clip_labels
+        from audiodiff.data.labels import write_clip_labels
 
         flat = tmp_path / "flat"
         flat.mkdir()
@@ -253,7 +261,7 @@ def test_train_embedder_cli_and_scores(tmp_path, labelled):
 def test_speech_scores_when_installed():
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
-    from audiodiff.metrics import speech_scores
+    from audiodiff.audio.metrics import speech_scores
 
     t = np.arange(32000) / 16000
     # a crude voiced signal: 150 Hz harmonics, syllable-rate amplitude modulation
@@ -268,7 +276,7 @@ def test_speech_scores_when_installed():
 def test_label_accuracy_per_label_closed_form(tmp_path):
     from types import SimpleNamespace
 
-    from audiodiff.evaluate import class_accuracy, label_accuracy
+    from audiodiff.evaluation.evaluate import class_accuracy, label_accuracy
 
     files = ["a/1.wav", "a/2.wav", "a/3.wav", "b/1.wav", "b/2.wav"]
     emb = SimpleNamespace(labels=["a", "b"])
@@ -280,7 +288,7 @@ def test_label_accuracy_per_label_closed_form(tmp_path):
 
 
 def test_clip_labels_are_recorded_merged_and_checked(tmp_path):
-    from audiodiff.data import clip_labels_recorded, file_labels, write_clip_labels
+    from audiodiff.data.labels import clip_labels_recorded, file_labels, write_clip_labels
 
     assert not clip_labels_recorded(tmp_path, ["sample_000.wav"])  # no metadata.csv
     write_clip_labels(tmp_path, {"sample_000.wav": "b", "sample_001.wav": "a"})
@@ -305,8 +313,8 @@ def test_clip_labels_are_recorded_merged_and_checked(tmp_path):
 
 def test_vocoder_scores_on_each_device(tmp_path, device):
     """Round-trip scores with the vocoder on `device` (the scores themselves are computed on CPU)."""
-    from audiodiff.evaluate import evaluate_vocoder
-    from audiodiff.vocoders import build_vocoder
+    from audiodiff.evaluation.evaluate import evaluate_vocoder
+    from audiodiff.vocoders.registry import build_vocoder
 
     files, _ = vocoder_files(_tone_folder(tmp_path / "set", 1, n=3), 3)
     config = MEL.config

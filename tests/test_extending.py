@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from audiodiff import checkpoint, vocoders
+from audiodiff import checkpoint
+from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
-from audiodiff.mel import MelSpectrogram
-from audiodiff.vocoder import Vocoder
-from audiodiff.vocoders import WEIGHTS_FILE
+from audiodiff.vocoders import registry as vocoders
+from audiodiff.vocoders.base import Vocoder
+from audiodiff.vocoders.registry import WEIGHTS_FILE
 
 from .conftest import SR, tone
 
@@ -110,12 +111,12 @@ class Loudness:
 
 
 def test_a_conditioning_signal_registered_from_outside(tiny_config):
-    from audiodiff import conditioning
-    from audiodiff.conditioning import guided
-    from audiodiff.sampling import sample
-    from audiodiff.schedule import GaussianSchedule
-    from audiodiff.train import TrainState, train_step
-    from audiodiff.unet import UNet
+    from audiodiff.diffusion.sampling import sample
+    from audiodiff.diffusion.schedule import GaussianSchedule
+    from audiodiff.model import conditioning
+    from audiodiff.model.conditioning import guided
+    from audiodiff.model.unet import UNet
+    from audiodiff.training.diffusion import TrainState, train_step
 
     conditioning.register("loudness", Loudness)
     try:

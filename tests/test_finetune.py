@@ -8,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from audiodiff import checkpoint, lora
-from audiodiff.adapt import grow_labels, labels_with
+from audiodiff import checkpoint
 from audiodiff.config import Config
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.run import read_checkpoint
-from audiodiff.trainkit import checkpoints
-from audiodiff.unet import UNet
+from audiodiff.data.labels import labels_with
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.model import lora
+from audiodiff.model.adapt import grow_labels
+from audiodiff.model.unet import UNet
+from audiodiff.runfolder import checkpoints, read_checkpoint
 
 from .test_cli import invoke, run  # noqa: F401  (the tiny trained run fixture)
 
@@ -218,7 +219,7 @@ def test_labels_need_new_labels_to_grow(tmp_path, audio_dir, tiny_config):
 
 
 def test_near_copies_is_about_five_percent_for_new_clips_and_one_for_copies():
-    from audiodiff.evaluate import near_copies
+    from audiodiff.evaluation.evaluate import near_copies
 
     rng = torch.Generator().manual_seed(0)
     train = torch.randn(400, 6, generator=rng).numpy()
@@ -262,7 +263,7 @@ def test_the_shipped_models_generate_and_are_small(tmp_path):
 
 def test_stop_copies_ends_a_fine_tune_at_the_first_checkpoint_past_the_limit(tmp_path, run, audio_dir,  # noqa: F811
                                                                              monkeypatch):
-    import audiodiff.run as run_module
+    import audiodiff.run.tune as run_module
 
     shares = iter([0.0, 0.5, 0.9])
     monkeypatch.setattr(run_module, "copies_share", lambda *a, **k: next(shares, 0.9))

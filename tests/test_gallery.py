@@ -16,7 +16,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from audiodiff.cli import main
-from audiodiff.gallery import build_gallery
+from audiodiff.generation.gallery import build_gallery
 
 from .conftest import SR, tone
 
@@ -42,7 +42,7 @@ def fake_run(tmp_path, tiny_config):
     (run / "config.toml").write_text(tiny_config.to_toml())
     for i, f in enumerate((300, 450)):
         sf.write(run / "generated" / f"sample_00{i}.wav", tone(f, 0.5), SR)
-    from audiodiff.plot import save_spectrogram
+    from audiodiff.audio.plot import save_spectrogram
 
     save_spectrogram(run / "generated" / "sample_000.png", np.zeros((16, 20)), tiny_config.mel, "given")
     sf.write(run / "samples" / "step 2 & <odd>.wav", tone(500, 0.3), SR)  # a name that needs escaping

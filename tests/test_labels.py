@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from audiodiff.config import DataConfig, SampleConfig
-from audiodiff.data import label_counts
-from audiodiff.pipeline import EACH_LABEL, Options, SpectrogramDiffusion, data_label
-from audiodiff.sampling import spaced_timesteps
-from audiodiff.unet import UNet
+from audiodiff.data.labels import data_label, label_counts
+from audiodiff.diffusion.sampling import spaced_timesteps
+from audiodiff.generation.pipeline import EACH_LABEL, Options, SpectrogramDiffusion
+from audiodiff.model.unet import UNet
 
 
 def _pipe(tiny_config, sample: SampleConfig, counts: tuple[int, ...] = ()) -> SpectrogramDiffusion:

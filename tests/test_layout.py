@@ -1,61 +1,110 @@
-"""The package's shape: imports point one way (README, "How it works"), with no cycle."""
+"""The package's shape: one folder per stage, imports point one way (docs/architecture.md), with no cycle."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiodiff"
 
-# Lower layers never import higher ones (equal layers do not import each other either).
+# Lower layers never import higher ones; rooms of one layer do not import each other. A room is a subpackage
+# (its modules may import each other) or a top-level module.
 LAYERS = [
-    ["config", "files", "reports", "device", "board"],
-    ["checkpoint", "audio", "mel", "distributed", "melcache"],
-    ["vocoder", "metrics", "data", "conditioning", "schedule", "trainkit", "plot"],
-    ["denoiser"],
-    ["vocos", "embedder", "unet", "sampling", "consistency", "lora"],
-    ["vocoders", "editing", "adapt"],
-    ["representation", "evaluate"],
-    ["train", "vocoder_train"],
+    ["config", "files", "device"],
+    ["presets", "checkpoint"],
+    ["runfolder"],
+    ["audio"],
+    ["data", "model"],
+    ["diffusion", "vocoders"],
+    ["training", "evaluation"],
+    ["generation"],
     ["run"],
-    ["pipeline", "gallery"],
-    ["cli_options"],
-    ["cli_tools"],
     ["cli"],
     ["__main__", "__init__"],
 ]
+MAX_LINES = 400
 
 
-def imports(module: str) -> set[str]:
-    """The audiodiff modules a module imports, anywhere in it (also inside functions)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+def room(path: Path) -> str:
+    """The room of a module file: its subpackage, or its own name at the top level."""
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def imported_rooms(text: str, package: tuple[str, ...]) -> set[str]:
+    """The rooms a module in `package` (its folders under audiodiff/) imports by relative import, anywhere in it
+    (also inside functions)."""
+    tree = ast.parse(text)
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module} if node.module else {a.name for a in node.names}
-    return {m.split(".")[0] for m in found}
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[:len(package) - (node.level - 1)]
+            target = [*base, *(node.module.split(".") if node.module else [])]
+            if target:
+                found.add(target[0])
+            else:
+                found |= {a.name for a in node.names}
+    return found
 
 
-def test_every_module_has_a_layer():
-    assert {p.stem for p in PACKAGE.glob("*.py")} == {m for layer in LAYERS for m in layer}
+def test_every_room_has_a_layer():
+    assert {room(p) for p in modules()} == {r for layer in LAYERS for r in layer}
+
+
+def upward(name: str, own: str, text: str, package: tuple[str, ...]) -> list[str]:
+    """The imports of module `name` (in room `own`) that do not point to a lower layer."""
+    layer = {r: i for i, rs in enumerate(LAYERS) for r in rs}
+    return [f"{name} ({own}, layer {layer[own]}) imports {b} (layer {layer[b]})"
+            for b in imported_rooms(text, package) - {own} if layer[b] >= layer[own]]
 
 
 def test_imports_point_down():
-    layer = {m: i for i, ms in enumerate(LAYERS) for m in ms}
-    upward = [f"{a} (layer {layer[a]}) imports {b} (layer {layer[b]})"
-              for a in layer for b in imports(a) if layer[b] >= layer[a]]
-    assert not upward, upward
+    found = [line for p in modules() for line in upward(str(p.relative_to(PACKAGE)), room(p), p.read_text(),
+                                                          p.relative_to(PACKAGE).parent.parts)]
+    assert not found, found
 
 
-def test_trainers_import_no_trainer_vocoder_plot_or_sampler():
-    banned = {"train", "vocoder_train", "vocoder", "vocoders", "plot", "audio", "sampling", "pipeline", "run"}
-    for trainer in ("train", "vocoder_train"):
-        assert not imports(trainer) & (banned - {trainer}), trainer
+def test_an_upward_import_is_reported():
+    assert upward("data/x.py", "data", "def f():\n    from ..training.kit import prune\n", ("data",))
+    assert upward("data/x.py", "data", "from ..model import unet\n", ("data",))  # same layer
+    assert not upward("data/x.py", "data", "from .melcache import Store\nfrom ..audio.mel import M\n", ("data",))
+    assert upward("config.py", "config", "from . import run\n", ())
+
+
+def test_modules_are_small():
+    big = [f"{p.relative_to(PACKAGE)}: {n} lines" for p in modules() if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    assert not big, big
+
+
+def test_trainers_import_no_vocoder_registry_plot_sampler_or_pipeline():
+    banned = {("vocoders", "registry"), ("audio", "plot"), ("diffusion", "sampling"), ("generation",), ("run",)}
+    for trainer in ("diffusion.py", "vocoder.py", "kit.py"):
+        text = (PACKAGE / "training" / trainer).read_text()
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                parts = tuple(node.module.split("."))
+                assert not any(parts[:len(b)] == b for b in banned), (trainer, node.module)
+
+
+def test_loading_a_model_imports_no_trainer():
+    """Reading a run for generation needs no trainer, DDP, TensorBoard or evaluation."""
+    code = ("import sys, audiodiff.generation.pipeline; "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['audiodiff', 'training'], ['audiodiff', 'run'], "
+            "['audiodiff', 'evaluation'], ['audiodiff', 'cli'])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_only_the_cli_imports_click():
-    for path in PACKAGE.glob("*.py"):
+    for path in modules():
         tree = ast.parse(path.read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
-        assert ("click" in names) == path.stem.startswith("cli"), path.name
+        assert ("click" in names) == (room(path) == "cli" and path.name != "__init__.py"), path

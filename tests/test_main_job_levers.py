@@ -2,13 +2,14 @@
 labels as documented, and the memorizer rows draw training clips of the right labels in those counts."""
 
 import importlib.util
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from audiodiff.config import Config, preset
-from audiodiff.data import CLIP_LABEL_COLUMN, file_labels
+from audiodiff.config import Config
+from audiodiff.data.labels import CLIP_LABEL_COLUMN, file_labels
+from audiodiff.presets import preset
 
 spec = importlib.util.spec_from_file_location(
     "main_job_levers", Path(__file__).resolve().parents[1] / "benchmarks" / "main_job_levers.py")

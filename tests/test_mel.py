@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from audiodiff.audio.mel import MelSpectrogram, check_mel_config
 from audiodiff.config import MelConfig
-from audiodiff.mel import MelSpectrogram, check_mel_config
 
 from .conftest import tolerance
 

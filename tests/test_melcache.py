@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiodiff import data as data_module
-from audiodiff.data import load_mels
-from audiodiff.mel import MelSpectrogram
-from audiodiff.melcache import INDEX, ShardWriter
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.data import datasets as data_module
+from audiodiff.data.datasets import load_mels
+from audiodiff.data.melcache import INDEX, ShardWriter
 
 from .conftest import SR, tone
 
@@ -98,7 +98,7 @@ def test_a_damaged_shard_is_rebuilt_alone(tmp_path, audio_dir, tiny_config, dama
 
 def test_checksums_are_computed_again_only_for_shards_whose_mtime_changed(tmp_path, audio_dir, tiny_config,
                                                                           monkeypatch):
-    from audiodiff import melcache
+    from audiodiff.data import melcache
     cache = tmp_path / "cache"
     first, _ = load(audio_dir, tiny_config, cache)
     hashed = []

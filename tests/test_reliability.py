@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audiodiff import checkpoint
-from audiodiff.audio import AudioError, load
-from audiodiff.data import load_mels
-from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.train import latest_checkpoint, train
+from audiodiff.audio.io import AudioError, load
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.data.datasets import load_mels
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.training.diffusion import latest_checkpoint, train
 
 from .conftest import SR, tone
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from audiodiff.sampling import ddim, ddpm, dpmpp_2m, get_sampler, item_noise, sample, spaced_timesteps
-from audiodiff.schedule import GaussianSchedule, cosine_betas, linear_betas
+from audiodiff.diffusion.sampling import ddim, ddpm, dpmpp_2m, get_sampler, item_noise, sample, spaced_timesteps
+from audiodiff.diffusion.schedule import GaussianSchedule, cosine_betas, linear_betas
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -125,8 +125,8 @@ def test_dpmpp_2m_oracle_and_registry():
 
 def test_classifier_free_guidance_closed_form():
     from audiodiff.config import UNetConfig
-    from audiodiff.conditioning import guided
-    from audiodiff.unet import UNet
+    from audiodiff.model.conditioning import guided
+    from audiodiff.model.unet import UNet
 
     model = UNet(UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=3))
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_classifier_free_guidance_closed_form():
 
 
 def test_heun_karras():
-    from audiodiff.sampling import heun, karras_sigmas
+    from audiodiff.diffusion.sampling import heun, karras_sigmas
 
     sched = GaussianSchedule(cosine_betas(1000), "x0")
     sig = karras_sigmas(sched, 5)
@@ -173,7 +173,7 @@ def test_heun_is_second_order_on_gaussian_data(device):
     and the probability-flow ODE dx/dsigma = (x - D) / sigma has the exact solution
     x(0) = x(sigma_max) s / sqrt(s^2 + sigma_max^2). Unlike a constant predictor (for which Euler is exact too),
     this D makes the ODE curve, so the error must fall about 4x per doubling of steps (2nd order); Euler, 2x."""
-    from audiodiff.sampling import heun
+    from audiodiff.diffusion.sampling import heun
 
     sched, s = GaussianSchedule(cosine_betas(1000), "x0"), 0.5
     log_sigmas = sched.sigmas().log().numpy()
@@ -196,8 +196,8 @@ def test_heun_is_second_order_on_gaussian_data(device):
 def test_guidance_interval_boundaries():
     """Inside [t_lo, t_hi] (both ends included) the guided output; outside, the plain conditional one."""
     from audiodiff.config import UNetConfig
-    from audiodiff.conditioning import guided
-    from audiodiff.unet import UNet
+    from audiodiff.model.conditioning import guided
+    from audiodiff.model.unet import UNet
 
     model = UNet(UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=2))
     torch.manual_seed(0)

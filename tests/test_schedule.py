@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audiodiff.config import DiffusionConfig
-from audiodiff.schedule import GaussianSchedule, cosine_betas
+from audiodiff.diffusion.schedule import GaussianSchedule, cosine_betas
 
 
 def test_cosine_alphas_cumprod_closed_form():

@@ -8,13 +8,14 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from audiodiff.audio import load, read, save, to_channels
+from audiodiff.audio.io import load, read, save, to_channels
+from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.cli import main
-from audiodiff.config import Config, preset
-from audiodiff.data import load_mels
-from audiodiff.evaluate import stereo_image
-from audiodiff.mel import MelSpectrogram
-from audiodiff.representation import MelRepresentation
+from audiodiff.config import Config
+from audiodiff.data.datasets import load_mels
+from audiodiff.evaluation.evaluate import stereo_image
+from audiodiff.generation.representation import MelRepresentation
+from audiodiff.presets import preset
 
 from .conftest import SR, tone
 
@@ -168,7 +169,7 @@ def test_stereo_run_end_to_end(tmp_path, stereo_dir, tiny_config):
 
 
 def test_stereo_image_and_flux_statistics():
-    from audiodiff.evaluate import flux_ratios, spectral_flux, stereo_image
+    from audiodiff.evaluation.evaluate import flux_ratios, spectral_flux, stereo_image
 
     x = tone(440, 0.5)
     assert stereo_image(np.stack([x, x])) == pytest.approx((1.0, 0.0))
@@ -184,7 +185,7 @@ def test_stereo_image_and_flux_statistics():
 
 
 def test_outpaint_windows_cover_the_clip():
-    from audiodiff.editing import outpaint_windows
+    from audiodiff.diffusion.editing import outpaint_windows
 
     plan = outpaint_windows(56, 300, 64, 0.5)
     assert plan[0] == (24, 32, False)  # keeps the last 32 frames of the first window's 56

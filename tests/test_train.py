@@ -6,12 +6,13 @@ import torch
 
 from audiodiff import checkpoint
 from audiodiff import device as devices
-from audiodiff.data import MelDataset, load_mels
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.data.datasets import MelDataset, load_mels
 from audiodiff.device import resolve_precision
-from audiodiff.mel import MelSpectrogram
-from audiodiff.pipeline import SpectrogramDiffusion
-from audiodiff.train import load_state, lr_at, train
-from audiodiff.trainkit import MAX_BAD_STEPS, latest_checkpoint
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.runfolder import latest_checkpoint
+from audiodiff.training.diffusion import load_state, lr_at, train
+from audiodiff.training.kit import MAX_BAD_STEPS
 
 from .conftest import tolerance
 
@@ -92,7 +93,7 @@ def test_runs_keep_their_optimizer_kernel_when_continued(tmp_path, data, tiny_co
     cpu = torch.device("cpu")
     assert train(with_steps(tiny_config, 1), data, tmp_path / "new", cpu, progress=False).optimizer.defaults["fused"]
     with monkeypatch.context() as m:
-        m.setattr("audiodiff.train.adamw", lambda params, device, **kw: torch.optim.AdamW(params, **kw))
+        m.setattr("audiodiff.training.diffusion.adamw", lambda params, device, **kw: torch.optim.AdamW(params, **kw))
         straight = train(tiny_config, data, tmp_path / "a", cpu, progress=False)
         train(with_steps(tiny_config, 2), data, tmp_path / "b", cpu, progress=False)
     resumed = train(tiny_config, data, tmp_path / "b", cpu, progress=False)
@@ -102,7 +103,7 @@ def test_runs_keep_their_optimizer_kernel_when_continued(tmp_path, data, tiny_co
 
 
 def test_checkpoints_pruned_and_previews_written(tmp_path, data, tiny_config):
-    from audiodiff.run import preview_writer
+    from audiodiff.run.previews import preview_writer
 
     config = with_steps(tiny_config, 6, keep_checkpoints=2)
     train(config, data, tmp_path, torch.device("cpu"), progress=False, on_checkpoint=preview_writer(config, tmp_path))
@@ -222,7 +223,8 @@ def test_compiled_training_matches_eager(tmp_path, data, tiny_config):
 
 
 def test_prune_never_deletes_the_newest_checkpoint(tmp_path):
-    from audiodiff.trainkit import checkpoint_path, checkpoints, prune
+    from audiodiff.runfolder import checkpoint_path, checkpoints
+    from audiodiff.training.kit import prune
 
     for step in (2, 4, 6):
         checkpoint_path(tmp_path, step).parent.mkdir(exist_ok=True)
@@ -232,7 +234,7 @@ def test_prune_never_deletes_the_newest_checkpoint(tmp_path):
 
 
 def test_loss_log_keeps_the_rows_a_resume_replaces(tmp_path):
-    from audiodiff.trainkit import LossLog
+    from audiodiff.training.kit import LossLog
 
     path = tmp_path / "loss.csv"
     log = LossLog(path, 0)
@@ -262,7 +264,7 @@ def test_bad_steps_stop_training_only_when_consecutive(tmp_path, data, tiny_conf
 
 def test_non_finite_gradients_skip_the_step(tmp_path, data, tiny_config, monkeypatch):
     """A finite loss whose gradients overflow must not reach the optimizer."""
-    from audiodiff import train as train_module
+    from audiodiff.training import diffusion as train_module
 
     class InfGrad(torch.autograd.Function):  # identity forward, infinite gradient backward
         @staticmethod
@@ -292,8 +294,8 @@ def test_non_finite_gradients_skip_the_step(tmp_path, data, tiny_config, monkeyp
 def test_fp16_overflow_lowers_the_loss_scale_and_skips_the_step(tmp_path, data, tiny_config, device):
     """fp16 autocast with dynamic loss scaling: a step whose scaled gradients overflow is skipped and halves the
     scale; the run continues (the scale's default start, 2^16, is far above what this tiny model tolerates)."""
-    from audiodiff.train import new_state, train_step
-    from audiodiff.schedule import GaussianSchedule
+    from audiodiff.diffusion.schedule import GaussianSchedule
+    from audiodiff.training.diffusion import new_state, train_step
 
     config = tiny_config.replace("train", precision="fp16")
     state = new_state(config, device)
@@ -313,7 +315,7 @@ def test_fp16_overflow_lowers_the_loss_scale_and_skips_the_step(tmp_path, data, 
 
 def test_ema_follows_the_closed_form(device):
     """ema <- decay * ema + (1 - decay) * param, with the warm-up decay min(d, (1 + n) / (10 + n))."""
-    from audiodiff.trainkit import ema_decay_at, ema_update
+    from audiodiff.training.kit import ema_decay_at, ema_update
 
     ema, model = torch.nn.Linear(3, 2).to(device), torch.nn.Linear(3, 2).to(device)
     before = [p.detach().clone() for p in ema.parameters()]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from audiodiff.config import UNetConfig
-from audiodiff.unet import Attention, FreqAttention, UNet, attention, timestep_embedding
+from audiodiff.model.unet import Attention, FreqAttention, UNet, attention, timestep_embedding
 
 from .conftest import tolerance
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.audio.metrics import mel_l1, mr_stft, snr_db
 from audiodiff.config import MelConfig
-from audiodiff.mel import MelSpectrogram
-from audiodiff.metrics import mel_l1, mr_stft, snr_db
-from audiodiff.vocoder import PGHI, GriffinLim, pghi_phase
-from audiodiff.vocoders import build_vocoder, describe
+from audiodiff.vocoders.base import PGHI, GriffinLim, pghi_phase
+from audiodiff.vocoders.registry import build_vocoder, describe
 
 from .conftest import tone
 

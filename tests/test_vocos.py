@@ -9,15 +9,14 @@ import torch
 from click.testing import CliRunner
 
 from audiodiff import checkpoint
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.audio.metrics import mr_stft_distance
 from audiodiff.cli import main
 from audiodiff.config import MelConfig, VocoderConfig, VocoderTrainConfig, VocosConfig
-from audiodiff.data import load_waves
-from audiodiff.mel import MelSpectrogram
-from audiodiff.metrics import mr_stft_distance
-from audiodiff.vocoders import build_vocoder, describe
-from audiodiff.vocoder_train import lr_at, phase_derivative_loss, train_vocoder
-from audiodiff.vocoders import load_vocoder
-from audiodiff.vocos import NeuralVocoder, build_net
+from audiodiff.data.datasets import load_waves
+from audiodiff.training.vocoder import lr_at, phase_derivative_loss, train_vocoder
+from audiodiff.vocoders.registry import build_vocoder, describe, load_vocoder
+from audiodiff.vocoders.vocos import NeuralVocoder, build_net
 
 from .conftest import SR, tolerance, tone
 

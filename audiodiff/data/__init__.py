@@ -1,0 +1,1 @@
+"""A folder of audio becomes training data: files found, decoded once into a mel cache, cropped; class labels."""

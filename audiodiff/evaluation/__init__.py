@@ -1,0 +1,1 @@
+"""Scores of generated audio and of vocoders: features, Frechet/kernel distances with floors, classifiers."""

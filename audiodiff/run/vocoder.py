@@ -1,0 +1,54 @@
+"""`audiodiff vocoder train`: a neural vocoder trained on a folder of audio, or continued."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from ..audio.mel import MelSpectrogram
+from ..config import VocoderConfig
+from ..data.datasets import load_waves
+from ..device import peak_memory, resolve_device
+from ..files import write_text
+from ..runfolder import CONFIG_FILE
+from ..training.vocoder import VocoderState, check_same_vocoder
+from ..training.vocoder import train_vocoder as train_vocoder_model
+from ..vocoders.registry import mel_config
+from .setup import Log, report_skipped, writable_dir
+
+
+def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | None = None,
+                  config_file: Path | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
+                  progress: bool = True, log: Log = print, warn: Log = print) -> VocoderState:
+    """Train a vocoder on every audio file under data_dir, or continue the one in `out`, as `audiodiff vocoder
+    train` does. Config: the folder's own, else the default; the mel of `run` if given; then config_file;
+    then overrides of [train] fields. Returns the final state."""
+    data_dir, out = Path(data_dir), Path(out)
+    stored = VocoderConfig.from_toml(out / CONFIG_FILE) if (out / CONFIG_FILE).exists() else None
+    if stored is None and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: folder exists and is not an audiodiff vocoder (no {CONFIG_FILE}); choose another")
+    config = stored or VocoderConfig()
+    if run:
+        config = dataclasses.replace(config, mel=mel_config(run))
+    if config_file:
+        config = VocoderConfig.from_toml(config_file, config)
+    config = config.replace("train", **(overrides or {}))
+    if stored is not None:
+        check_same_vocoder(stored, config, str(out))
+    dev = resolve_device(None if device == "auto" else device)
+    t0 = time.perf_counter()
+    data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress)
+    report_skipped(report, warn)
+    log(f"data: {report.summary()}, {len(data.wav) / config.mel.sample_rate / 60:.1f} min of audio, "
+        f"in {time.perf_counter() - t0:.1f} s")
+    writable_dir(out)
+    write_text(out / CONFIG_FILE, config.to_toml())
+    c = config.train
+    log(f"training vocoder on {dev} ({c.precision}{', adversarial' if c.adversarial else ''}), {c.steps} steps of "
+        f"{c.batch_size} x {c.segment_frames * config.mel.hop_length / config.mel.sample_rate:.2f} s segments -> {out}")
+    state = train_vocoder_model(config, data, out, dev, progress=progress, log=log)
+    log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+        f"Next: audiodiff evaluate vocoder --data HELDOUT_DIR --vocoder {out} --vocoder griffinlim")
+    return state
