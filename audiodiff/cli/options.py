@@ -11,6 +11,11 @@ import click
 EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
 
 
+def given(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{section: {field: value}} of the flags a user gave (None: not given), as the library's `overrides` take."""
+    return {section: {k: v for k, v in changes.items() if v is not None} for section, changes in sections.items()}
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the library's expected errors into a one-line `Error: ...` and exit status 1."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 
-from .options import DEVICE, friendly
+from .options import DEVICE, VOCODER, friendly, given
 
 
 @click.group()
@@ -50,10 +51,11 @@ def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_fi
     """
     from ..run.vocoder import train_vocoder
 
-    changes = dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial, phase_weight=phase_weight,
-                   seed=seed, precision=precision, checkpoint_every=checkpoint_every)
-    train_vocoder(data_dir, out, run=run_dir, config_file=config_file,
-                  overrides={k: v for k, v in changes.items() if v is not None}, device=device, progress=progress,
+    changes = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial,
+                               phase_weight=phase_weight, seed=seed, precision=precision,
+                               checkpoint_every=checkpoint_every))
+    train_vocoder(data_dir, out, run=run_dir, config_file=config_file, overrides=changes["train"], device=device,
+                  progress=progress,
                   log=click.echo, warn=lambda m: click.echo(m, err=True))
 
 
@@ -116,11 +118,10 @@ def train_embedder_cmd(data_dir: Path, out: Path, label_column: str | None, held
 
     from ..config import EmbedderConfig
     from ..evaluation.evaluate import train_embedder_on
-    from ..run.setup import writable_dir
+    from ..files import refuse_overwrite, writable_dir
 
     target = out / "embedder.safetensors"
-    if target.exists() and not force:
-        raise ValueError(f"{target}: exists; pass --force to overwrite")
+    refuse_overwrite(target, force=force)
     writable_dir(out)
     config = dataclasses.replace(EmbedderConfig(), **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
     train_embedder_on(data_dir, out, label_column, heldout, config, progress, click.echo)
@@ -160,3 +161,71 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, seed: int, label_column: st
     rows, how = compare_vocoders(data_dir, vocoders, mel_config(run_dir, vocoders), clips, seed, label_column, speech, dev)
     where = f"{dev} (this machine, {torch.get_num_threads()} threads)"
     click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(vocoder_report(rows, how, speech, where)))
+
+
+@click.command()
+@click.argument("in_audio", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Output WAV.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path),
+              help="Use this run's mel config (default: a trained --vocoder's, else the built-in default).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the initial phase.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@VOCODER
+@DEVICE
+@friendly
+def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, force: bool, vocoder: str | None,
+                device: str) -> None:
+    """Round-trip IN_AUDIO through the mel front end and the vocoder, to hear what the mel keeps.
+
+    Prints mel L1, multi-resolution STFT distance and SNR of the result against the input
+    (resampled to the mel's sample rate, mono), and writes a spectrogram PNG beside --out.
+    """
+    from ..audio.io import load, save
+    from ..audio.mel import MelSpectrogram
+    from ..audio.metrics import mel_l1, mr_stft, snr_db
+    from ..audio.plot import save_spectrogram
+    from ..device import resolve_device
+    from ..files import refuse_overwrite, writable_dir
+    from ..vocoders.registry import build_vocoder, describe
+    from ..vocoders.registry import mel_config as mel_config_of
+    from ..vocoders.registry import reconstruct as roundtrip
+
+    refuse_overwrite(out, out.with_suffix(".png"), force=force)
+    mel_config = mel_config_of(run_dir, (vocoder,) if vocoder else ())
+    mel = MelSpectrogram(mel_config).to(resolve_device(device))
+    wav = load(in_audio, mel_config.sample_rate)
+    t0 = time.perf_counter()
+    voc = build_vocoder(vocoder or "griffinlim", mel)
+    est, logmel = roundtrip(wav, mel, voc, seed)
+    elapsed = time.perf_counter() - t0
+    writable_dir(out.parent)
+    save(out, est.numpy(), mel_config.sample_rate)
+    save_spectrogram(out.with_suffix(".png"), logmel[0, 0].numpy(), mel_config, f"{in_audio.name} (input mel)")
+    mel_cpu = MelSpectrogram(mel_config)
+    click.echo(f"{out}: mel L1 {mel_l1(wav, est, mel_cpu):.3f}, MR-STFT {mr_stft(wav, est):.3f}, "
+               f"SNR {snr_db(wav, est):.1f} dB; vocoder {describe(voc)}, "
+               f"real-time factor {elapsed / (len(wav) / mel_config.sample_rate):.3f}")
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for index.html and the copied clips and spectrograms.")
+@click.option("--title", help="Page title (default: the name of SOURCE).")
+@click.option("--force", is_flag=True, help="Write into --out even if it already holds a gallery; that gallery's "
+              "copies of clips SOURCE no longer has are removed.")
+@friendly
+def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
+    """A static HTML page with an audio player and a spectrogram for every clip of SOURCE.
+
+    SOURCE is a run (its generated/ and samples/ folders are shown, with the run's settings) or any
+    folder of .wav files (searched recursively; spectrograms beside the clips are reused, missing ones
+    drawn). The page needs no server and no network: open OUT/index.html in a browser, or publish OUT.
+    """
+    from ..files import refuse_overwrite, writable_dir
+    from ..generation.gallery import build_gallery
+
+    refuse_overwrite(out / "index.html", force=force)
+    writable_dir(out)
+    page = build_gallery(source, out, title)
+    click.echo(f"{page}: open it in a browser")

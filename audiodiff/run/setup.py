@@ -13,6 +13,7 @@ from torch import nn
 from ..audio.mel import MelSpectrogram
 from ..config import Config
 from ..data.datasets import DataReport, MelDataset, load_mels
+from ..files import refuse_foreign, writable_dir
 from ..model.unet import UNet
 from ..presets import preset
 from ..runfolder import CONFIG_FILE, latest_checkpoint, run_config
@@ -24,36 +25,25 @@ from .previews import preview_writer
 Log = Callable[[str], None]
 
 
-def writable_dir(path: Path) -> None:
-    """Create `path` if needed; OSError naming it if nothing can be written there."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".audiodiff-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"{path}: cannot write here ({e.strerror or e})") from None
-
-
 def resolve_config(out: Path, config_file: Path | None = None, preset_name: str | None = None,
                    overrides: dict[str, dict[str, Any]] | None = None, resume: bool = False) -> tuple[Config, Config | None]:
     """(config to train with, the run's stored config or None): the run's own when continuing, else
     preset (default small) < TOML file < overrides {section: {field: value}}. Labels come later, from the data."""
     stored = run_config(out)
     if stored is None and resume:
-        raise ValueError(f"{out}: resume asked for but there is no run here (no {CONFIG_FILE})")
-    refuse_foreign(out, stored)
+        raise ValueError(f"{out}: --resume given but there is no run here (no {CONFIG_FILE})")
+    refuse_other_folder(out, stored)
     config = changed(preset(preset_name) if preset_name else stored or preset("small"), config_file, overrides)
     if resume and latest_checkpoint(out) is None:
         raise ValueError(f"{out}: resume asked for but no checkpoint yet in {out / 'checkpoints'}")
     return config, stored
 
 
-def refuse_foreign(out: Path, stored: Config | None) -> None:
+def refuse_other_folder(out: Path, stored: Config | None) -> None:
     """ValueError if `out` holds files but no run (stored None): nothing a user made is written over. A folder
     holding only a mel cache is one an earlier attempt left when it stopped after reading the data."""
-    if stored is None and out.exists() and any(p.name != "cache" for p in out.iterdir()):
-        raise ValueError(f"{out}: folder exists and is not an audiodiff run (no {CONFIG_FILE}); choose another")
+    if stored is None:
+        refuse_foreign(out, f"an audiodiff run (no {CONFIG_FILE})", ignore=("cache",))
 
 
 def changed(config: Config, config_file: Path | None, overrides: dict[str, dict[str, Any]] | None) -> Config:

@@ -9,14 +9,14 @@ import torch
 
 from .. import checkpoint
 from ..config import Config, FinetuneConfig
-from ..files import write_text
+from ..files import refuse_foreign, writable_dir, write_text
 from ..model.adapt import ema_model
 from ..model.lora import merge as merge_adapters
 from ..model.lora import set_scale
 from ..model.unet import UNet
 from ..runfolder import CONFIG_FILE, read_checkpoint
 from ..training.diffusion import new_state, save_state
-from .setup import Log, writable_dir
+from .setup import Log
 
 
 def merge(run: str | Path, out: str | Path, lora_scale: float = 1.0, log: Log = print) -> Path:
@@ -56,8 +56,7 @@ def _whole(config: Config, tensors: dict[str, torch.Tensor], path: Path, out: Pa
            lora_scale: float = 1.0) -> tuple[Config, UNet]:
     """(config, EMA network) of a checkpoint as a whole run (a LoRA run's adapters merged at lora_scale), with
     `out` made as a new folder holding its config.toml (merge, export)."""
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: exists and is not empty; choose a new folder")
+    refuse_foreign(out, "empty")
     model = ema_model(config, tensors, path)
     set_scale(model, lora_scale)
     config = dataclasses.replace(config, finetune=FinetuneConfig())

@@ -11,14 +11,14 @@ from ..audio.mel import MelSpectrogram
 from ..data.datasets import load_mels
 from ..data.labels import file_labels, run_label_counts
 from ..device import peak_memory
-from ..files import write_text
+from ..files import writable_dir, write_text
 from ..runfolder import CONFIG_FILE
 from ..training.diffusion import TrainState, check_same_model
 from ..training.diffusion import train as train_model
 from ..training.distributed import barrier, from_env, shutdown
 from ..vocoders.registry import build_vocoder
 from .previews import preview_writer
-from .setup import Log, board_for, report_skipped, resolve_config, writable_dir
+from .setup import Log, board_for, report_skipped, resolve_config
 
 
 def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = None, preset_name: str | None = None,

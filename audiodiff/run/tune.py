@@ -20,7 +20,7 @@ from ..model.adapt import check_base, ema_model, refuse_as_base, start_network
 from ..runfolder import CONFIG_FILE, read_checkpoint, run_config
 from ..training.diffusion import TrainState, check_same_model
 from .previews import copies_line, copies_share
-from .setup import Log, changed, one_process_data, refuse_foreign, train_logged
+from .setup import Log, changed, one_process_data, refuse_other_folder, train_logged
 from .share import merged
 
 # A distillation's training settings unless --config or flags say otherwise (the rest comes from the teacher's run).
@@ -48,7 +48,7 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     if t_config.distill.method:
         raise ValueError(f"{t_path}: already a distilled run; distil its teacher ({t_config.distill.teacher}) instead")
     stored = run_config(out)
-    refuse_foreign(out, stored)
+    refuse_other_folder(out, stored)
     if stored is not None and stored.distill.teacher_sha256 != meta["sha256"]:
         raise ValueError(f"{out}: was distilled from {stored.distill.teacher} (sha256 {stored.distill.teacher_sha256[:12]}), "
                          f"not from {t_path} (sha256 {meta['sha256'][:12]})")
@@ -64,7 +64,7 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     config = changed(config, config_file, overrides)
     if stored is not None:
         check_same_model(stored, config, str(out))
-    dev = resolve_device(None if device == "auto" else device)
+    dev = resolve_device(device)
     t0 = time.perf_counter()
     data = one_process_data(config, data_dir, out, workers, progress, log, warn)
     labels = teacher_labels(config, data_dir, data.files, label_column)
@@ -108,7 +108,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     b_config, b_tensors, b_meta, b_path = read_checkpoint(base_run)
     refuse_as_base(b_config, str(b_path))
     stored = run_config(out)
-    refuse_foreign(out, stored)
+    refuse_other_folder(out, stored)
     if stored is not None and stored.finetune.base_sha256 != b_meta["sha256"]:
         raise ValueError(f"{out}: was fine-tuned from {stored.finetune.base} (sha256 {stored.finetune.base_sha256[:12]}), "
                          f"not from {b_path} (sha256 {b_meta['sha256'][:12]})")
@@ -119,7 +119,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     config = dataclasses.replace(stored or Config.from_dict({"train": train_defaults}, b_config), finetune=f)
     config = changed(config, config_file, overrides)
     check_base(b_config, config, str(out))
-    dev = resolve_device(None if device == "auto" else device)
+    dev = resolve_device(device)
     t0 = time.perf_counter()
     data = one_process_data(config, data_dir, out, workers, progress, log, warn)
     names, labels = finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
@@ -133,7 +133,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     added = names[len(b_config.data.labels):]
     c, f = config.train, config.finetune
     how = f"LoRA rank {f.lora_rank} on {f.lora_layers} layers" if f.lora_rank else "all weights"
-    log(f"fine-tuning {b_path} ({how}{f', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
+    log(f"fine-tuning {b_path} ({how}{', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
         f"({c.precision}), {c.steps} steps of {c.batch_size} crops at lr {c.lr:g} -> {out}")
     start = start_network(config, b_config, b_tensors, b_path)
     stop = None if stop_copies is None else copies_stop(stop_copies, config, data, labels, log)

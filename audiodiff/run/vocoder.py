@@ -11,12 +11,12 @@ from ..audio.mel import MelSpectrogram
 from ..config import VocoderConfig
 from ..data.datasets import load_waves
 from ..device import peak_memory, resolve_device
-from ..files import write_text
+from ..files import refuse_foreign, writable_dir, write_text
 from ..runfolder import CONFIG_FILE
 from ..training.vocoder import VocoderState, check_same_vocoder
 from ..training.vocoder import train_vocoder as train_vocoder_model
 from ..vocoders.registry import mel_config
-from .setup import Log, report_skipped, writable_dir
+from .setup import Log, report_skipped
 
 
 def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | None = None,
@@ -27,8 +27,8 @@ def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | No
     then overrides of [train] fields. Returns the final state."""
     data_dir, out = Path(data_dir), Path(out)
     stored = VocoderConfig.from_toml(out / CONFIG_FILE) if (out / CONFIG_FILE).exists() else None
-    if stored is None and out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: folder exists and is not an audiodiff vocoder (no {CONFIG_FILE}); choose another")
+    if stored is None:
+        refuse_foreign(out, f"an audiodiff vocoder (no {CONFIG_FILE})")
     config = stored or VocoderConfig()
     if run:
         config = dataclasses.replace(config, mel=mel_config(run))
@@ -37,7 +37,7 @@ def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | No
     config = config.replace("train", **(overrides or {}))
     if stored is not None:
         check_same_vocoder(stored, config, str(out))
-    dev = resolve_device(None if device == "auto" else device)
+    dev = resolve_device(device)
     t0 = time.perf_counter()
     data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress)
     report_skipped(report, warn)
