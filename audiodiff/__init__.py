@@ -21,7 +21,8 @@ from .diffusion.editing import ddim_invert, inpaint, slerp
 from .diffusion.sampling import ddim, ddpm, dpmpp_2m, heun, sample
 from .diffusion.schedule import GaussianSchedule
 from .generation import representation
-from .generation.pipeline import Generated, Options, SpectrogramDiffusion
+from .generation.options import Generated, Options
+from .generation.pipeline import SpectrogramDiffusion
 from .model import conditioning
 from .model.unet import UNet
 from .presets import preset

@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.audio.mel import SILENCE, MelSpectrogram
-from audiodiff.data.datasets import load_mels
+from audiodiff.data.prepare import load_mels
 from audiodiff.presets import preset
 
 SR, CLIP_S = 16000, 10

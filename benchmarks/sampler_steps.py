@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from audiodiff.diffusion.sampling import sample
-from audiodiff.evaluation.evaluate import clip_features, folder_features, score_sets, split_reference, standardize
+from audiodiff.evaluation.features import clip_features, folder_features
+from audiodiff.evaluation.distances import score_sets, split_reference, standardize
 from audiodiff.generation.pipeline import SpectrogramDiffusion
 
 

@@ -22,7 +22,7 @@ import torch
 
 from audiodiff import device as devices
 from audiodiff.audio.mel import MelSpectrogram
-from audiodiff.data.datasets import load_mels
+from audiodiff.data.prepare import load_mels
 from audiodiff.device import resolve_device
 from audiodiff.diffusion.schedule import GaussianSchedule
 from audiodiff.presets import preset

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from audiodiff.diffusion.denoiser import autoguided
-from audiodiff.generation.pipeline import Options, SpectrogramDiffusion
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.generation.options import Options
 
 from .test_cli import invoke, run  # noqa: F401  (the tiny trained run fixture)
 

@@ -242,11 +242,11 @@ def test_spectrogram_png_leaves_the_matplotlib_backend_alone(tmp_path):
 
 
 def test_edit_titles_name_each_outputs_seed(tmp_path, run, monkeypatch):
-    import audiodiff.generation.pipeline
+    import audiodiff.generation.options
 
     titles = []
-    real = audiodiff.generation.pipeline.write_clips
-    monkeypatch.setattr(audiodiff.generation.pipeline, "write_clips",
+    real = audiodiff.generation.options.write_clips
+    monkeypatch.setattr(audiodiff.generation.options, "write_clips",
                         lambda *a, **k: (titles.extend(k["titles"]), real(*a, **k))[1])
     src = tmp_path / "in.wav"
     sf.write(src, tone(440, 0.5), SR)

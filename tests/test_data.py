@@ -5,7 +5,8 @@ import torch
 
 from audiodiff.audio.io import load
 from audiodiff.audio.mel import MelSpectrogram
-from audiodiff.data.datasets import find_audio_files, load_mels
+from audiodiff.data.folders import find_audio_files
+from audiodiff.data.prepare import load_mels
 
 from .conftest import SR, tone
 
@@ -70,7 +71,7 @@ def test_folder_errors(tmp_path, tiny_config):
 
 
 def test_cache_is_rebuilt_when_the_preprocessing_changes(tmp_path, audio_dir, tiny_config, monkeypatch):
-    from audiodiff.data import datasets as data_module
+    from audiodiff.data import prepare as data_module
 
     mel = MelSpectrogram(tiny_config.mel)
     load_mels(audio_dir, mel, 16, tmp_path / "cache", progress=False)

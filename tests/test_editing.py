@@ -270,7 +270,7 @@ def test_vary_and_windowed_generation_on_each_device(tiny_config, device):
 
 
 def test_one_options_object_for_every_method(pipe):
-    from audiodiff.generation.pipeline import Options
+    from audiodiff.generation.options import Options
 
     fast = Options(steps=3, seed=2, batch_size=1)
     torch.testing.assert_close(pipe.generate(2, options=fast).logmel, pipe.generate(2, steps=3, seed=2, batch_size=1).logmel)

@@ -11,17 +11,9 @@ from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.audio.metrics import log_spectral_distance
 from audiodiff.cli import main
 from audiodiff.config import MelConfig
-from audiodiff.evaluation.evaluate import (
-    bootstrap_interval,
-    clip_features,
-    evaluate_generated,
-    folder_features,
-    frechet_distance,
-    kernel_distance,
-    memorization,
-    split_reference,
-    vocoder_files,
-)
+from audiodiff.evaluation.distances import bootstrap_interval, evaluate_generated, frechet_distance, kernel_distance, memorization, split_reference
+from audiodiff.evaluation.features import clip_features, folder_features
+from audiodiff.evaluation.vocoders import vocoder_files
 
 from .conftest import SR, tone
 
@@ -276,7 +268,7 @@ def test_speech_scores_when_installed():
 def test_label_accuracy_per_label_closed_form(tmp_path):
     from types import SimpleNamespace
 
-    from audiodiff.evaluation.evaluate import class_accuracy, label_accuracy
+    from audiodiff.evaluation.classes import class_accuracy, label_accuracy
 
     files = ["a/1.wav", "a/2.wav", "a/3.wav", "b/1.wav", "b/2.wav"]
     emb = SimpleNamespace(labels=["a", "b"])
@@ -313,7 +305,7 @@ def test_clip_labels_are_recorded_merged_and_checked(tmp_path):
 
 def test_vocoder_scores_on_each_device(tmp_path, device):
     """Round-trip scores with the vocoder on `device` (the scores themselves are computed on CPU)."""
-    from audiodiff.evaluation.evaluate import evaluate_vocoder
+    from audiodiff.evaluation.vocoders import evaluate_vocoder
     from audiodiff.vocoders.registry import build_vocoder
 
     files, _ = vocoder_files(_tone_folder(tmp_path / "set", 1, n=3), 3)

@@ -219,7 +219,7 @@ def test_labels_need_new_labels_to_grow(tmp_path, audio_dir, tiny_config):
 
 
 def test_near_copies_is_about_five_percent_for_new_clips_and_one_for_copies():
-    from audiodiff.evaluation.evaluate import near_copies
+    from audiodiff.evaluation.distances import near_copies
 
     rng = torch.Generator().manual_seed(0)
     train = torch.randn(400, 6, generator=rng).numpy()

@@ -9,7 +9,8 @@ import torch
 from audiodiff.config import DataConfig, SampleConfig
 from audiodiff.data.labels import data_label, label_counts
 from audiodiff.diffusion.sampling import spaced_timesteps
-from audiodiff.generation.pipeline import EACH_LABEL, Options, SpectrogramDiffusion
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.generation.options import EACH_LABEL, Options
 from audiodiff.model.unet import UNet
 
 

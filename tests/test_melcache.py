@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 from audiodiff.audio.mel import MelSpectrogram
-from audiodiff.data import datasets as data_module
-from audiodiff.data.datasets import load_mels
+from audiodiff.data import prepare as data_module
 from audiodiff.data.melcache import INDEX, ShardWriter
+from audiodiff.data.prepare import load_mels
 
 from .conftest import SR, tone
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from audiodiff import checkpoint
 from audiodiff.audio.io import AudioError, load
 from audiodiff.audio.mel import MelSpectrogram
-from audiodiff.data.datasets import load_mels
+from audiodiff.data.prepare import load_mels
 from audiodiff.generation.pipeline import SpectrogramDiffusion
 from audiodiff.training.diffusion import latest_checkpoint, train
 

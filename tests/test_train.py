@@ -7,7 +7,8 @@ import torch
 from audiodiff import checkpoint
 from audiodiff import device as devices
 from audiodiff.audio.mel import MelSpectrogram
-from audiodiff.data.datasets import MelDataset, load_mels
+from audiodiff.data.datasets import MelDataset
+from audiodiff.data.prepare import load_mels
 from audiodiff.device import resolve_precision
 from audiodiff.generation.pipeline import SpectrogramDiffusion
 from audiodiff.runfolder import latest_checkpoint

@@ -69,7 +69,7 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file). On a class-conditional run
     each clip's label is recorded in OUT/metadata.csv (columns path, label), where `evaluate generated` finds it."""
     from ..data.labels import clip_labels_recorded
-    from ..generation.pipeline import write_clips
+    from ..generation.options import write_clips
 
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
     extra = {"autoguide_from": autoguide_from, "autoguidance": autoguidance} if autoguide_from is not None else {}
@@ -141,7 +141,7 @@ def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, 
 
 
 def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0: float, seed: int) -> None:
-    from ..generation.pipeline import write_clips
+    from ..generation.options import write_clips
 
     # interpolate: frame i (its seed only sets the vocoder's phase); the edits: seed + i
     what, first = ("frame", 0) if prefix == "interp" else ("seed", seed)

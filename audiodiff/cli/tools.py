@@ -153,8 +153,8 @@ def evaluate_vocoder_cmd(data_dir: Path, clips: int, seed: int, label_column: st
     import torch
 
     from ..device import resolve_device
-    from ..evaluation.evaluate import compare_vocoders
     from ..evaluation.reports import vocoder_report
+    from ..evaluation.vocoders import compare_vocoders
     from ..vocoders.registry import mel_config
 
     dev = resolve_device(device)

@@ -17,7 +17,8 @@ from ..data.datasets import MelDataset
 from ..diffusion.denoiser import for_sampling
 from ..diffusion.sampling import sample
 from ..diffusion.schedule import GaussianSchedule
-from ..evaluation.evaluate import clip_features, near_copies, standardize
+from ..evaluation.distances import near_copies, standardize
+from ..evaluation.features import clip_features
 from ..generation.representation import for_run
 from ..model.conditioning import from_config as conditioning_of
 from ..model.conditioning import guided

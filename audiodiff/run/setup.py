@@ -12,7 +12,8 @@ from torch import nn
 
 from ..audio.mel import MelSpectrogram
 from ..config import Config
-from ..data.datasets import DataReport, MelDataset, load_mels
+from ..data.datasets import DataReport, MelDataset
+from ..data.prepare import load_mels
 from ..files import refuse_foreign, writable_dir
 from ..model.unet import UNet
 from ..presets import preset

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..audio.mel import MelSpectrogram
-from ..data.datasets import load_mels
 from ..data.labels import file_labels, run_label_counts
+from ..data.prepare import load_mels
 from ..device import peak_memory
 from ..files import writable_dir, write_text
 from ..runfolder import CONFIG_FILE

@@ -7,11 +7,11 @@ paired round-trip scores of the `--vocoders` (specs as in `audiodiff evaluate vo
 `--vocoder-clips` held-out clips.
 
     bash ../shared/data/make_datasets.sh /tmp/data
-    python benchmarks/evaluate_protocol.py /tmp/data --sets notes digits drums
+    python experiments/evaluate_protocol.py /tmp/data --sets notes digits drums
     # with trained embedders (floors in their embedding, IS of the real held-out clips):
     for s in notes:family digits:digit drums:category; do audiodiff evaluate train-embedder \
         /tmp/data/${s%%:*}/train --out /tmp/emb/${s%%:*} --label-column ${s##*:} --heldout /tmp/data/${s%%:*}/heldout; done
-    python benchmarks/evaluate_protocol.py /tmp/data --embedders /tmp/emb --vocoders griffinlim
+    python experiments/evaluate_protocol.py /tmp/data --embedders /tmp/emb --vocoders griffinlim
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ import torch
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
 from audiodiff.evaluation.embedder import Embedder
-from audiodiff.evaluation.evaluate import (
-    SetScore,
-    class_scores,
-    embedder_features,
-    evaluate_vocoder,
-    folder_features,
-    score_sets,
-    split_reference,
-    standardize,
-    vocoder_files,
-)
+from audiodiff.evaluation.distances import SetScore, score_sets, split_reference, standardize
+from audiodiff.evaluation.classes import class_scores
+from audiodiff.evaluation.features import embedder_features, folder_features
+from audiodiff.evaluation.vocoders import evaluate_vocoder, vocoder_files
 from audiodiff.vocoders.registry import build_vocoder, describe
 
 

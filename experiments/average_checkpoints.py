@@ -4,7 +4,7 @@ window than the run's own decay), in the spirit of Karras et al. 2024's post-hoc
 late checkpoints sample better averaged than alone. Everything but the EMA weights (the raw weights, optimizer, RNG,
 config, step) is the last checkpoint's, so `audiodiff generate OUT` samples it like any checkpoint of the run.
 
-    python benchmarks/average_checkpoints.py OUT.safetensors RUN/checkpoints/step_00002250.safetensors \\
+    python experiments/average_checkpoints.py OUT.safetensors RUN/checkpoints/step_00002250.safetensors \\
         RUN/checkpoints/step_00002500.safetensors RUN/checkpoints/step_00003000.safetensors
 """
 

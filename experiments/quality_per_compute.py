@@ -14,7 +14,7 @@ embedder's space) are computed with 95% bootstrap intervals beside the fair floo
 from the reference, as many as the generated set). Sampling time is not training time. A table, a JSON file and a plot (FD vs minutes,
 mean over seeds) are written to --out.
 
-    python benchmarks/quality_per_compute.py data/notes/train --config recipes/notes/config.toml \\
+    python experiments/quality_per_compute.py data/notes/train --config recipes/notes/config.toml \\
         --variants baseline row_position --minutes 5 15 --seeds 0 1 --out runs/qpc-notes
 """
 
@@ -36,13 +36,16 @@ import torch
 from audiodiff.audio.io import load, save
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import LABEL_MIXES, Config, MelConfig
-from audiodiff.data.datasets import load_mels
+from audiodiff.data.prepare import load_mels
 from audiodiff.data.labels import file_labels, label_counts
 from audiodiff.device import resolve_device
 from audiodiff.diffusion.schedule import GaussianSchedule
 from audiodiff.evaluation.embedder import Embedder
-from audiodiff.evaluation.evaluate import clip_features, evaluate_generated, evaluate_with_embedder, scored_features
-from audiodiff.generation.pipeline import EACH_LABEL, SpectrogramDiffusion
+from audiodiff.evaluation.evaluate import evaluate_with_embedder
+from audiodiff.evaluation.features import clip_features, scored_features
+from audiodiff.evaluation.distances import evaluate_generated
+from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.generation.options import EACH_LABEL
 from audiodiff.presets import preset
 from audiodiff.training.diffusion import TrainState, new_state, save_state, train_step
 

@@ -7,7 +7,7 @@ silence back to the original length; the labels of metadata.csv are copied to th
 with the same command as the original folder to compare at equal steps (the step time does not depend on the
 folder's size; the mel cache holds the copies).
 
-    python benchmarks/pitch_copies.py samples/notes OUT --shifts -1 1
+    python experiments/pitch_copies.py samples/notes OUT --shifts -1 1
     audiodiff train OUT/train --out RUN --preset tiny --label-column family
 """
 

@@ -3,8 +3,8 @@
 # same run further (it continues; the learning rate is constant after warm-up, so a run continued to S steps is
 # the run that would have been trained for S) and scores it again at each of STEPS.
 #
-#   bash benchmarks/main_job_curve.sh RUN VAL EMBEDDER OUT [STEPS...]
-#   bash benchmarks/main_job_curve.sh runs/notes-tiny VAL runs/recipe-notes/embedder runs/curve 2250 3000
+#   bash experiments/main_job_curve.sh RUN VAL EMBEDDER OUT [STEPS...]
+#   bash experiments/main_job_curve.sh runs/notes-tiny VAL runs/recipe-notes/embedder runs/curve 2250 3000
 #
 # RUN: a main-job run folder (`audiodiff train samples/notes/train --out RUN --preset tiny --label-column family`;
 # checkpoints every 500 steps; or another config's run on the same data), trained further on samples/notes/train
@@ -54,4 +54,4 @@ for at in sorted(out.glob("at*/scores.json"), key=lambda p: int(p.parent.name[2:
           f"{e['generated_classes']['is']:.2f} ({e['reference_classes']['is']:.2f}) | "
           f"{e['generated_classes'].get('accuracy', float('nan')):.0%} | {seconds.get(step, '-')} |")
 EOF
-echo "command: bash benchmarks/main_job_curve.sh $RUN $VAL $EMB $OUT $*"
+echo "command: bash experiments/main_job_curve.sh $RUN $VAL $EMB $OUT $*"

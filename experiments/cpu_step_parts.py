@@ -10,7 +10,7 @@
    backward in bf16 at the input it gets in that step, their total time and FLOP rate, and the
    slowest layers by FLOP rate.
 
-    python benchmarks/cpu_step_parts.py --rounds 5
+    python experiments/cpu_step_parts.py --rounds 5
 """
 
 from __future__ import annotations

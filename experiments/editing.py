@@ -8,7 +8,7 @@
 - continue and loop: the largest sample step within 2 hops of each seam, divided by the clip's 99.9th
   percentile step (1 means a seam is no worse than the clip's own rare large steps).
 
-    python benchmarks/editing.py runs/notes-tiny samples/notes/heldout -n 8
+    python experiments/editing.py runs/notes-tiny samples/notes/heldout -n 8
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from audiodiff.audio.io import load
-from audiodiff.data.datasets import find_audio_files
+from audiodiff.data.folders import find_audio_files
 from audiodiff.diffusion.editing import ddim_invert
 from audiodiff.diffusion.sampling import ddim
 from audiodiff.generation.pipeline import SpectrogramDiffusion

@@ -4,7 +4,7 @@
 them, and report how often a classifier (`audiodiff evaluate train-embedder`) hears the intended label,
 per label and overall, and the melstats FD of all clips against real clips, with the fair floor.
 
-    python benchmarks/guidance.py RUN --embedder EMB_DIR --reference REF_DIR -n 20 \\
+    python experiments/guidance.py RUN --embedder EMB_DIR --reference REF_DIR -n 20 \\
         --plan ddim:50 dpmpp-2m:10 --weights 0 1 2 3 [--interval 100 800]
 
 Tune on clips the evaluation was not fitted on: REF_DIR should be a validation folder, not the held-out one.
@@ -22,7 +22,8 @@ import torch
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
 from audiodiff.evaluation.embedder import Embedder
-from audiodiff.evaluation.evaluate import clip_features, folder_features, frechet_distance, split_reference, standardize
+from audiodiff.evaluation.features import clip_features, folder_features
+from audiodiff.evaluation.distances import frechet_distance, split_reference, standardize
 from audiodiff.generation.pipeline import SpectrogramDiffusion
 
 

@@ -21,7 +21,7 @@ percentile of the reference's distances: about 0.05 for new clips, 1 for copies)
 embedder, a family classifier trained here on the notes' training folder minus those reference clips, hears
 as the family.
 
-    python benchmarks/finetune_family.py /tmp/data/notes --family brass --out /tmp/ftfam
+    python experiments/finetune_family.py /tmp/data/notes --family brass --out /tmp/ftfam
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from audiodiff.evaluation.embedder import Embedder
-from audiodiff.evaluation.evaluate import embedder_features
+from audiodiff.evaluation.features import embedder_features
 from audiodiff.runfolder import checkpoint_path, run_config
 
 METHODS = {"scratch": [], "full": [], "lora4": ["--lora", "4"], "lora16": ["--lora", "16"],

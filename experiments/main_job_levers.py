@@ -13,9 +13,9 @@ split for every row).
 Tune with a validation folder as --reference (e.g. the notes set's training notes that are not in
 samples/notes/train); held-out folders are for final tables.
 
-    python benchmarks/main_job_levers.py samples/notes/train --reference VAL --embedder runs/recipe-notes/embedder \\
+    python experiments/main_job_levers.py samples/notes/train --reference VAL --embedder runs/recipe-notes/embedder \\
         --variants baseline cosine family --steps 600 --out runs/levers
-    python benchmarks/main_job_levers.py DRUMS_TRAIN --config recipes/drums/config.toml --label-column category \\
+    python experiments/main_job_levers.py DRUMS_TRAIN --config recipes/drums/config.toml --label-column category \\
         --reference DRUMS_VAL --embedder runs/recipe-drums/embedder --variants baseline labels --steps 600 \\
         --label-mix data --out OUT
 
@@ -24,7 +24,7 @@ with --label-column (default: family). --memorizer N adds N rows of training cli
 (drawn at random, split over the labels the same way): what a model that copies its training data would get,
 i.e. how close to the floor the training folder lets any model come.
 
-    python benchmarks/main_job_levers.py samples/notes/train --reference VAL --embedder runs/recipe-notes/embedder \\
+    python experiments/main_job_levers.py samples/notes/train --reference VAL --embedder runs/recipe-notes/embedder \\
         --variants --memorizer 3 --clips 66 --out OUT
 """
 
@@ -44,7 +44,7 @@ import torch
 
 from audiodiff.audio.io import save
 from audiodiff.config import LABEL_MIXES, Config
-from audiodiff.data.datasets import find_audio_files
+from audiodiff.data.folders import find_audio_files
 from audiodiff.data.labels import file_labels, label_counts, write_clip_labels
 from audiodiff.device import resolve_device
 from audiodiff.diffusion.schedule import GaussianSchedule

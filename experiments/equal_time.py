@@ -10,7 +10,7 @@ change in the machine's load hits all of them. Then each EMA model samples --cli
 the same vocoder turns them into audio, and melstats FD/KID against the held-out folder are printed
 with 95% bootstrap intervals, beside the real-vs-real floor (training clips vs held-out).
 
-    python benchmarks/equal_time.py /tmp/data/drums/train /tmp/data/drums/heldout --minutes 15
+    python experiments/equal_time.py /tmp/data/drums/train /tmp/data/drums/heldout --minutes 15
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from throughput import OURS, Wrapped, diffusers_unet
 from audiodiff.audio.io import save
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import Config, TrainConfig
-from audiodiff.data.datasets import load_mels
+from audiodiff.data.prepare import load_mels
 from audiodiff.device import grad_scaler, resolve_device, resolve_precision
 from audiodiff.diffusion.schedule import GaussianSchedule
-from audiodiff.evaluation.evaluate import evaluate_generated, folder_features
+from audiodiff.evaluation.distances import evaluate_generated
+from audiodiff.evaluation.features import folder_features
 from audiodiff.generation.pipeline import SpectrogramDiffusion
 from audiodiff.model.unet import UNet
 from audiodiff.training.diffusion import TrainState, train_step

@@ -9,7 +9,7 @@ space, IS and class accuracy; one fair floor for every row (--eval-seed). Distil
 beside the teacher's training time when --teacher-seconds is given; generation time is network + vocoder per
 second of audio (real-time factor, lower is faster), batch --batch-size, one thread pool, after a warm-up.
 
-    python benchmarks/distill.py runs/notes-tiny samples/notes/train --reference VALIDATION_DIR \\
+    python experiments/distill.py runs/notes-tiny samples/notes/train --reference VALIDATION_DIR \\
         --embedder runs/recipe-notes/embedder --methods cd:220 ct:400 --out runs/distill-notes
 """
 

@@ -12,9 +12,9 @@
   5-95% range);
 - seams: long clips generated window by window (`generate --seconds`); spectral flux at the window joins vs
   elsewhere in the same clips, against the same statistic at random frames of real clips
-  (evaluate.flux_ratios: the largest flux within 2 frames over the clip's median flux).
+  (flux.flux_ratios: the largest flux within 2 frames over the clip's median flux).
 
-    python benchmarks/stereo.py --parts layouts vocoders image seams --heldout data/loops/heldout --run runs/recipe-loops/run \\
+    python experiments/stereo.py --parts layouts vocoders image seams --heldout data/loops/heldout --run runs/recipe-loops/run \\
         --generated runs/recipe-loops/generated/dpmpp-2m-10-griffinlim --seconds 30 --clips 4
 """
 
@@ -30,10 +30,11 @@ import torch
 from audiodiff.audio.io import load
 from audiodiff.audio.metrics import mel_l1, mr_stft
 from audiodiff.config import Config
-from audiodiff.data.datasets import find_audio_files
+from audiodiff.data.folders import find_audio_files
 from audiodiff.device import describe_hardware
 from audiodiff.diffusion.editing import outpaint_windows
-from audiodiff.evaluation.evaluate import flux_ratios, spectral_flux, stereo_image, stereo_images
+from audiodiff.evaluation.features import stereo_image, stereo_images
+from flux import flux_ratios, spectral_flux  # experiments/flux.py, beside this script
 from audiodiff.generation.pipeline import SpectrogramDiffusion
 from audiodiff.generation.representation import for_run
 
@@ -160,7 +161,7 @@ def main() -> None:
         part_image(config, args.heldout, args.generated)
     if "seams" in args.parts:
         part_seams(args.run, args.heldout, args.seconds, args.clips, args.steps, args.sampler)
-    print(f"\ncommand: python benchmarks/stereo.py --parts {' '.join(args.parts)} --run {args.run} --heldout "
+    print(f"\ncommand: python experiments/stereo.py --parts {' '.join(args.parts)} --run {args.run} --heldout "
           f"{args.heldout} --generated {' '.join(map(str, args.generated))} --vocoders {' '.join(args.vocoders)} "
           f"--clips {args.clips} --seconds {args.seconds:g} --steps {args.steps} --sampler {args.sampler}")
 

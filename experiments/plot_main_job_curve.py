@@ -5,7 +5,7 @@ accuracy with that of real notes. The x axis is training minutes at --seconds-pe
 2-core AVX2 CPU: 1553 s for 1500 steps), or at a run's own rate given as LABEL=FOLDER@SECONDS_PER_STEP (a wider
 model, whose steps cost more).
 
-    python benchmarks/plot_main_job_curve.py "seed 0=runs/curve0" "seed 1=runs/curve1" "32 ch=runs/curve32@2.45" \
+    python experiments/plot_main_job_curve.py "seed 0=runs/curve0" "seed 1=runs/curve1" "32 ch=runs/curve32@2.45" \
         --out curve.png --real-accuracy 0.94
 """
 

@@ -1,4 +1,4 @@
-"""benchmarks/pitch_copies.py: a shift of s semitones multiplies a tone's frequency by 2^(s/12) at the same length,
+"""experiments/pitch_copies.py: a shift of s semitones multiplies a tone's frequency by 2^(s/12) at the same length,
 and the copies carry the original's labels in metadata.csv."""
 
 import csv
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 spec = importlib.util.spec_from_file_location(
-    "pitch_copies", Path(__file__).resolve().parents[1] / "benchmarks" / "pitch_copies.py")
+    "pitch_copies", Path(__file__).resolve().parents[1] / "pitch_copies.py")
 copies = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(copies)
 

@@ -1,4 +1,4 @@
-"""benchmarks/main_job_levers.py: its variants are valid configs, the clips of a conditional run are split over the
+"""experiments/main_job_levers.py: its variants are valid configs, the clips of a conditional run are split over the
 labels as documented, and the memorizer rows draw training clips of the right labels in those counts."""
 
 import importlib.util
@@ -12,7 +12,7 @@ from audiodiff.data.labels import CLIP_LABEL_COLUMN, file_labels
 from audiodiff.presets import preset
 
 spec = importlib.util.spec_from_file_location(
-    "main_job_levers", Path(__file__).resolve().parents[1] / "benchmarks" / "main_job_levers.py")
+    "main_job_levers", Path(__file__).resolve().parents[1] / "main_job_levers.py")
 levers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(levers)
 

@@ -1,4 +1,4 @@
-"""benchmarks/average_checkpoints.py: the EMA weights averaged over checkpoints, everything else the last one's;
+"""experiments/average_checkpoints.py: the EMA weights averaged over checkpoints, everything else the last one's;
 checkpoints of different runs, a single checkpoint, or an output that would overwrite an input are refused."""
 
 import importlib.util
@@ -11,7 +11,7 @@ import torch
 from audiodiff import checkpoint
 
 spec = importlib.util.spec_from_file_location(
-    "average_checkpoints", Path(__file__).resolve().parents[1] / "benchmarks" / "average_checkpoints.py")
+    "average_checkpoints", Path(__file__).resolve().parents[1] / "average_checkpoints.py")
 avg = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(avg)
 

@@ -1,4 +1,4 @@
-"""benchmarks/plot_main_job_curve.py: reads main_job_curve.sh's OUT folders in step order, converts steps to
+"""experiments/plot_main_job_curve.py: reads main_job_curve.sh's OUT folders in step order, converts steps to
 minutes, and writes the plot; a folder without scores is a clear error."""
 
 import importlib.util
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 spec = importlib.util.spec_from_file_location(
-    "plot_main_job_curve", Path(__file__).resolve().parents[1] / "benchmarks" / "plot_main_job_curve.py")
+    "plot_main_job_curve", Path(__file__).resolve().parents[1] / "plot_main_job_curve.py")
 plot = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plot)
 
