@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..data.labels import file_labels
-from .embedder import Embedder, inception_score, modified_inception_score
+from ..model.embedder import Embedder
 from .features import embedder_features
 
 
@@ -52,3 +53,16 @@ def label_accuracy(embedder: Embedder, probs: torch.Tensor, folder: str | Path, 
     hit = probs.argmax(-1) == truth
     return {name: (float(hit[truth == embedder.labels.index(name)].float().mean()),
                    int((truth == embedder.labels.index(name)).sum())) for name in names}
+
+
+def inception_score(probs: Tensor) -> float:
+    """exp(E_x KL(p(y|x) || p(y))) for class probabilities [N, C] (Salimans et al. 2016)."""
+    p_y = probs.mean(0, keepdim=True)
+    return float(torch.exp((probs * (probs.clamp_min(1e-12).log() - p_y.clamp_min(1e-12).log())).sum(-1).mean()))
+
+
+def modified_inception_score(probs: Tensor) -> float:
+    """exp(E_{x, x'} KL(p(y|x) || p(y|x'))) (Gurumurthy et al. 2017): also rewards within-class diversity."""
+    logp = probs.clamp_min(1e-12).log()
+    kl = (probs * logp).sum(-1)[:, None] - probs @ logp.T  # [i, j] = KL(p_i || p_j)
+    return float(torch.exp(kl.mean()))

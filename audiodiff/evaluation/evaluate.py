@@ -14,9 +14,10 @@ from ..audio.mel import MelSpectrogram
 from ..config import EmbedderConfig, MelConfig
 from ..data.labels import CLIP_LABEL_COLUMN, clip_labels_recorded, file_labels
 from ..data.prepare import load_mels
+from ..model.embedder import Embedder
+from ..training.embedder import train_embedder
 from .classes import class_scores, heldout_accuracy, label_accuracy, overall_accuracy
 from .distances import evaluate_generated
-from .embedder import Embedder, train_embedder
 from .features import embedder_features, folder_features, scored_features, stereo_images, stereo_summary
 
 

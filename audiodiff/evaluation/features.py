@@ -17,7 +17,7 @@ from ..audio.io import AudioError, read
 from ..audio.mel import MelSpectrogram
 from ..data.folders import find_audio_files
 from ..data.prepare import load_mels
-from .embedder import Embedder
+from ..model.embedder import Embedder
 
 N_MFCC = 20
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..config import Config
@@ -33,13 +31,14 @@ from ..model.unet import UNet
 from ..runfolder import latest_checkpoint
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .kit import (
+    Loop,
     LossLog,
     adamw,
-    check_bad_run,
     ema_decay_at,
     ema_update,
     flatten_optimizer,
     load_optimizer,
+    loop,
     prune,
     restore_state,
     skip_step,
@@ -285,38 +284,31 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference
         net = torch.compile(net)
     loss_log = LossLog(run_dir / "loss.csv", state.step) if dist.main else None
-    bar = tqdm(total=c.steps, initial=state.step, disable=not (progress and dist.main), unit="step", dynamic_ncols=True)
-    losses, t0, n0 = [], time.perf_counter(), state.step
-    while state.step < c.steps:
+
+    def step() -> dict[str, float]:
         files = data.sample_files(c.batch_size, state.generator)
         x0 = data.crops(files, state.generator).to(device)
         # a label_dropout share is trained as "no label", so the model also learns p(x) (for guidance)
         y = None if cond is None else cond.drop(labels[files], c.label_dropout, state.generator).to(device)
         loss, grad_norm = train_step(state, config, schedule, x0, y, net, dist)
-        if loss != loss:  # NaN: step skipped
-            check_bad_run(state.bad_run, state.bad_steps, run_dir, state.step,
-                          "Try a lower learning rate or --precision fp32.")
-            continue
-        losses.append(loss)
-        if loss_log and (state.step % c.log_every == 0 or state.step == c.steps):
-            speed = (state.step - n0) * c.batch_size / (time.perf_counter() - t0)
-            mean = sum(losses) / len(losses)  # rank 0's share of the batch
-            row = dict(step=state.step, loss=f"{mean:.5f}", lr=f"{lr_at(state.step - 1, config):.3g}",
-                       grad_norm=f"{grad_norm:.3f}", samples_per_s=f"{speed:.2f}", bad_steps=state.bad_steps)
-            loss_log.append(**row)
-            if on_log is not None:
-                on_log(row)
-            bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{speed:.1f}")
-            losses, t0, n0 = [], time.perf_counter(), state.step
-        bar.update(1)
-        if state.step % c.checkpoint_every == 0 or state.step == c.steps:
-            stop = _checkpoint(state, config, run_dir, on_checkpoint) if dist.main else False
-            barrier(dist)
-            if not all_true(not stop, dist):
-                log(f"stopped at step {state.step}: asked to by the checkpoint callback")
-                break
-            t0 = time.perf_counter()  # keep checkpoint and preview time out of samples/s
-    bar.close()
+        return {"loss": loss, "grad_norm": grad_norm}
+
+    def log_row(rows: list[dict[str, float]], speed: float) -> tuple[dict, dict]:
+        mean = sum(r["loss"] for r in rows) / len(rows)  # rank 0's share of the batch
+        row = dict(step=state.step, loss=f"{mean:.5f}", lr=f"{lr_at(state.step - 1, config):.3g}",
+                   grad_norm=f"{rows[-1]['grad_norm']:.3f}", samples_per_s=f"{speed:.2f}", bad_steps=state.bad_steps)
+        return row, dict(loss=f"{mean:.4f}", samples_s=f"{speed:.1f}")
+
+    def checkpoint_and_ask() -> bool:
+        stop = _checkpoint(state, config, run_dir, on_checkpoint) if dist.main else False
+        barrier(dist)
+        if not all_true(not stop, dist):
+            log(f"stopped at step {state.step}: asked to by the checkpoint callback")
+            return True
+        return False
+
+    loop(state, Loop(step, log_row, checkpoint_and_ask, c.steps, c.log_every, c.checkpoint_every, c.batch_size,
+                     run_dir, "Try a lower learning rate or --precision fp32."), loss_log, progress and dist.main, on_log)
     if not replicas_agree(state.model, dist):
         raise RuntimeError("distributed training: the ranks' weights differ (this is a bug; please report it)")
     if dist.active:

@@ -1,4 +1,4 @@
-"""What every trainer shares: pruning a run folder's checkpoints, the loss log, optimizer state in
+"""What every trainer shares: the training loop itself (`loop`), pruning a run folder's checkpoints, the loss log, optimizer state in
 checkpoints, the EMA with warm-up, and the rule for skipped (non-finite) steps.
 
 Trainers (train.py, vocoder_train.py) import this module, never each other.
@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..files import atomic_path
@@ -133,7 +136,7 @@ def skip_step(state: Any) -> None:
     state.bad_run += 1
 
 
-def check_bad_run(consecutive: int, total: int, where: Path, step: int, hint: str) -> None:
+def check_bad_run(consecutive: int, total: int, where: Path | str, step: int, hint: str) -> None:
     """Stop training after MAX_BAD_STEPS skipped steps in a row (a good step resets the count)."""
     if consecutive >= MAX_BAD_STEPS:
         raise FloatingPointError(
@@ -170,3 +173,68 @@ def write_checkpoint(run_dir: Path, step: int, tensors: dict[str, Tensor], meta:
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.write(path, tensors, meta)
     return path
+
+
+Row = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What a trainer gives the kit's loop: its step and how it logs and checkpoints.
+
+    step(): one optimizer step on the trainer's state; returns its figures ({"loss": ..., ...}); a NaN loss means
+        the step was skipped (the state counts it: skip_step).
+    log_row(rows, speed): the loss.csv row (and the progress bar's postfix) from the figures of the steps since the
+        last row and the throughput over them (units_per_step per step per second).
+    checkpoint(): write a checkpoint; True asks training to stop after it.
+    """
+
+    step: Callable[[], Row]
+    log_row: Callable[[list[Row], float], tuple[dict[str, Any], dict[str, str]]]
+    checkpoint: Callable[[], bool]
+    steps: int
+    log_every: int
+    checkpoint_every: int
+    units_per_step: float
+    where: Path | str  # named when steps keep failing
+    hint: str  # what to try then
+
+
+def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_log: Callable[[dict], None] | None = None,
+         desc: str | None = None) -> None:
+    """The one training loop: step until state.step reaches spec.steps, a loss.csv row every log_every steps (and at
+    the end), a checkpoint every checkpoint_every steps (and at the end), skipped steps counted and a run of them
+    stopped (check_bad_run). `state` has step, bad_steps and bad_run; loss_log None logs nothing (other ranks)."""
+    bar = tqdm(total=spec.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True, desc=desc)
+    rows: list[Row] = []
+    t0, n0 = time.perf_counter(), state.step
+    while state.step < spec.steps:
+        row = spec.step()
+        if row["loss"] != row["loss"]:
+            check_bad_run(state.bad_run, state.bad_steps, spec.where, state.step, spec.hint)
+            continue
+        rows.append(row)
+        bar.update(1)
+        if loss_log is not None and (state.step % spec.log_every == 0 or state.step == spec.steps):
+            speed = (state.step - n0) * spec.units_per_step / (time.perf_counter() - t0)
+            line, postfix = spec.log_row(rows, speed)
+            loss_log.append(**line)
+            if on_log is not None:
+                on_log(line)
+            bar.set_postfix(**postfix)
+            rows, t0, n0 = [], time.perf_counter(), state.step
+        if state.step % spec.checkpoint_every == 0 or state.step == spec.steps:
+            if spec.checkpoint():
+                break
+            t0 = time.perf_counter()  # keep checkpoint and preview time out of the throughput
+    bar.close()
+
+
+def mean_rows(rows: list[Row]) -> Row:
+    """The mean of each figure over the rows, in their order."""
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def cosine(step: int, lr: float, steps: int) -> float:
+    """Learning rate after `step` of `steps` steps: a half cosine from lr to 0, no warm-up (the embedder's)."""
+    return lr * 0.5 * (1 + math.cos(math.pi * step / steps))

@@ -22,7 +22,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..audio.mel import MelSpectrogram
@@ -33,12 +32,14 @@ from ..device import autocast, describe_hardware
 from ..runfolder import latest_checkpoint
 from ..vocoders.vocos import WEIGHTS_FILE, VocosNet, build_net, save_vocoder
 from .kit import (
+    Loop,
     LossLog,
-    check_bad_run,
     ema_decay_at,
     ema_update,
     flatten_optimizer,
     load_optimizer,
+    loop,
+    mean_rows,
     prune,
     restore_state,
     skip_step,
@@ -286,33 +287,29 @@ def train_vocoder(config: VocoderConfig, data: WaveDataset, out: Path, device: t
         log(f"resuming from {latest} (step {state.step})")
     state.net.train()
     loss_log = LossLog(out / "loss.csv", state.step, LOG_HEADER)
-    bar = tqdm(total=c.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True)
     length = c.segment_frames * config.mel.hop_length
-    rows, t0, n0 = [], time.perf_counter(), state.step
     started, before = time.perf_counter(), state.seconds
-    while state.step < c.steps:
+
+    def step() -> dict[str, float]:
         wav = random_gain(data.segments(c.batch_size, length, state.generator), c.gain_db, state.generator)
-        row = vocoder_step(state, config, mel, wav.to(device))
-        if row["loss"] != row["loss"]:
-            check_bad_run(state.bad_run, state.bad_steps, out, state.step, "Try a lower --lr.")
-            continue
-        rows.append(row)
-        bar.update(1)
-        if state.step % c.log_every == 0 or state.step == c.steps:
-            speed = (state.step - n0) * c.batch_size * length / config.mel.sample_rate / (time.perf_counter() - t0)
-            mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-            loss_log.append(step=state.step, loss=f"{mean['loss']:.5f}", mel_l1=f"{mean['mel_l1']:.4f}",
-                            mr_stft=f"{mean['mr_stft']:.4f}", phase=f"{mean['phase']:.4f}", disc=f"{mean['disc']:.4f}",
-                            lr=f"{lr_at(state.step - 1, config):.3g}", grad_norm=f"{mean['grad_norm']:.3f}",
-                            audio_s_per_s=f"{speed:.1f}")
-            bar.set_postfix(mel_l1=f"{mean['mel_l1']:.3f}", mr_stft=f"{mean['mr_stft']:.3f}")
-            rows, t0, n0 = [], time.perf_counter(), state.step
-        if state.step % c.checkpoint_every == 0 or state.step == c.steps:
-            state.seconds = before + time.perf_counter() - started
-            save_state(state, config, out)
-            save_vocoder(out / WEIGHTS_FILE, state.ema, config,
-                         {"step": state.step, "seconds": round(state.seconds, 3), "hardware": describe_hardware(device)})
-            prune(out, c.keep_checkpoints)
-            t0 = time.perf_counter()
-    bar.close()
+        return vocoder_step(state, config, mel, wav.to(device))
+
+    def log_row(rows: list[dict[str, float]], speed: float) -> tuple[dict, dict]:
+        mean = mean_rows(rows)
+        row = dict(step=state.step, loss=f"{mean['loss']:.5f}", mel_l1=f"{mean['mel_l1']:.4f}",
+                   mr_stft=f"{mean['mr_stft']:.4f}", phase=f"{mean['phase']:.4f}", disc=f"{mean['disc']:.4f}",
+                   lr=f"{lr_at(state.step - 1, config):.3g}", grad_norm=f"{mean['grad_norm']:.3f}",
+                   audio_s_per_s=f"{speed:.1f}")
+        return row, dict(mel_l1=f"{mean['mel_l1']:.3f}", mr_stft=f"{mean['mr_stft']:.3f}")
+
+    def write() -> bool:
+        state.seconds = before + time.perf_counter() - started
+        save_state(state, config, out)
+        save_vocoder(out / WEIGHTS_FILE, state.ema, config,
+                     {"step": state.step, "seconds": round(state.seconds, 3), "hardware": describe_hardware(device)})
+        prune(out, c.keep_checkpoints)
+        return False
+
+    loop(state, Loop(step, log_row, write, c.steps, c.log_every, c.checkpoint_every,
+                     c.batch_size * length / config.mel.sample_rate, out, "Try a lower --lr."), loss_log, progress)
     return state
