@@ -197,6 +197,20 @@ def test_loop_has_no_seam(pipe, tiny_config):
         assert near <= 1.5 * typical, (near, typical)
 
 
+@pytest.mark.parametrize("model", ["digits", "drums", "notes-tiny"])
+def test_loop_on_a_shipped_class_conditional_model(model, tmp_path):
+    """`generate --loop` on a run that carries one label per clip (it crashed: the loop's second evaluation
+    doubled the batch of x but not of the labels)."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "samples" / "models" / model
+    res = invoke("generate", str(shipped), "--out", str(tmp_path), "--loop", "--seconds", "1.5", "-n", "2",
+                 "--steps", "2", "--no-progress")
+    assert res.exit_code == 0, res.output
+    wav, sr = sf.read(tmp_path / "sample_001.wav")
+    assert len(wav) >= 1.5 * sr and np.isfinite(wav).all()
+
+
 def test_loop_audio_joins_end_to_start(pipe, tiny_config):
     """A steady tone whose period does not divide the loop: a plain cut would jump by half a cycle."""
     hop, frames = tiny_config.mel.hop_length, 16

@@ -118,16 +118,16 @@ def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
 
 
 def circular(model: Model) -> Model:
-    """A Model for loops: each call evaluates the network on x and on x rolled by half its width (one
-    batch of 2B) and blends the two outputs frame by frame, weighting each by the frame's distance from
-    that evaluation's edges. Every frame is then predicted away from the network's edges, and the last
-    frame continues into the first. The width must need no padding by the UNet."""
+    """A Model for loops: each call evaluates the network on x and on x rolled by half its width and blends
+    the two outputs frame by frame, weighting each by the frame's distance from that evaluation's edges. Every
+    frame is then predicted away from the network's edges, and the last frame continues into the first. The
+    width must need no padding by the UNet. The two evaluations are two calls of B items each, not one of 2B: a
+    Model may carry one condition per item (a class-conditional run's labels)."""
 
     def model_fn(x: Tensor, t: Tensor) -> Tensor:
         n = x.shape[-1]
         h = n // 2
-        both = model(torch.cat([x, x.roll(h, -1)]), torch.cat([t, t]))
-        plain, rolled = both[: len(x)], both[len(x) :].roll(-h, -1)
+        plain, rolled = model(x, t), model(x.roll(h, -1), t).roll(-h, -1)
         i = torch.arange(n, device=x.device)
         j = (i + h) % n  # the frame's position in the rolled evaluation
         w_plain = torch.minimum(i, n - 1 - i) + 0.5
