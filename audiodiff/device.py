@@ -41,8 +41,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 convolutions and matmuls natively (oneDNN's check: AVX-512 or AMX). Without
-    it (e.g. AVX2-only x86) bf16 autocast is emulated: measured 130x slower than fp32 for a convolution and 8x
-    for the `tiny` preset's training step (2026-12-05, benchmarks/README.md "A CPU without native bf16")."""
+    it (e.g. AVX2-only x86) bf16 autocast is emulated and many times slower than fp32 (experiments/LOG.md, "A CPU
+    without native bf16")."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     if check is None:  # a build without the check: trust bf16, as before
         return True

@@ -17,20 +17,20 @@ def _preset(name: str, unet: UNetConfig, mel: MelConfig = MelConfig(), data: Dat
 
 PRESETS: dict[str, Config] = {
     # Minutes on a CPU; learns coarse spectral envelopes, not fine detail. 16 channels beat the 32-channel shape it
-    # replaced at equal training time (docs/results.md, "Quality per compute"); runs made with the old tiny keep theirs.
+    # replaced at equal training time (experiments/LOG.md, "Quality per compute"); runs made with the old tiny keep theirs.
     "tiny": _preset(
         "tiny",
         UNetConfig(channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), head_channels=32),
         # With labels (the main job's --label-column family), light guidance at middle noise levels only kept the
         # embedder FD of plain conditional sampling and raised the inception score; strong guidance at every step
-        # made it worse (docs/results.md, "Levers on the main job").
+        # made it worse (experiments/LOG.md, "Levers on the main job at 600 steps").
         sample=SampleConfig(guidance=0.5, guidance_interval=(174.0, 884.0)),
         steps=1500, batch_size=16, lr=1e-3, warmup_steps=50, ema_decay=0.995,
         checkpoint_every=500, preview_count=2, preview_steps=25,
     ),
     # A real model for a CPU-day or a GPU-hour. Thin at full resolution (32 channels, narrow upsampling),
     # 128-256 channels below: faster per step and better at equal training time than diffusers' 64-128-128-256
-    # layout at the same parameter count (docs/results.md, "A lean shape").
+    # layout at the same parameter count (experiments/LOG.md, "A lean shape").
     "small": _preset(
         "small",
         UNetConfig(channels=32, channel_mult=(1, 4, 4, 8), num_res_blocks=2, attention_levels=(2, 3),

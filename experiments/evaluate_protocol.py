@@ -25,7 +25,7 @@ import torch
 
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
-from audiodiff.evaluation.embedder import Embedder
+from audiodiff.model.embedder import Embedder
 from audiodiff.evaluation.distances import SetScore, score_sets, split_reference, standardize
 from audiodiff.evaluation.classes import class_scores
 from audiodiff.evaluation.features import embedder_features, folder_features

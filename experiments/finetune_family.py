@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.evaluation.embedder import Embedder
+from audiodiff.model.embedder import Embedder
 from audiodiff.evaluation.features import embedder_features
 from audiodiff.runfolder import checkpoint_path, run_config
 

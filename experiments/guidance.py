@@ -21,7 +21,7 @@ import torch
 
 from audiodiff.audio.mel import MelSpectrogram
 from audiodiff.config import MelConfig
-from audiodiff.evaluation.embedder import Embedder
+from audiodiff.model.embedder import Embedder
 from audiodiff.evaluation.features import clip_features, folder_features
 from audiodiff.evaluation.distances import frechet_distance, split_reference, standardize
 from audiodiff.generation.pipeline import SpectrogramDiffusion

@@ -40,7 +40,7 @@ from audiodiff.data.prepare import load_mels
 from audiodiff.data.labels import file_labels, label_counts
 from audiodiff.device import resolve_device
 from audiodiff.diffusion.schedule import GaussianSchedule
-from audiodiff.evaluation.embedder import Embedder
+from audiodiff.model.embedder import Embedder
 from audiodiff.evaluation.evaluate import evaluate_with_embedder
 from audiodiff.evaluation.features import clip_features, scored_features
 from audiodiff.evaluation.distances import evaluate_generated

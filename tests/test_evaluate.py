@@ -168,7 +168,7 @@ def test_cli_evaluate_generated_and_vocoder(tmp_path):
 
 
 def test_inception_scores_closed_form():
-    from audiodiff.evaluation.embedder import inception_score, modified_inception_score
+    from audiodiff.evaluation.classes import inception_score, modified_inception_score
 
     confident_uniform = torch.eye(4).repeat(5, 1)  # 20 clips, each certain, classes balanced
     assert inception_score(confident_uniform) == pytest.approx(4.0, rel=1e-4)

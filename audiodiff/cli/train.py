@@ -28,7 +28,7 @@ from .options import DEVICE, LOG, WORKERS, friendly, given
               help="bf16 autocast (default; fp16 on GPUs without bf16), fp16 autocast with loss scaling, or fp32.")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the training step: the first steps take a minute or more to compile; "
-                   "see benchmarks/README.md for what it gains.")
+                   "see benchmarks/README.md ('Against diffusers UNet2DModel') for what it gains.")
 @click.option("--prediction", type=click.Choice(list(PREDICTIONS)),
               help="What the network predicts (default v); edm: Karras et al. 2022 preconditioning and noise "
                    "levels. Recorded in the checkpoint.")

@@ -254,9 +254,8 @@ class SampleConfig:
     training distribution, so a set of clips can be compared with real ones where the labels are unbalanced).
     """
 
-    # Measured with experiments/guidance.py on a digits run (2026-11-30, benchmarks/README.md "Classifier-free
-    # guidance"): intended digit heard in 72% of clips at w = 0, 92% at 1, 95.5% at 1.5, 96.5% at 2, while the
-    # melstats FD rose 75 -> 80 -> 96 -> 118 (floor 54); 1.5 buys most of the accuracy for a moderate loss of variety.
+    # 1.5 buys most of the class accuracy that guidance can give for a moderate loss of variety, measured on a
+    # digits run with experiments/guidance.py (experiments/LOG.md, "Classifier-free guidance").
     guidance: float = 1.5
     guidance_interval: tuple[float, ...] = ()
     each_label: bool = True

@@ -12,14 +12,12 @@ members plus one `register` line; the model then learns on whatever `encode` giv
 
 Stereo is modelled as a log-mel of the left and of the right channel, and decoded with one phase for both. A
 log-mel keeps no phase, and every vocoder rebuilds it channel by channel: left and right vocoded apart get
-phases that drift apart (inter-channel correlation of real loops 0.92 came back as 0.78 with Griffin-Lim and
-0.20 with PGHI), which smears sounds across the field. So each channel is vocoded (with the item's seed), then
-keeps its own STFT magnitude and takes the phase of the two channels' sum: a centred or panned sound is in
-phase on both sides, its level on each side is its own (level differences came back within 0.01 dB, correlation
-0.95). Mid/side, the other layout tried, keeps the correlation but loses the sign of side against mid in a
-magnitude: a sound panned right came back panned left (errors of 0.9 dB on real loops, and every generated clip
-leaned left). Figures: benchmarks/README.md, "Stereo: left/right or mid/side". Content in antiphase between
-the sides (L = -R) is not representable either way: it comes back in phase.
+phases that drift apart, which smears sounds across the field. So each channel is vocoded (with the item's
+seed), then keeps its own STFT magnitude and takes the phase of the two channels' sum: a centred or panned sound
+is in phase on both sides, and its level on each side is its own. Mid/side, the other layout tried, keeps the
+correlation but loses the sign of side against mid in a magnitude, so a sound panned right can come back left.
+Figures: experiments/LOG.md, "Stereo". Content in antiphase between the sides (L = -R) is not representable
+either way: it comes back in phase.
 """
 
 from __future__ import annotations

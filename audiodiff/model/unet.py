@@ -61,9 +61,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Scaled dot-product attention laid out channels first, as the convolutions leave it:
     q, k, v [B, heads, d, T] -> v weighted by softmax over keys of q.k / sqrt(d), [B, heads, d, T].
 
-    CUDA and MPS get torch's fused scaled_dot_product_attention. On CPU, torch 2.13's SDPA ran 2.5-2.9x
-    slower in bf16, forward and backward, than these two matmuls and a softmax at 16 x 16 and 8 x 8
-    positions, and 4-13% slower in fp32 (benchmarks/README.md, "CPU step parts").
+    CUDA and MPS get torch's fused scaled_dot_product_attention. On CPU, torch's SDPA was slower, forward and
+    backward, than these two matmuls and a softmax at this model's sizes (experiments/LOG.md, "CPU step parts").
     """
     if q.device.type != "cpu":
         out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))

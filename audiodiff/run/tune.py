@@ -24,7 +24,7 @@ from .setup import Log, changed, one_process_data, refuse_other_folder, train_lo
 from .share import merged
 
 # A distillation's training settings unless --config or flags say otherwise (the rest comes from the teacher's run).
-# Chosen on the notes main-job model: docs/results.md, "Few-step generation".
+# Chosen on the notes main-job model: experiments/LOG.md, "Few-step generation".
 DISTILL_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.99, "checkpoint_every": 100}
 
 
@@ -38,7 +38,7 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
 
     method: "cd" (consistency distillation along the teacher's ODE) or "ct" (consistency tuning, no teacher calls);
     None: ct for an unconditional teacher (better than cd at equal time on the notes model), cd for a conditional
-    one (only cd folds guidance in); benchmarks/README.md, "Few-step generation".
+    one (only cd folds guidance in); experiments/LOG.md, "Few-step generation".
     guidance: for cd on a conditional run, the classifier-free guidance weight folded into the student (default
     the teacher's own, its `[sample] guidance`: 1.5 unless its config says otherwise; folded in at every step).
     overrides: {"train": {...}, "distill": {...}} on top of DISTILL_TRAIN and config_file. The teacher's weights are never written to. Returns the final TrainState.
