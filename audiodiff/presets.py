@@ -17,7 +17,7 @@ def _preset(name: str, unet: UNetConfig, mel: MelConfig = MelConfig(), data: Dat
 
 PRESETS: dict[str, Config] = {
     # Minutes on a CPU; learns coarse spectral envelopes, not fine detail. 16 channels beat the 32-channel shape it
-    # replaced at equal training time (experiments/LOG.md, "Quality per compute"); runs made with the old tiny keep theirs.
+    # replaced at equal training time (experiments/LOG.md, "Quality per compute"); old tiny runs keep their config.
     "tiny": _preset(
         "tiny",
         UNetConfig(channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), head_channels=32),

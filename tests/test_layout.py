@@ -78,8 +78,35 @@ def test_an_upward_import_is_reported():
 
 
 def test_modules_are_small():
-    big = [f"{p.relative_to(PACKAGE)}: {n} lines" for p in modules() if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    sizes = {p.relative_to(PACKAGE): len(p.read_text().splitlines()) for p in modules()}
+    big = [f"{p}: {n} lines" for p, n in sizes.items() if n > MAX_LINES]
     assert not big, big
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(text: str) -> list[str]:
+    """Functions of more than MAX_FUNCTION_LINES lines (decorators aside) whose docstring gives no reason
+    ("Long because ...")."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > MAX_FUNCTION_LINES and "Long because" not in (ast.get_docstring(node) or ""):
+                found.append(f"{node.name}: {n} lines")
+    return found
+
+
+def test_functions_are_short():
+    found = [f"{p.relative_to(PACKAGE)} {f}" for p in modules() for f in long_functions(p.read_text())]
+    assert not found, found
+
+
+def test_a_long_function_is_reported():
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}") == [f"f: {MAX_FUNCTION_LINES + 1} lines"]
+    assert not long_functions(f'def f():\n    """Long because a table."""\n{body}')
 
 
 def test_trainers_import_no_vocoder_registry_plot_sampler_or_pipeline():
@@ -96,8 +123,8 @@ def test_trainers_import_no_vocoder_registry_plot_sampler_or_pipeline():
 def test_loading_a_model_imports_no_trainer():
     """Reading a run for generation needs no trainer, DDP, TensorBoard or evaluation."""
     code = ("import sys, audiodiff.generation.pipeline; "
-            "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['audiodiff', 'training'], ['audiodiff', 'run'], "
-            "['audiodiff', 'evaluation'], ['audiodiff', 'cli'])))")
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['audiodiff', 'training'], "
+            "['audiodiff', 'run'], ['audiodiff', 'evaluation'], ['audiodiff', 'cli'])))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from .mel import MelSpectrogram
 
 # (n_fft, hop_length) of the MR-STFT score, as in Yamamoto et al. 2020. For the default 1024/256 mel, the
-# first two are also resolutions of the trained vocoder's own loss (vocoder_train.LOSS_SCALES), so that
+# first two are also resolutions of the trained vocoder's own loss (training.vocoder.LOSS_SCALES), so that
 # vocoder is scored partly on what it was fitted to; UNSEEN_STFT_RESOLUTION is none of its loss resolutions.
 MR_STFT_RESOLUTIONS = ((512, 128), (2048, 512), (256, 64))
 UNSEEN_STFT_RESOLUTION = ((1536, 384),)

@@ -68,9 +68,6 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
              vocoder: str | None, device: str) -> None:
     """Generate N clips from the newest checkpoint of RUN_DIR (or a checkpoint file). On a class-conditional run
     each clip's label is recorded in OUT/metadata.csv (columns path, label), where `evaluate generated` finds it."""
-    from ..data.labels import clip_labels_recorded
-    from ..generation.options import write_clips
-
     pipe = _prepare_output(run_dir, out, "sample", n, force, vocoder, device, lora_scale)
     extra = {"autoguide_from": autoguide_from, "autoguidance": autoguidance} if autoguide_from is not None else {}
     o = pipe.generate_options(steps=steps, sampler=sampler, eta=eta, seed=seed, batch_size=batch_size,
@@ -79,14 +76,8 @@ def generate(run_dir: Path, out: Path, n: int, steps: int | None, sampler: str |
     t0 = time.perf_counter()
     result = pipe.generate(n, seconds=seconds, loop=loop, options=o)
     elapsed = time.perf_counter() - t0
-    what = f", guidance {o.guidance:g}" if o.guidance else ""
-    what += f" at t {o.guidance_interval[0]:g}..{o.guidance_interval[1]:g}" if o.guidance and o.guidance_interval else ""
-    what += f", autoguidance {autoguidance:g}" if autoguide_from is not None else ""
-    labels = [pipe.clip_label(o, seed + i) for i in range(n)] if o.label is not None else None
-    titles = [f"{o.sampler} {o.steps} steps, seed {seed + i}, step {pipe.step}"
-              + (f", {labels[i]}" if labels else "") + what for i in range(n)]
-    paths = write_clips(out, result, pipe.config.mel, titles=titles, labels=labels)
-    if labels and not clip_labels_recorded(out, [p.name for p in paths]):
+    paths, recorded = pipe.write_generated(out, result, o, autoguidance if autoguide_from is not None else None)
+    if not recorded:
         click.echo(f"note: {out / 'metadata.csv'} has no 'path' column, so the clips' labels were not recorded "
                    "there (`evaluate generated` reports no class accuracy for them)", err=True)
     audio_s = result.audio.shape[-1] / result.sample_rate * n

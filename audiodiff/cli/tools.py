@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -180,31 +179,13 @@ def reconstruct(in_audio: Path, out: Path, run_dir: Path | None, seed: int, forc
     Prints mel L1, multi-resolution STFT distance and SNR of the result against the input
     (resampled to the mel's sample rate, mono), and writes a spectrogram PNG beside --out.
     """
-    from ..audio.io import load, save
-    from ..audio.mel import MelSpectrogram
-    from ..audio.metrics import mel_l1, mr_stft, snr_db
-    from ..audio.plot import save_spectrogram
-    from ..device import resolve_device
-    from ..files import refuse_overwrite, writable_dir
-    from ..vocoders.registry import build_vocoder, describe
-    from ..vocoders.registry import mel_config as mel_config_of
-    from ..vocoders.registry import reconstruct as roundtrip
+    from ..evaluation.vocoders import reconstruct_file
+    from ..files import refuse_overwrite
 
     refuse_overwrite(out, out.with_suffix(".png"), force=force)
-    mel_config = mel_config_of(run_dir, (vocoder,) if vocoder else ())
-    mel = MelSpectrogram(mel_config).to(resolve_device(device))
-    wav = load(in_audio, mel_config.sample_rate)
-    t0 = time.perf_counter()
-    voc = build_vocoder(vocoder or "griffinlim", mel)
-    est, logmel = roundtrip(wav, mel, voc, seed)
-    elapsed = time.perf_counter() - t0
-    writable_dir(out.parent)
-    save(out, est.numpy(), mel_config.sample_rate)
-    save_spectrogram(out.with_suffix(".png"), logmel[0, 0].numpy(), mel_config, f"{in_audio.name} (input mel)")
-    mel_cpu = MelSpectrogram(mel_config)
-    click.echo(f"{out}: mel L1 {mel_l1(wav, est, mel_cpu):.3f}, MR-STFT {mr_stft(wav, est):.3f}, "
-               f"SNR {snr_db(wav, est):.1f} dB; vocoder {describe(voc)}, "
-               f"real-time factor {elapsed / (len(wav) / mel_config.sample_rate):.3f}")
+    s = reconstruct_file(in_audio, out, run_dir, vocoder, seed, device)
+    click.echo(f"{out}: mel L1 {s['mel_l1']:.3f}, MR-STFT {s['mr_stft']:.3f}, SNR {s['snr_db']:.1f} dB; "
+               f"vocoder {s['vocoder']}, real-time factor {s['rtf']:.3f}")
 
 
 @click.command()

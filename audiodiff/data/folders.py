@@ -1,4 +1,5 @@
-"""The files of a data folder: found (recursively, links followed once), listed with size and modification time, read, and judged usable (not silent, long enough)."""
+"""The files of a data folder: found (recursively, links followed once), listed with size and modification
+time, read, and judged usable (not silent, long enough)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A sharded, memory-mapped store of float16 mels: what `data.py` caches a training folder in.
+"""A sharded, memory-mapped store of float16 mels: what `data/prepare.py` caches a training folder in.
 
 Layout of a store folder (one per mel config and preprocessing version):
 

@@ -114,7 +114,7 @@ def dpmpp_2m(model: Model, schedule: GaussianSchedule, x: Tensor, steps: int, no
         x0, _ = denoise(model, schedule, x, t, clip_x0)
         if s < 0:
             return x0
-        (alpha_t, sigma_t, lam_t), (alpha_s, sigma_s, lam_s) = _vp(schedule, t), _vp(schedule, s)
+        (_, sigma_t, lam_t), (alpha_s, sigma_s, lam_s) = _vp(schedule, t), _vp(schedule, s)
         h = lam_s - lam_t
         # D = (1 + 1/(2r)) x0 - 1/(2r) x0_prev with r = h_prev / h: a linear extrapolation in lambda
         d = x0 if x0_prev is None else x0 + (x0 - x0_prev) * (h / (2 * h_prev))

@@ -1,4 +1,5 @@
-"""Class figures from the trained embedder: inception scores of a generated set and the accuracy of its recorded labels."""
+"""Class figures from the trained embedder: inception scores of a generated set and the accuracy of its
+recorded labels."""
 
 from __future__ import annotations
 

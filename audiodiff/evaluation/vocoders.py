@@ -4,18 +4,49 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..audio.io import load
+from ..audio.io import load, save
 from ..audio.mel import MelSpectrogram
 from ..audio.metrics import UNSEEN_STFT_RESOLUTION, log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
+from ..audio.plot import save_spectrogram
 from ..config import MelConfig
 from ..data.folders import find_audio_files
 from ..data.labels import file_labels
+from ..device import resolve_device
+from ..files import writable_dir
 from ..vocoders.base import Vocoder
 from ..vocoders.registry import build_vocoder, describe, reconstruct
+from ..vocoders.registry import mel_config as mel_config_of
+
+
+def paired_scores(wav: torch.Tensor, est: torch.Tensor, mel: MelSpectrogram) -> dict[str, float]:
+    """A round trip's distances to its input (float [T] each, at the mel's rate; `mel` on the CPU)."""
+    return {"lsd_db": log_spectral_distance(wav, est), "mel_l1": mel_l1(wav, est, mel), "mr_stft": mr_stft(wav, est),
+            "stft_unseen": mr_stft(wav, est, UNSEEN_STFT_RESOLUTION), "snr_db": snr_db(wav, est)}
+
+
+def reconstruct_file(in_audio: Path, out: Path, run: Path | None = None, vocoder: str | None = None, seed: int = 0,
+                     device: str = "auto") -> dict[str, Any]:
+    """`audiodiff reconstruct`: IN_AUDIO through the mel front end (a run's, a trained vocoder's or the default) and
+    the vocoder (default griffinlim), written to `out` with the input's spectrogram beside it (out.png).
+    Returns the paired scores of the result against the input, the vocoder's description and the real-time factor
+    (vocoder built and run, over the clip's duration)."""
+    mel_config = mel_config_of(run, (vocoder,) if vocoder else ())
+    mel = MelSpectrogram(mel_config).to(resolve_device(device))
+    wav = load(in_audio, mel_config.sample_rate)
+    t0 = time.perf_counter()
+    voc = build_vocoder(vocoder or "griffinlim", mel)
+    est, logmel = reconstruct(wav, mel, voc, seed)
+    elapsed = time.perf_counter() - t0
+    writable_dir(out.parent)
+    save(out, est.numpy(), mel_config.sample_rate)
+    save_spectrogram(out.with_suffix(".png"), logmel[0, 0].numpy(), mel_config, f"{in_audio.name} (input mel)")
+    return {**paired_scores(wav, est, MelSpectrogram(mel_config)), "vocoder": describe(voc),
+            "rtf": elapsed / (len(wav) / mel_config.sample_rate)}
 
 
 def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, seed: int = 0,
@@ -32,12 +63,10 @@ def evaluate_vocoder(files: list[Path], mel: MelSpectrogram, vocoder: Vocoder, s
         est, _ = reconstruct(wav, mel, vocoder, seed=seed + i)
         elapsed += time.perf_counter() - t0
         seconds += len(wav) / mel.config.sample_rate
-        rows.append((log_spectral_distance(wav, est), mel_l1(wav, est, mel_cpu), mr_stft(wav, est),
-                     mr_stft(wav, est, UNSEEN_STFT_RESOLUTION), snr_db(wav, est)))
+        rows.append(paired_scores(wav, est, mel_cpu))
         if speech:
             extra.append(speech_scores(wav, est, mel.config.sample_rate))
-    lsd, l1, mr, unseen, snr = (float(np.mean(c)) for c in zip(*rows))
-    result = {"clips": len(files), "lsd_db": lsd, "mel_l1": l1, "mr_stft": mr, "stft_unseen": unseen, "snr_db": snr,
+    result = {"clips": len(files), **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]},
               "rtf": elapsed / seconds}
     for key in ("pesq_wb", "stoi") if speech else ():
         defined = [e[key] for e in extra if e[key] == e[key]]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..audio.mel import MelSpectrogram
 from ..config import Config, differences
-from ..data.labels import data_label
+from ..data.labels import clip_labels_recorded, data_label
 from ..device import resolve_device
 from ..diffusion.denoiser import autoguided, for_sampling
 from ..diffusion.editing import (
@@ -41,7 +41,7 @@ from ..model.lora import set_scale
 from ..model.unet import UNet
 from ..runfolder import read_checkpoint
 from ..vocoders.base import Vocoder
-from .options import EACH_LABEL, Generated, Options
+from .options import EACH_LABEL, Generated, Options, write_clips
 from .representation import for_run
 
 
@@ -208,6 +208,21 @@ class SpectrogramDiffusion:
 
         return self._batched(n, o, draw, None, decode)
 
+    def write_generated(self, out: Path, result: Generated, o: Options, autoguidance: float | None = None
+                        ) -> tuple[list[Path], bool]:
+        """Write `generate`'s clips as sample_NNN.wav + .png, each titled with its sampler, seed, label and guidance;
+        a conditional run's labels go to out/metadata.csv. Returns (the WAVs, whether the labels were recorded:
+        False only where an existing metadata.csv without a path column kept them out)."""
+        n = len(result.audio)
+        what = f", guidance {o.guidance:g}" if o.guidance else ""
+        what += f" at t {o.guidance_interval[0]:g}..{o.guidance_interval[1]:g}" if o.guidance and o.guidance_interval else ""
+        what += f", autoguidance {autoguidance:g}" if autoguidance is not None else ""
+        labels = [self.clip_label(o, o.seed + i) for i in range(n)] if o.label is not None else None
+        titles = [f"{o.sampler} {o.steps} steps, seed {o.seed + i}, step {self.step}"
+                  + (f", {labels[i]}" if labels else "") + what for i in range(n)]
+        paths = write_clips(out, result, self.config.mel, titles=titles, labels=labels)
+        return paths, not labels or clip_labels_recorded(out, [p.name for p in paths])
+
     # ---- editing: the chain started from a given clip (editing.py holds the math) ----
 
     def _pad(self, logmel: Tensor) -> Tensor:
@@ -333,7 +348,8 @@ class SpectrogramDiffusion:
         """The EMA model of a checkpoint file or run folder (newest checkpoint), ready for sampling on this run's
         chain; refuses one whose mel, diffusion or labels differ from this run's (its outputs would not mix)."""
         config, tensors, _, path = read_checkpoint(run)
-        found = differences(self.config.to_dict(), config.to_dict(), ("mel", "diffusion", "data.labels", "data.channels"))
+        found = differences(self.config.to_dict(), config.to_dict(),
+                            ("mel", "diffusion", "data.labels", "data.channels"))
         differ = list(dict.fromkeys(name if name.startswith("data.") else name.split(".")[0] for name, _, _ in found))
         if differ:
             raise ValueError(f"{path}: cannot guide with it: its settings differ from this run's in {', '.join(differ)}")

@@ -36,8 +36,8 @@ from ..vocoders.registry import build_vocoder
 
 
 class MelRepresentation:
-    """Normalized log-mel [B, C, n_mels, frames] in [-1, 1] (mel.py) of mono (C = 1) or left/right (C = 2) audio,
-    made audible by a vocoder (vocoders.py) channel by channel, stereo with one phase for both sides."""
+    """Normalized log-mel [B, C, n_mels, frames] in [-1, 1] (audio/mel.py) of mono (C = 1) or left/right (C = 2) audio,
+    made audible by a vocoder (vocoders/registry.py) channel by channel, stereo with one phase for both sides."""
 
     kind = "mel"
     value_range = (-1.0, 1.0)

@@ -39,8 +39,8 @@ def refuse_as_base(base: Config, what: str) -> None:
 def check_base(base: Config, config: Config, what: str) -> None:
     """CheckpointError naming every field of mel, diffusion or unet (class count aside) where config differs from
     the base's (checkpoint.check_same)."""
-    checkpoint.check_same(base.replace("unet", num_classes=0).to_dict(), config.replace("unet", num_classes=0).to_dict(),
-               SAME_AS_BASE, what, holder="the base")
+    checkpoint.check_same(base.replace("unet", num_classes=0).to_dict(),
+                          config.replace("unet", num_classes=0).to_dict(), SAME_AS_BASE, what, holder="the base")
 
 
 def grow_labels(weights: dict[str, Tensor], old: int, new: int, emb_dim: int) -> dict[str, Tensor]:

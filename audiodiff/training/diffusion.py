@@ -1,8 +1,8 @@
 """The diffusion training loop: mel crops -> schedule.q_sample -> unet -> loss, with EMA, warm-up,
-gradient clipping, bf16/fp16 autocast, periodic atomic checkpoints and exact resume (trainkit.py).
+gradient clipping, bf16/fp16 autocast, periodic atomic checkpoints and exact resume, on the loop of training/kit.py.
 
-It writes loss.csv and checkpoints/ into the run folder; run.py owns the rest of the folder (config,
-data, previews) and is what `audiodiff train` calls.
+It writes loss.csv and checkpoints/ into the run folder; the jobs in run/ own the rest of the folder (config,
+data, previews), and `audiodiff train` calls them.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def lr_at(step: int, config: Config) -> float:
 
 def new_state(config: Config, device: torch.device, teacher: UNet | None = None, start: UNet | None = None) -> TrainState:
     """A fresh state; with a teacher (distillation), the model starts as a copy of it; with `start` (a fine-tune,
-    adapt.start_network), as a copy of that network, training only its parameters that require grad."""
+    model.adapt.start_network), as a copy of that network, training only its parameters that require grad."""
     torch.manual_seed(config.train.seed)
     model = (copy.deepcopy(start) if start is not None else UNet(config.unet, conditioning_of(config))).to(device)
     if teacher is not None:
@@ -139,7 +139,8 @@ def load_state(path: Path, config: Config, device: torch.device, teacher: UNet |
 
 def check_same_model(stored: Config, wanted: Config, what: str) -> None:
     """Refuse to continue a run whose model, mel, diffusion, data or distillation settings differ; name the fields."""
-    checkpoint.check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data", "distill", "finetune"), what)
+    checkpoint.check_same(stored.to_dict(), wanted.to_dict(), ("mel", "unet", "diffusion", "data", "distill", "finetune"),
+                          what)
 
 
 def train_step(state: TrainState, config: Config, schedule: GaussianSchedule, x0: Tensor,
@@ -246,39 +247,21 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
     dist: this process's rank when started by torchrun (distributed.py); rank 0 writes everything.
     on_checkpoint(ema, step): called on rank 0 after each checkpoint is written, e.g. to write previews
-    (`run.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does); if it returns
+    (`run.previews.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does); if it returns
     True, every rank stops after that checkpoint.
     teacher: for a distillation (config.distill.method set), the teacher's network with its EMA weights; a new
     run starts as a copy of it (`run.distill` sets this up as `audiodiff distill` does).
-    on_log(row): called on rank 0 with each loss.csv row (e.g. `board.Board.scalars`).
-    start: for a fine-tune (config.finetune.base set), the network it starts from (adapt.start_network, with
+    on_log(row): called on rank 0 with each loss.csv row (e.g. `training.board.Board.scalars`).
+    start: for a fine-tune (config.finetune.base set), the network it starts from (model.adapt.start_network, with
     adapters for a LoRA run); `run.finetune` sets this up as `audiodiff finetune` does.
     """
-    if bool(config.distill.method) != (teacher is not None):
-        raise ValueError("a distilled run (config.distill.method set) continues with `audiodiff distill` and its "
-                         "teacher; a run trained from scratch takes no teacher")
-    if bool(config.finetune.base) != (start is not None):
-        raise ValueError("a fine-tuned run (config.finetune.base set) continues with `audiodiff finetune` from its "
-                         "base; a run trained from scratch takes no start network")
-    if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
-        raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
-                         "and a class id per file; unconditional training needs none of them")
+    _check_inputs(config, labels, dist, teacher, start)
     c = config.train
-    if c.batch_size % dist.world:
-        raise ValueError(f"batch size {c.batch_size} does not divide among {dist.world} processes")
     run_dir.mkdir(parents=True, exist_ok=True)
     configure_for_training(device)
     schedule = GaussianSchedule.from_config(config.diffusion)
     cond = conditioning_of(config)
-    latest = latest_checkpoint(run_dir)
-    if teacher is not None:
-        teacher = teacher.to(device).requires_grad_(False).eval()
-    state = load_state(latest, config, device, teacher, start) if latest else new_state(config, device, teacher, start)
-    if latest:
-        log(f"resuming from {latest} (step {state.step})")
-    if state.precision != c.precision:
-        how = "fp16 with loss scaling" if state.precision == "fp16" else state.precision
-        log(f"{device}: no native bf16 support, training in {how} instead")
+    state = _start_or_resume(config, run_dir, device, log, teacher, start)
     state.model.train()
     net = wrap(state.model, dist, device)
     if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference
@@ -313,6 +296,37 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         raise RuntimeError("distributed training: the ranks' weights differ (this is a bug; please report it)")
     if dist.active:
         log(f"{dist.world} processes: weights identical on every rank")
+    return state
+
+
+def _check_inputs(config: Config, labels: Tensor | None, dist: Dist, teacher: UNet | None, start: UNet | None) -> None:
+    """ValueError unless the networks and labels given fit the config: a teacher exactly for a distillation, a start
+    network exactly for a fine-tune, labels exactly for a conditional run, a batch that divides among the ranks."""
+    if bool(config.distill.method) != (teacher is not None):
+        raise ValueError("a distilled run (config.distill.method set) continues with `audiodiff distill` and its "
+                         "teacher; a run trained from scratch takes no teacher")
+    if bool(config.finetune.base) != (start is not None):
+        raise ValueError("a fine-tuned run (config.finetune.base set) continues with `audiodiff finetune` from its "
+                         "base; a run trained from scratch takes no start network")
+    if (labels is not None) != bool(config.data.labels) or config.unet.num_classes != len(config.data.labels):
+        raise ValueError("conditional training needs config.data.labels, unet.num_classes = len(labels) "
+                         "and a class id per file; unconditional training needs none of them")
+    if config.train.batch_size % dist.world:
+        raise ValueError(f"batch size {config.train.batch_size} does not divide among {dist.world} processes")
+
+
+def _start_or_resume(config: Config, run_dir: Path, device: torch.device, log: Callable[[str], None],
+                     teacher: UNet | None, start: UNet | None) -> TrainState:
+    """The state of the run's newest checkpoint, or a new one; says which, and when bf16 falls back."""
+    latest = latest_checkpoint(run_dir)
+    if teacher is not None:
+        teacher = teacher.to(device).requires_grad_(False).eval()
+    state = load_state(latest, config, device, teacher, start) if latest else new_state(config, device, teacher, start)
+    if latest:
+        log(f"resuming from {latest} (step {state.step})")
+    if state.precision != config.train.precision:
+        how = "fp16 with loss scaling" if state.precision == "fp16" else state.precision
+        log(f"{device}: no native bf16 support, training in {how} instead")
     return state
 
 

@@ -1,7 +1,7 @@
-"""What every trainer shares: the training loop itself (`loop`), pruning a run folder's checkpoints, the loss log, optimizer state in
-checkpoints, the EMA with warm-up, and the rule for skipped (non-finite) steps.
+"""What every trainer shares: the training loop itself (`loop`), pruning a run folder's checkpoints, the loss
+log, optimizer state in checkpoints, the EMA with warm-up, and the rule for skipped (non-finite) steps.
 
-Trainers (train.py, vocoder_train.py) import this module, never each other.
+Trainers (diffusion.py, vocoder.py, embedder.py) import this module, never each other.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A vocoder is made for one MelConfig and refuses any other (`check`): mel mismatches are the most
 common silent failure of vocoders. This module holds the interface and the phase-retrieval vocoders
-(Griffin-Lim, PGHI); the trained vocoder (vocos.py) implements the same interface, and vocoders.py
+(Griffin-Lim, PGHI); the trained vocoder (vocos.py) implements the same interface, and registry.py
 builds any of them by name or from a saved folder.
 """
 
