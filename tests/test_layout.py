@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,58 @@ def test_modules_are_small():
     sizes = {p.relative_to(PACKAGE): len(p.read_text().splitlines()) for p in modules()}
     big = [f"{p}: {n} lines" for p, n in sizes.items() if n > MAX_LINES]
     assert not big, big
+
+
+def module_imports(path: Path) -> set[str]:
+    """The audiodiff modules (dotted, under audiodiff) that a module imports by relative import."""
+    package = path.relative_to(PACKAGE).parent.parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[:len(package) - (node.level - 1)])
+            target = base + (node.module.split(".") if node.module else [])
+            names = [a.name for a in node.names]
+            for name in names if not node.module else [None]:
+                dotted = ".".join(target + ([name] if name else []))
+                found.add(dotted)
+    return found
+
+
+def resolve(dotted: str) -> str | None:
+    """The module file's dotted name for an import target (a module, or a package's __init__)."""
+    path = PACKAGE.joinpath(*dotted.split("."))
+    if path.with_suffix(".py").is_file():
+        return dotted
+    if (path / "__init__.py").is_file():
+        return f"{dotted}.__init__" if dotted else "__init__"
+    return None
+
+
+def test_no_import_cycle_between_modules():
+    graph = {}
+    for p in modules():
+        name = ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        graph[name] = {r for d in module_imports(p) if (r := resolve(d)) and r != name}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join(trail + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+def test_no_product_test_loads_a_benchmark_or_experiment_script():
+    for path in (PACKAGE.parent / "tests").glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"\"(benchmarks|experiments)\"|(benchmarks|experiments)/[\w/]+\.(py|sh)", text) \
+            or path.name in ("test_layout.py", "test_docs.py"), path.name
 
 
 MAX_FUNCTION_LINES = 60
