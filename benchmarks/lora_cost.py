@@ -19,6 +19,7 @@ import torch
 
 from audiodiff.diffusion.sampling import sample
 from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.run import Session
 from audiodiff.run.share import merge
 from audiodiff.run.tune import finetune
 from audiodiff.runfolder import checkpoints
@@ -47,7 +48,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads)")
     shutil.rmtree(args.work, ignore_errors=True)
     base_file = checkpoints(args.base_run)[-1]
-    quiet = dict(progress=False, log=lambda m: None, warn=lambda m: None,
+    quiet = dict(session=Session(progress=False, log=lambda m: None, warn=lambda m: None),
                  overrides={"train": {"steps": 2, "checkpoint_every": 2, "preview_count": 0}})
     rows = []
     for layers in args.layers:

@@ -28,6 +28,7 @@ import torch
 from audiodiff.audio.io import save
 from audiodiff.evaluation.evaluate import evaluate_folders
 from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.run import Session
 from audiodiff.run.tune import distill
 
 
@@ -118,9 +119,10 @@ def main() -> None:
         run = args.out / method
         shutil.rmtree(run, ignore_errors=True)
         t0 = time.perf_counter()
-        distill(args.teacher, args.data, run, method=method, label_column=args.label_column, progress=False,
+        distill(args.teacher, args.data, run, method=method, label_column=args.label_column,
                 overrides={"train": {"steps": int(steps), **overrides.get("train", {})},
-                           "distill": overrides.get("distill", {})}, log=lambda m: None)
+                           "distill": overrides.get("distill", {})},
+                session=Session(progress=False, log=lambda m: None))
         seconds = time.perf_counter() - t0
         cost = f" = {seconds / args.teacher_seconds:.0%} of the teacher's {args.teacher_seconds:.0f} s" if args.teacher_seconds else ""
         print(f"# {method}: {steps} steps in {seconds:.0f} s{cost}", flush=True)

@@ -11,8 +11,11 @@ from audiodiff.diffusion.consistency import loss, paired_level, pseudo_huber, sa
 from audiodiff.diffusion.sampling import consistency, ve_denoiser
 from audiodiff.diffusion.schedule import GaussianSchedule, cosine_betas
 from audiodiff.generation.pipeline import SpectrogramDiffusion
+from audiodiff.run import Session
 from audiodiff.run.tune import distill
 from audiodiff.runfolder import checkpoints
+
+QUIET = Session(progress=False, log=lambda m: None)
 
 from .test_cli import invoke, run  # noqa: F401  (the tiny trained run fixture)
 
@@ -117,7 +120,7 @@ def test_pairs_of_levels_tighten_by_halves():
 def test_distil_generate_and_resume_exactly(tmp_path, run, audio_dir):  # noqa: F811
     overrides = {"train": {"steps": 4, "checkpoint_every": 2}, "distill": {"halve_every": 1}}
     out = tmp_path / "cd"
-    state = distill(run, audio_dir, out, method="cd", overrides=overrides, progress=False, log=lambda m: None)
+    state = distill(run, audio_dir, out, method="cd", overrides=overrides, session=QUIET)
     assert state.step == 4 and (out / "loss.csv").exists() and len(list((out / "samples").glob("*.wav"))) >= 1
     config = Config.from_toml(out / "config.toml")
     teacher_file = checkpoints(run)[-1]
@@ -125,9 +128,9 @@ def test_distil_generate_and_resume_exactly(tmp_path, run, audio_dir):  # noqa: 
     assert config.distill.teacher_sha256 == checkpoint.read(teacher_file)[1]["sha256"]
     # resume: 2 steps, then on to 4 in a second call, bit-identical to the 4 steps in one go
     half = tmp_path / "half"
-    distill(run, audio_dir, half, method="cd", progress=False, log=lambda m: None,
+    distill(run, audio_dir, half, method="cd", session=QUIET,
             overrides={"train": {**overrides["train"], "steps": 2}, "distill": {"halve_every": 1}})
-    distill(run, audio_dir, half, overrides=overrides, progress=False, log=lambda m: None)  # the stored method: cd
+    distill(run, audio_dir, half, overrides=overrides, session=QUIET)  # the stored method: cd
     a, b = checkpoint.read(checkpoints(out)[-1])[0], checkpoint.read(checkpoints(half)[-1])[0]
     for k in a:
         if k.startswith(("model.", "ema.")):
@@ -146,7 +149,7 @@ def test_distil_generate_and_resume_exactly(tmp_path, run, audio_dir):  # noqa: 
 def test_the_student_starts_as_the_teacher_and_ct_calls_no_teacher(tmp_path, run, audio_dir):  # noqa: F811
     out = tmp_path / "ct"
     state = distill(run, audio_dir, out, method="ct", overrides={"train": {"steps": 1, "lr": 1e-12}},
-                    progress=False, log=lambda m: None)
+                    session=QUIET)
     teacher = SpectrogramDiffusion.load(run).model
     for (name, p), q in zip(teacher.named_parameters(), state.model.parameters()):
         torch.testing.assert_close(q.detach(), p.detach(), atol=1e-6, rtol=0, msg=name)
@@ -162,18 +165,18 @@ def test_refusals(tmp_path, run, audio_dir, tiny_config):  # noqa: F811
     with pytest.raises(ValueError, match="needs a class-conditional run"):
         tiny_config.replace("distill", method="cd", guidance=1.5)
     out = tmp_path / "d"
-    distill(run, audio_dir, out, overrides={"train": {"steps": 1}}, progress=False, log=lambda m: None)
+    distill(run, audio_dir, out, overrides={"train": {"steps": 1}}, session=QUIET)
     assert Config.from_toml(out / "config.toml").distill.method == "ct"  # the default for an unconditional run
     with pytest.raises(checkpoint.CheckpointError, match="distill.method: 'ct' in the run, 'cd' asked for"):
-        distill(run, audio_dir, out, method="cd", progress=False, log=lambda m: None)
+        distill(run, audio_dir, out, method="cd", session=QUIET)
     with pytest.raises(ValueError, match="already a distilled run"):
-        distill(out, audio_dir, tmp_path / "d2", progress=False, log=lambda m: None)
+        distill(out, audio_dir, tmp_path / "d2", session=QUIET)
     other = tmp_path / "other.toml"
     other.write_text(tiny_config.replace("mel", n_mels=24).replace("train", steps=1).to_toml())
     assert invoke("train", str(audio_dir), "--out", str(tmp_path / "other"), "--config", str(other),
                   "--no-progress").exit_code == 0
     with pytest.raises(ValueError, match="was distilled from .* not from"):  # another teacher for the same student
-        distill(tmp_path / "other", audio_dir, out, progress=False, log=lambda m: None)
+        distill(tmp_path / "other", audio_dir, out, session=QUIET)
     res = invoke("train", str(audio_dir), "--out", str(out), "--no-progress")
     assert res.exit_code == 1 and "continues with `audiodiff distill`" in res.output
 

@@ -15,6 +15,7 @@ from audiodiff.generation.pipeline import SpectrogramDiffusion
 from audiodiff.model import lora
 from audiodiff.model.adapt import grow_labels
 from audiodiff.model.unet import UNet
+from audiodiff.run import Session
 from audiodiff.runfolder import checkpoints, read_checkpoint
 
 from .test_cli import invoke, run  # noqa: F401  (the tiny trained run fixture)
@@ -268,7 +269,8 @@ def test_stop_copies_ends_a_fine_tune_at_the_first_checkpoint_past_the_limit(tmp
     shares = iter([0.0, 0.5, 0.9])
     monkeypatch.setattr(run_module, "copies_share", lambda *a, **k: next(shares, 0.9))
     lines = []
-    state = run_module.finetune(run, audio_dir, tmp_path / "ft", stop_copies=0.25, progress=False, log=lines.append,
+    state = run_module.finetune(run, audio_dir, tmp_path / "ft", stop_copies=0.25,
+                                session=Session(progress=False, log=lines.append),
                                 overrides={"train": {"steps": 8, "checkpoint_every": 2}})
     assert state.step == 4  # 0% at step 2, 50% > 25% at step 4: stopped there, not at 8
     assert any("step 4: memorization: 50%" in line for line in lines)

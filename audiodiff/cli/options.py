@@ -16,6 +16,13 @@ def given(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {section: {k: v for k, v in changes.items() if v is not None} for section, changes in sections.items()}
 
 
+def session(device: str = "auto", workers: int | None = None, log_to: str = "csv", progress: bool = True) -> Any:
+    """The library's run.setup.Session for a command: its flags, lines to stdout, warnings to stderr."""
+    from ..run.setup import Session
+
+    return Session(device, workers, log_to, progress, click.echo, lambda m: click.echo(m, err=True))
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the library's expected errors into a one-line `Error: ...` and exit status 1."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DEVICE, VOCODER, friendly, given
+from .options import DEVICE, VOCODER, friendly, given, session
 
 
 @click.group()
@@ -53,9 +53,8 @@ def vocoder_train_cmd(data_dir: Path, out: Path, run_dir: Path | None, config_fi
     changes = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, adversarial=adversarial,
                                phase_weight=phase_weight, seed=seed, precision=precision,
                                checkpoint_every=checkpoint_every))
-    train_vocoder(data_dir, out, run=run_dir, config_file=config_file, overrides=changes["train"], device=device,
-                  progress=progress,
-                  log=click.echo, warn=lambda m: click.echo(m, err=True))
+    train_vocoder(data_dir, out, run=run_dir, config_file=config_file, overrides=changes["train"],
+                  session=session(device, progress=progress))
 
 
 @click.group()

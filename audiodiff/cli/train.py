@@ -8,7 +8,7 @@ import click
 
 from ..config import DISTILL_METHODS, LORA_LAYERS, PREDICTIONS
 from ..presets import PRESETS
-from .options import DEVICE, LOG, WORKERS, friendly, given
+from .options import DEVICE, LOG, WORKERS, friendly, given, session
 
 
 @click.command()
@@ -65,8 +65,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
                                  checkpoint_every=checkpoint_every),
                       diffusion=dict(prediction=prediction), data=dict(channels=int(channels) if channels else None))
     train_run(data_dir, out, config_file=config_file, preset_name=preset_name, overrides=overrides,
-              label_column=label_column, unconditional=unconditional, vocoder=vocoder, resume=resume, device=device,
-              workers=workers, log_to=log_to, progress=progress, log=click.echo, warn=lambda m: click.echo(m, err=True))
+              label_column=label_column, unconditional=unconditional, vocoder=vocoder, resume=resume,
+              session=session(device, workers, log_to, progress))
 
 
 @click.command()
@@ -106,8 +106,7 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
     overrides = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
                       distill=dict(halve_every=halve_every))
     distill_run(run_dir, data_dir, out, method=method, guidance=guidance, config_file=config_file,
-                overrides=overrides, label_column=label_column, device=device, workers=workers, log_to=log_to,
-                progress=progress, log=click.echo, warn=lambda m: click.echo(m, err=True))
+                overrides=overrides, label_column=label_column, session=session(device, workers, log_to, progress))
 
 
 @click.command()
@@ -155,9 +154,7 @@ def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, l
     overrides = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every))
     finetune_run(base_run, data_dir, out, lora_rank=lora_rank, lora_layers=lora_layers, new_labels=new_labels,
                  config_file=config_file, overrides=overrides, label_column=label_column, stop_copies=stop_copies,
-                 device=device,
-                 workers=workers, log_to=log_to, progress=progress, log=click.echo,
-                 warn=lambda m: click.echo(m, err=True))
+                 session=session(device, workers, log_to, progress))
 
 
 @click.command()

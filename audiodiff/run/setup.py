@@ -4,6 +4,7 @@ the data read and its skipped files reported, and training started with previews
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,24 @@ from ..training.diffusion import train as train_model
 from .previews import preview_writer
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Session:
+    """How a job runs, whatever it trains: on which device ("auto": CUDA, then MPS, then CPU), how many processes
+    prepare the mel cache (None: the cores), where the curves go besides loss.csv ("csv" or "tensorboard"),
+    whether progress bars show, and where its lines (log) and warnings (warn) go."""
+
+    device: str = "auto"
+    workers: int | None = None
+    log_to: str = "csv"
+    progress: bool = True
+    log: Log = print
+    warn: Log = print
+
+    def __post_init__(self) -> None:
+        if self.log_to not in ("csv", "tensorboard"):
+            raise ValueError(f"log_to: {self.log_to!r} is neither 'csv' nor 'tensorboard'")
 
 
 def resolve_config(out: Path, config_file: Path | None = None, preset_name: str | None = None,
@@ -99,8 +118,6 @@ def train_logged(config: Config, data: MelDataset, out: Path, dev: torch.device,
 
 def board_for(out: Path, log_to: str) -> Board | None:
     """The TensorBoard writer of a run (log_to="tensorboard"), its events past the newest checkpoint dropped."""
-    if log_to not in ("csv", "tensorboard"):
-        raise ValueError(f"log_to: {log_to!r} is neither 'csv' nor 'tensorboard'")
     if log_to == "csv":
         return None
     latest = latest_checkpoint(out)

@@ -18,23 +18,23 @@ from ..training.diffusion import train as train_model
 from ..training.distributed import barrier, from_env, shutdown
 from ..vocoders.registry import build_vocoder
 from .previews import preview_writer
-from .setup import Log, board_for, report_skipped, resolve_config
+from .setup import Session, board_for, report_skipped, resolve_config
 
 
 def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = None, preset_name: str | None = None,
           overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
-          unconditional: bool = False, vocoder: str | None = None, resume: bool = False, device: str = "auto",
-          workers: int | None = None, log_to: str = "csv", progress: bool = True, log: Log = print,
-          warn: Log = print) -> TrainState:
+          unconditional: bool = False, vocoder: str | None = None, resume: bool = False,
+          session: Session = Session()) -> TrainState:
     """Train a run on every audio file under data_dir, or continue the run in `out`, as `audiodiff train` does.
 
     overrides: {"train": {"steps": 2000, ...}, "diffusion": {...}} on top of preset and config_file.
     Labels: first-level subfolders, or `label_column` of a metadata.csv (unconditional=True ignores them).
     vocoder: the run's default vocoder spec (a saved vocoder's folder is stored as an absolute path).
-    workers: processes preparing the mel cache (default: the cores).
-    log_to: "csv" (loss.csv, always written) or "tensorboard" (also event files in out/tensorboard, board.py).
+    session: how it runs (device, data workers, TensorBoard or not, progress bars, where its lines go).
     When started by torchrun, every rank calls this; rank 0 writes and logs. Returns the final TrainState.
     """
+    s = session
+    device, workers, log_to, progress, log, warn = s.device, s.workers, s.log_to, s.progress, s.log, s.warn
     data_dir, out = Path(data_dir), Path(out)
     config, stored = resolve_config(out, config_file, preset_name, overrides, resume)
     if unconditional and label_column:

@@ -20,7 +20,7 @@ from ..model.adapt import check_base, ema_model, refuse_as_base, start_network
 from ..runfolder import CONFIG_FILE, read_checkpoint, run_config
 from ..training.diffusion import TrainState, check_same_model
 from .previews import copies_line, copies_share
-from .setup import Log, changed, one_process_data, refuse_other_folder, train_logged
+from .setup import Log, Session, changed, one_process_data, refuse_other_folder, train_logged
 from .share import merged
 
 # A distillation's training settings unless --config or flags say otherwise (the rest comes from the teacher's run).
@@ -31,8 +31,7 @@ DISTILL_TRAIN = {"steps": 300, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.99,
 def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, method: str | None = None,
             guidance: float | None = None, config_file: Path | None = None,
             overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
-            device: str = "auto", workers: int | None = None, log_to: str = "csv", progress: bool = True,
-            log: Log = print, warn: Log = print) -> TrainState:
+            session: Session = Session()) -> TrainState:
     """Distil the run (or checkpoint file) `teacher_run` into a few-step consistency model in `out`, training on the
     audio under data_dir, or continue the distillation in `out`, as `audiodiff distill` does.
 
@@ -43,6 +42,8 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     the teacher's own, its `[sample] guidance`: 1.5 unless its config says otherwise; folded in at every step).
     overrides: {"train": {...}, "distill": {...}} on top of DISTILL_TRAIN and config_file. The teacher's weights are never written to. Returns the final TrainState.
     """
+    s = session
+    device, workers, log_to, progress, log, warn = s.device, s.workers, s.log_to, s.progress, s.log, s.warn
     data_dir, out = Path(data_dir), Path(out)
     t_config, tensors, meta, t_path = read_checkpoint(teacher_run)
     if t_config.distill.method:
@@ -91,8 +92,7 @@ LORA_LR = 1e-3
 def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lora_rank: int | None = None,
              lora_layers: str | None = None, new_labels: bool = False, config_file: Path | None = None,
              overrides: dict[str, dict[str, Any]] | None = None, label_column: str | None = None,
-             stop_copies: float | None = None, device: str = "auto", workers: int | None = None,
-             log_to: str = "csv", progress: bool = True, log: Log = print, warn: Log = print) -> TrainState:
+             stop_copies: float | None = None, session: Session = Session()) -> TrainState:
     """Fine-tune the run (or checkpoint file) `base_run` on the audio under data_dir into `out`, or continue the
     fine-tune in `out`, as `audiodiff finetune` does.
 
@@ -104,6 +104,8 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     checkpoint, measure memorization (copies_share) and stop once it exceeds this share. The base run is never
     written to. Returns the final TrainState.
     """
+    s = session
+    device, workers, log_to, progress, log, warn = s.device, s.workers, s.log_to, s.progress, s.log, s.warn
     data_dir, out = Path(data_dir), Path(out)
     b_config, b_tensors, b_meta, b_path = read_checkpoint(base_run)
     refuse_as_base(b_config, str(b_path))

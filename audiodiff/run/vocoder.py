@@ -16,15 +16,18 @@ from ..runfolder import CONFIG_FILE
 from ..training.vocoder import VocoderState, check_same_vocoder
 from ..training.vocoder import train_vocoder as train_vocoder_model
 from ..vocoders.registry import mel_config
-from .setup import Log, report_skipped
+from .setup import Session, report_skipped
 
 
 def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | None = None,
-                  config_file: Path | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
-                  progress: bool = True, log: Log = print, warn: Log = print) -> VocoderState:
+                  config_file: Path | None = None, overrides: dict[str, Any] | None = None,
+                  session: Session = Session()) -> VocoderState:
     """Train a vocoder on every audio file under data_dir, or continue the one in `out`, as `audiodiff vocoder
     train` does. Config: the folder's own, else the default; the mel of `run` if given; then config_file;
-    then overrides of [train] fields. Returns the final state."""
+    then overrides of [train] fields. session: device, progress bars, where its lines go (a vocoder logs
+    loss.csv only; workers and log_to are not used). Returns the final state."""
+    s = session
+    device, progress, log, warn = s.device, s.progress, s.log, s.warn
     data_dir, out = Path(data_dir), Path(out)
     stored = VocoderConfig.from_toml(out / CONFIG_FILE) if (out / CONFIG_FILE).exists() else None
     if stored is None:
