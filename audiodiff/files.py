@@ -4,6 +4,8 @@ Atomic replacement: the content goes to a temporary file in the target's folder,
 renamed over the target, so a crash or a full disk at any moment leaves the old file or the new one, never
 a torn one, and no temporary file behind.
 
+`folder_lock` keeps a second process from writing a run folder that one is writing.
+
 The guards, one wording each, used by every command: `refuse_overwrite` (a file a command would replace; --force
 lifts it) and `refuse_foreign` (a folder that holds something other than what a command makes there).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +24,7 @@ from typing import Iterator
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`. OSErrors name `path`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # two writers never share one
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -59,7 +62,7 @@ def refuse_overwrite(*paths: str | Path, force: bool = False) -> None:
 def refuse_foreign(folder: str | Path, kind: str, ignore: tuple[str, ...] = ()) -> None:
     """ValueError if `folder` exists and holds files (other than those named in `ignore`) although it is not
     `kind` ("an audiodiff run", "empty", ...): a folder a command does not recognise is never written into."""
-    folder = Path(folder)
+    folder, ignore = Path(folder), (*ignore, LOCK_FILE)
     if folder.exists() and any(p.name not in ignore for p in folder.iterdir()):
         raise ValueError(f"{folder}: folder exists and is not {kind}; choose another --out")
 
@@ -74,3 +77,33 @@ def writable_dir(path: str | Path) -> None:
         probe.unlink()
     except OSError as e:
         raise OSError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+LOCK_FILE = ".audiodiff.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the folder's lock while the block runs: a second process asking for it gets a ValueError naming the
+    holder's pid. The lock is the kernel's (flock on folder/.audiodiff.lock), so a killed holder leaves none behind
+    and its folder can be taken over at once. Where flock does not exist (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the platforms the tests run on
+        yield
+        return
+    folder = Path(folder)
+    writable_dir(folder)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(f"{folder}: another audiodiff process (pid {holder}) is writing this folder; wait for it "
+                             "to end or stop it, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,29 @@ from ..files import write_text
 FORMAT_VERSION = 1
 SHARD_BYTES = 256 * 2**20
 INDEX = "index.json"
+SHARD_NAME = re.compile(r"shard-[0-9a-f]+-[0-9]+-[0-9]+\.bin")  # what ShardWriter names its shards, nothing else
+
+
+def valid_index(index: dict, n_mels: int) -> bool:
+    """Whether an index.json read from disk is one this code wrote: every shard a plain name of SHARD_NAME's form
+    with whole non-negative sizes, every entry in a known shard at a whole non-negative offset. A run folder can
+    come from someone else, and the store deletes and maps the shards its index names."""
+    shards, entries = index.get("shards"), index.get("entries")
+    if index.get("version") != FORMAT_VERSION or index.get("n_mels") != n_mels:
+        return False
+    if not isinstance(shards, dict) or not isinstance(entries, dict):
+        return False
+    whole = lambda v: type(v) is int and v >= 0  # noqa: E731
+    for name, info in shards.items():
+        if not SHARD_NAME.fullmatch(name) or not isinstance(info, dict) or not whole(info.get("bytes")):
+            return False
+    for record in entries.values():
+        if not isinstance(record, dict):
+            return False
+        if "shard" in record and (record["shard"] not in shards or not whole(record.get("offset"))
+                                  or not whole(record.get("frames"))):
+            return False
+    return True
 
 
 @dataclass
@@ -47,10 +71,11 @@ class Store:
 
     @classmethod
     def open(cls, root: Path, n_mels: int) -> Store:
-        """The store in `root`, or an empty one if there is none (or an unreadable or foreign index)."""
+        """The store in `root`, or an empty one if there is none (or an unreadable, foreign or crafted index: see
+        valid_index; its shards are then prepared again, and files in `root` it named are not touched)."""
         try:
             index = json.loads((root / INDEX).read_text())
-            if index["version"] == FORMAT_VERSION and index["n_mels"] == n_mels:
+            if isinstance(index, dict) and valid_index(index, n_mels):
                 return cls(root, n_mels, index["entries"], index["shards"])
         except (OSError, ValueError, KeyError, TypeError):
             pass

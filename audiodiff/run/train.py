@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..audio.mel import MelSpectrogram
+from ..config import Config
 from ..data.labels import file_labels, run_label_counts
 from ..data.prepare import load_mels
 from ..device import peak_memory
-from ..files import writable_dir, write_text
+from ..files import folder_lock, writable_dir, write_text
 from ..runfolder import CONFIG_FILE
 from ..training.diffusion import TrainState, check_same_model
 from ..training.diffusion import train as train_model
-from ..training.distributed import barrier, from_env, shutdown
+from ..training.distributed import Dist, barrier, from_env, shutdown
 from ..vocoders.registry import build_vocoder
 from .previews import preview_writer
 from .setup import Session, board_for, report_skipped, resolve_config
@@ -33,8 +37,6 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     session: how it runs (device, data workers, TensorBoard or not, progress bars, where its lines go).
     When started by torchrun, every rank calls this; rank 0 writes and logs. Returns the final TrainState.
     """
-    s = session
-    device, workers, log_to, progress, log, warn = s.device, s.workers, s.log_to, s.progress, s.log, s.warn
     data_dir, out = Path(data_dir), Path(out)
     config, stored = resolve_config(out, config_file, preset_name, overrides, resume)
     if unconditional and label_column:
@@ -43,16 +45,26 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     if vocoder:
         build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
         config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
-    dist, dev = from_env(device)  # started by torchrun: one process per device, rank 0 writes
-    say, warn = (log, warn) if dist.main else (lambda m: None, lambda m: None)
+    dist, dev = from_env(session.device)  # started by torchrun: one process per device, rank 0 writes
     barrier(dist)  # every rank has read the run's state before rank 0 writes anything
+    with folder_lock(out) if dist.main else contextlib.nullcontext():  # rank 0 alone writes the folder
+        return _prepare_and_train(config, stored, data_dir, out, dist, dev, unconditional, label_column, session)
+
+
+def _prepare_and_train(config: Config, stored: Config | None, data_dir: Path, out: Path, dist: Dist,
+                       dev: torch.device, unconditional: bool, label_column: str | None,
+                       session: Session) -> TrainState:
+    """The part of `train` that writes: the mel cache, the labels and config.toml, then training itself."""
+    s = session
+    say, warn = (s.log, s.warn) if dist.main else (lambda m: None, lambda m: None)
     if dist.main:
         writable_dir(out)
     t0 = time.perf_counter()
     if not dist.main:
         barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
-                             progress and dist.main, workers=workers, prepare=dist.main, channels=config.data.channels)
+                             s.progress and dist.main, workers=s.workers, prepare=dist.main,
+                             channels=config.data.channels)
     if dist.main:
         barrier(dist)
     report_skipped(report, warn)
@@ -70,9 +82,9 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
     where = f"{dist.world} processes ({dev.type})" if dist.active else str(dev)
     say(f"training preset={config.preset} on {where} ({config.train.precision}), {config.train.steps} steps of "
         f"{config.train.batch_size} x {config.data.crop_seconds(config.mel):.2f} s crops -> {out}")
-    board = board_for(out, log_to) if dist.main else None
+    board = board_for(out, s.log_to) if dist.main else None
     try:
-        state = train_model(config, data, out, dev, progress=progress, log=say, labels=labels, dist=dist,
+        state = train_model(config, data, out, dev, progress=s.progress, log=say, labels=labels, dist=dist,
                             on_checkpoint=preview_writer(config, out, board), on_log=board and board.scalars)
     finally:
         shutdown(dist)

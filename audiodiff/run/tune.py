@@ -15,7 +15,7 @@ from ..config import Config, FinetuneConfig
 from ..data.datasets import MelDataset
 from ..data.labels import finetune_labels, run_label_counts, teacher_labels
 from ..device import peak_memory, resolve_device
-from ..files import write_text
+from ..files import folder_lock, write_text
 from ..model.adapt import check_base, ema_model, refuse_as_base, start_network
 from ..runfolder import CONFIG_FILE, read_checkpoint, run_config
 from ..training.diffusion import TrainState, check_same_model
@@ -66,18 +66,19 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
     if stored is not None:
         check_same_model(stored, config, str(out))
     dev = resolve_device(device)
-    t0 = time.perf_counter()
-    data = one_process_data(config, data_dir, out, workers, progress, log, warn)
-    labels = teacher_labels(config, data_dir, data.files, label_column)
-    write_text(out / CONFIG_FILE, config.to_toml())
-    d, c = config.distill, config.train
-    log(f"distilling {t_path} ({d.method}{f', guidance {d.guidance:g} folded in' if d.guidance else ''}) on {dev} "
-        f"({c.precision}), {c.steps} steps of {c.batch_size} crops -> {out}")
-    state = train_logged(config, data, out, dev, labels, log_to, progress, log,
-                          teacher=merged(ema_model(t_config, tensors, t_path)))
-    log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
-        f"Next: audiodiff generate {out} --out {out / 'generated'} (--steps 1, 2 or 4)")
-    return state
+    with folder_lock(out):  # one writer at a time
+        t0 = time.perf_counter()
+        data = one_process_data(config, data_dir, out, workers, progress, log, warn)
+        labels = teacher_labels(config, data_dir, data.files, label_column)
+        write_text(out / CONFIG_FILE, config.to_toml())
+        d, c = config.distill, config.train
+        log(f"distilling {t_path} ({d.method}{f', guidance {d.guidance:g} folded in' if d.guidance else ''}) on {dev} "
+            f"({c.precision}), {c.steps} steps of {c.batch_size} crops -> {out}")
+        state = train_logged(config, data, out, dev, labels, log_to, progress, log,
+                              teacher=merged(ema_model(t_config, tensors, t_path)))
+        log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+            f"Next: audiodiff generate {out} --out {out / 'generated'} (--steps 1, 2 or 4)")
+        return state
 
 
 # A fine-tune's training settings unless --config or flags say otherwise (the rest comes from the base run).
@@ -122,28 +123,29 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     config = changed(config, config_file, overrides)
     check_base(b_config, config, str(out))
     dev = resolve_device(device)
-    t0 = time.perf_counter()
-    data = one_process_data(config, data_dir, out, workers, progress, log, warn)
-    names, labels = finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
-    counts = run_label_counts(stored, tuple(names), labels)
-    config = config.replace("data", labels=names, label_counts=counts).replace("unet", num_classes=len(names))
-    if labels is not None and bool((labels == len(names)).all()):  # unlabelled clips: generate samples "no label"
-        config = config.replace("sample", each_label=False)
-    if stored is not None:
-        check_same_model(stored, config, str(out))
-    write_text(out / CONFIG_FILE, config.to_toml())
-    added = names[len(b_config.data.labels):]
-    c, f = config.train, config.finetune
-    how = f"LoRA rank {f.lora_rank} on {f.lora_layers} layers" if f.lora_rank else "all weights"
-    log(f"fine-tuning {b_path} ({how}{', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
-        f"({c.precision}), {c.steps} steps of {c.batch_size} crops at lr {c.lr:g} -> {out}")
-    start = start_network(config, b_config, b_tensors, b_path)
-    stop = None if stop_copies is None else copies_stop(stop_copies, config, data, labels, log)
-    state = train_logged(config, data, out, dev, labels, log_to, progress, log, stop, start=start)
-    log(copies_line(copies_share(state.ema, config, data, labels)))
-    log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
-        f"Next: audiodiff generate {out} --out {out / 'generated'}")
-    return state
+    with folder_lock(out):  # one writer at a time
+        t0 = time.perf_counter()
+        data = one_process_data(config, data_dir, out, workers, progress, log, warn)
+        names, labels = finetune_labels(b_config, data_dir, data.files, label_column, new_labels, warn)
+        counts = run_label_counts(stored, tuple(names), labels)
+        config = config.replace("data", labels=names, label_counts=counts).replace("unet", num_classes=len(names))
+        if labels is not None and bool((labels == len(names)).all()):  # unlabelled clips: generate samples "no label"
+            config = config.replace("sample", each_label=False)
+        if stored is not None:
+            check_same_model(stored, config, str(out))
+        write_text(out / CONFIG_FILE, config.to_toml())
+        added = names[len(b_config.data.labels):]
+        c, f = config.train, config.finetune
+        how = f"LoRA rank {f.lora_rank} on {f.lora_layers} layers" if f.lora_rank else "all weights"
+        log(f"fine-tuning {b_path} ({how}{', new labels: ' + ', '.join(added) if added else ''}) on {dev} "
+            f"({c.precision}), {c.steps} steps of {c.batch_size} crops at lr {c.lr:g} -> {out}")
+        start = start_network(config, b_config, b_tensors, b_path)
+        stop = None if stop_copies is None else copies_stop(stop_copies, config, data, labels, log)
+        state = train_logged(config, data, out, dev, labels, log_to, progress, log, stop, start=start)
+        log(copies_line(copies_share(state.ema, config, data, labels)))
+        log(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)}. "
+            f"Next: audiodiff generate {out} --out {out / 'generated'}")
+        return state
 
 
 def copies_stop(limit: float, config: Config, data: MelDataset, labels: torch.Tensor | None,

@@ -1,0 +1,101 @@
+"""What a shared run folder, a second writer or an unlucky command cannot do (issue "Hardening"): each test fails on
+the behaviour the review found and passes now."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.data.melcache import INDEX
+from audiodiff.data.prepare import load_mels
+
+from .test_melcache import SMALL_SHARDS, store_dir
+
+
+def crafted_index(index: dict, names: list[str], size: int) -> dict:
+    """The index with extra shards under `names` (paths outside the store), each holding a real file's entry."""
+    index = json.loads(json.dumps(index))
+    real_file = next(iter(index["entries"]))
+    for k, name in enumerate(names):
+        index["shards"][name] = {"bytes": size, "sha256": "0" * 64, "mtime_ns": 0}
+        index["entries"][f"ghost{k}.wav"] = {**index["entries"][real_file], "shard": name, "offset": 0}
+    return index
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_a_crafted_cache_index_touches_nothing_outside_the_store(tmp_path, audio_dir, tiny_config, how):
+    mel = MelSpectrogram(tiny_config.mel)
+    cache = tmp_path / "run" / "cache"
+    load_mels(audio_dir, mel, 16, cache, progress=False, shard_bytes=SMALL_SHARDS)
+    root = store_dir(cache)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me" * 100)
+    name = str(victim) if how == "absolute" else os.path.relpath(victim, root)
+    index = json.loads((root / INDEX).read_text())
+    (root / INDEX).write_text(json.dumps(crafted_index(index, [name], victim.stat().st_size)))
+    data, _ = load_mels(audio_dir, mel, 16, cache, progress=False, shard_bytes=SMALL_SHARDS)
+    assert victim.read_text() == "keep me" * 100  # neither deleted nor mapped as training data
+    assert not any(f.startswith("ghost") for f in data.files) and len(data) == 6
+    assert torch.isfinite(data.file_mel(0)).all()
+
+
+def _write_many(path: str, text: str, n: int) -> int:
+    """Write `text` to `path` n times with files.write_text; returns how many writes failed."""
+    from audiodiff.files import write_text
+
+    failed = 0
+    for _ in range(n):
+        try:
+            write_text(path, text)
+        except OSError:
+            failed += 1
+    return failed
+
+
+def test_two_writers_of_one_file_never_fail_each_other(tmp_path):
+    import multiprocessing
+
+    target = tmp_path / "config.toml"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        failed = pool.starmap(_write_many, [(str(target), "a" * 5000, 150), (str(target), "b" * 5000, 150)])
+    assert failed == [0, 0]
+    assert target.read_text() in ("a" * 5000, "b" * 5000)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # no temporary file left behind
+
+
+def train_command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "audiodiff", "train", str(data), "--out", str(out), "--preset", "tiny",
+            "--batch-size", "2", "--no-progress", *extra]
+
+
+@pytest.mark.slow
+def test_a_second_train_on_one_folder_is_refused_and_a_killed_holders_run_resumes(tmp_path, audio_dir):
+    out = tmp_path / "run"
+    first = subprocess.Popen(train_command(audio_dir, out, "--steps", "100000", "--checkpoint-every", "3"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / "checkpoints").glob("step_*.safetensors")):
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "the first run wrote no checkpoint"
+            time.sleep(0.2)
+        second = subprocess.run(train_command(audio_dir, out, "--seed", "1", "--steps", "6"), capture_output=True,
+                                text=True)
+        assert second.returncode == 1, second.stderr
+        error = second.stderr.strip().splitlines()
+        assert len(error) == 1 and f"pid {first.pid}" in error[0] and "another audiodiff process" in error[0]
+    finally:
+        first.kill()
+        first.wait()
+    step = max(int(p.stem.split("_")[1]) for p in (out / "checkpoints").glob("step_*.safetensors"))
+    resumed = subprocess.run(train_command(audio_dir, out, "--steps", str(step + 2)), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout and f"step {step + 2}" in resumed.stdout
