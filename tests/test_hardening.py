@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from audiodiff.audio.mel import MelSpectrogram
+from audiodiff.cli import main
 from audiodiff.data.melcache import INDEX
 from audiodiff.data.prepare import load_mels
 
@@ -99,3 +101,35 @@ def test_a_second_train_on_one_folder_is_refused_and_a_killed_holders_run_resume
     resumed = subprocess.run(train_command(audio_dir, out, "--steps", str(step + 2)), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout and f"step {step + 2}" in resumed.stdout
+
+
+def cli(*args: str) -> str:
+    res = CliRunner().invoke(main, [*args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_continuing_a_base_run_keeps_what_its_lora_runs_need(tmp_path, audio_dir):
+    keep_one = tmp_path / "keep.toml"
+    keep_one.write_text("[train]\nkeep_checkpoints = 1\ncheckpoint_every = 2\npreview_count = 0\n")
+    base, lora = tmp_path / "base", tmp_path / "lora"
+    cli("train", str(audio_dir), "--out", str(base), "--preset", "tiny", "--config", str(keep_one), "--steps", "2",
+        "--batch-size", "2", "--no-progress")
+    cli("finetune", str(base), str(audio_dir), "--out", str(lora), "--lora", "4", "--steps", "2", "--batch-size", "2",
+        "--no-progress")
+    cli("train", str(audio_dir), "--out", str(base), "--steps", "4", "--no-progress")  # prunes step 2
+    assert [p.name for p in (base / "checkpoints").iterdir()] == ["step_00000004.safetensors"]
+    cli("generate", str(lora), "--out", str(tmp_path / "clips"), "-n", "1", "--steps", "2", "--no-progress")
+    cli("merge", str(lora), "--out", str(tmp_path / "merged"))
+
+
+def test_a_refused_lora_rank_writes_nothing(tmp_path, audio_dir):
+    base, lora = tmp_path / "base", tmp_path / "lora"
+    cli("train", str(audio_dir), "--out", str(base), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+        "--no-progress")
+    res = CliRunner().invoke(main, ["finetune", str(base), str(audio_dir), "--out", str(lora), "--lora", "100000",
+                                    "--steps", "2", "--no-progress"])
+    assert res.exit_code == 1 and "LoRA rank 100000" in res.output
+    assert not lora.exists()
+    cli("finetune", str(base), str(audio_dir), "--out", str(lora), "--lora", "4", "--steps", "2", "--batch-size", "2",
+        "--no-progress")

@@ -75,9 +75,13 @@ def trainable(model: torch.nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
-def read_base(config: Config, what: str) -> tuple[Config, dict[str, Tensor], Path]:
-    """(config, tensors, path) of a fine-tuned run's base checkpoint, refusing a missing or changed one."""
-    path = Path(config.finetune.base)
+HELD_BASE = "base.safetensors"  # a LoRA run's own link to (or copy of) its base checkpoint, beside its checkpoints/
+
+
+def read_base(config: Config, what: str, held: Path | None = None) -> tuple[Config, dict[str, Tensor], Path]:
+    """(config, tensors, path) of a fine-tuned run's base checkpoint, refusing a missing or changed one. `held`: the
+    run's own link to the base (HELD_BASE), used when it exists, so that pruning the base run loses it nothing."""
+    path = held if held is not None and held.is_file() else Path(config.finetune.base)
     if not path.is_file():
         raise checkpoint.CheckpointError(f"{what}: its base checkpoint {path} is missing (a LoRA run holds only its "
                                          "adapters; put the base back, or use a run merged with audiodiff merge)")
@@ -91,7 +95,8 @@ def read_base(config: Config, what: str) -> tuple[Config, dict[str, Tensor], Pat
 def lora_network(config: Config, tensors: dict[str, Tensor], path: Path, prefix: str = "ema") -> UNet:
     """A LoRA run's network: its base read and checked, adapters added, and the run's `prefix` tensors
     (the trained adapters and class embedding) loaded."""
-    base, base_tensors, base_path = read_base(config, str(path))
+    held = path.parent.parent / HELD_BASE if path.parent.name == "checkpoints" else None
+    base, base_tensors, base_path = read_base(config, str(path), held)
     model = start_network(config, base, base_tensors, base_path)
     load_trained(model, checkpoint.split(tensors, prefix), path)
     return model

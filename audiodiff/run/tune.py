@@ -4,6 +4,7 @@ LoRA adapters, new labels optional)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,8 +16,8 @@ from ..config import Config, FinetuneConfig
 from ..data.datasets import MelDataset
 from ..data.labels import finetune_labels, run_label_counts, teacher_labels
 from ..device import peak_memory, resolve_device
-from ..files import folder_lock, write_text
-from ..model.adapt import check_base, ema_model, refuse_as_base, start_network
+from ..files import copy_file, folder_lock, write_text
+from ..model.adapt import HELD_BASE, check_base, ema_model, refuse_as_base, start_network
 from ..runfolder import CONFIG_FILE, read_checkpoint, run_config
 from ..training.diffusion import TrainState, check_same_model
 from .previews import copies_line, copies_share
@@ -122,6 +123,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     config = dataclasses.replace(stored or Config.from_dict({"train": train_defaults}, b_config), finetune=f)
     config = changed(config, config_file, overrides)
     check_base(b_config, config, str(out))
+    start_network(config, b_config, b_tensors, b_path)  # a LoRA rank or layers it cannot take fail before any write
     dev = resolve_device(device)
     with folder_lock(out):  # one writer at a time
         t0 = time.perf_counter()
@@ -133,6 +135,8 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
             config = config.replace("sample", each_label=False)
         if stored is not None:
             check_same_model(stored, config, str(out))
+        if config.finetune.lora_rank:
+            hold(b_path, out / HELD_BASE)
         write_text(out / CONFIG_FILE, config.to_toml())
         added = names[len(b_config.data.labels):]
         c, f = config.train, config.finetune
@@ -157,3 +161,16 @@ def copies_stop(limit: float, config: Config, data: MelDataset, labels: torch.Te
         return share is not None and share > limit
 
     return check
+
+
+def hold(base: Path, held: Path) -> None:
+    """Give a LoRA run its own hard link to its base checkpoint (a copy where the two folders are on different
+    filesystems), so that the base run pruning or replacing that checkpoint leaves the LoRA run whole."""
+    if held.exists():
+        return
+    tmp = held.with_name(f".{held.name}.{os.getpid()}.tmp")
+    try:
+        os.link(base, tmp)
+    except OSError:
+        copy_file(base, tmp)
+    os.replace(tmp, held)
