@@ -293,9 +293,9 @@ def test_clip_labels_are_recorded_merged_and_checked(tmp_path):
     assert not clip_labels_recorded(tmp_path, ["sample_000.wav", "sample_003.wav"])  # a clip without a row
     (tmp_path / "metadata.csv").write_text("path,family\nsample_000.wav,x\nother.wav,y\n")  # a dataset's own file
     assert not clip_labels_recorded(tmp_path, ["sample_000.wav"])
-    write_clip_labels(tmp_path, {"sample_000.wav": "a", "sample_001.wav": "b"})  # its rows and columns are kept
+    write_clip_labels(tmp_path, {"sample_000.wav": "a", "sample_001.wav": "b"})  # its rows, order and columns kept
     assert (tmp_path / "metadata.csv").read_text().splitlines() == [
-        "path,family,label", "other.wav,y,", "sample_000.wav,x,a", "sample_001.wav,,b"]
+        "path,family,label", "sample_000.wav,x,a", "other.wav,y,", "sample_001.wav,,b"]
     assert clip_labels_recorded(tmp_path, ["sample_000.wav", "sample_001.wav"])
     assert not clip_labels_recorded(tmp_path, ["sample_000.wav", "other.wav"])  # other.wav has no label
     (tmp_path / "metadata.csv").write_text("name,family\nsample_000.wav,x\n")  # no path column: not touched

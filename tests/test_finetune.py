@@ -182,7 +182,8 @@ def test_refusals(tmp_path, run, audio_dir, tiny_config):  # noqa: F811
     assert res.exit_code == 1 and "a LoRA run; bake its adapter in first" in res.output
 
     base = checkpoints(run)[-1]
-    base.rename(base.with_suffix(".moved"))  # a missing base
+    base.rename(base.with_suffix(".moved"))  # a missing base, and the run's own link to it gone too
+    (out / "base.safetensors").unlink()
     res = invoke("generate", str(out), "--out", str(tmp_path / "g"))
     assert res.exit_code == 1 and "base checkpoint" in res.output and "is missing" in res.output
     tensors, meta = checkpoint.read(base.with_suffix(".moved"))

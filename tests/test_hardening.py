@@ -21,6 +21,8 @@ from audiodiff.data.prepare import load_mels
 
 from .test_melcache import SMALL_SHARDS, store_dir
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def crafted_index(index: dict, names: list[str], size: int) -> dict:
     """The index with extra shards under `names` (paths outside the store), each holding a real file's entry."""
@@ -133,3 +135,51 @@ def test_a_refused_lora_rank_writes_nothing(tmp_path, audio_dir):
     assert not lora.exists()
     cli("finetune", str(base), str(audio_dir), "--out", str(lora), "--lora", "4", "--steps", "2", "--batch-size", "2",
         "--no-progress")
+
+
+def test_generate_keeps_an_existing_metadata_csv_as_it_was(tmp_path):
+    out = tmp_path / "clips"
+    out.mkdir()
+    mine = "path,label,note\nz.wav,x,first\na.wav,y,second\na.wav,y,again\n"
+    (out / "metadata.csv").write_text(mine)
+    cli("generate", str(ROOT / "samples" / "models" / "digits"), "--out", str(out), "--label", "7", "-n", "2",
+        "--steps", "2", "--no-progress")
+    lines = (out / "metadata.csv").read_text().splitlines()
+    assert lines[:4] == mine.splitlines()  # order, duplicates and the other column kept
+    assert lines[4:] == ["sample_000.wav,7,", "sample_001.wav,7,"]
+
+
+def test_a_run_inside_its_data_folder_does_not_train_on_its_previews(tmp_path, audio_dir):
+    labelled = tmp_path / "data"
+    for label in ("low", "high"):
+        (labelled / label).mkdir(parents=True)
+    for k, f in enumerate(sorted(p for p in audio_dir.rglob("*") if p.suffix in (".wav", ".flac", ".ogg"))):
+        f.rename(labelled / ("low" if k % 2 else "high") / f.name)
+    out = labelled / "run"
+    args = ["train", str(labelled), "--out", str(out), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+            "--no-progress"]
+    cli(*args)
+    assert list((out / "samples").glob("*.wav"))  # previews inside DATA_DIR now
+    said = cli(*args[:6], "--steps", "4", "--batch-size", "2", "--no-progress")
+    assert " of 6 audio files used" in said and "on 2 labels" in said  # not 8 files, not a label "run"
+
+
+def test_a_gallery_inside_its_source_does_not_copy_its_own_copies(tmp_path):
+    source = tmp_path / "clips"
+    cli("generate", str(ROOT / "samples" / "models" / "drums"), "--out", str(source), "-n", "2", "--steps", "2",
+        "--no-progress")
+    for _ in range(2):
+        cli("gallery", str(source), "--out", str(source / "site"), "--force")
+    assert sorted(p.name for p in (source / "site" / "clips").rglob("*.wav")) == ["sample_000.wav", "sample_001.wav"]
+
+
+def test_lora_scale_zero_gives_the_base_back(tmp_path):
+    from audiodiff.generation.pipeline import SpectrogramDiffusion
+
+    base, lora = ROOT / "samples" / "models" / "notes-tiny", tmp_path / "lora"
+    cli("finetune", str(base), str(ROOT / "samples" / "notes" / "heldout"), "--out", str(lora), "--lora", "4",
+        "--label-column", "family", "--steps", "3", "--lr", "0.05", "--batch-size", "4", "--no-progress")
+    def clips(run, **kw):
+        return SpectrogramDiffusion.load(run, **kw).generate(2, steps=3, seed=0, label="flute").logmel
+    assert not torch.equal(clips(lora), clips(base))  # the fine-tune moved it
+    assert torch.equal(clips(lora, lora_scale=0.0), clips(base))

@@ -143,12 +143,13 @@ class WaveDataset:
         return out
 
 
-def load_waves(data_dir: str | Path, mel: MelSpectrogram, progress: bool = True) -> tuple[WaveDataset, DataReport]:
+def load_waves(data_dir: str | Path, mel: MelSpectrogram, progress: bool = True,
+               skip: tuple[Path, ...] = ()) -> tuple[WaveDataset, DataReport]:
     """Every usable audio file under data_dir, decoded, mixed to mono, resampled to the mel's rate, DC removed."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"{data_dir}: not a folder")
-    files = find_audio_files(data_dir)
+    files = find_audio_files(data_dir, skip=skip)
     report = DataReport(found=len(files))
     waves, used = [], []
     for path in tqdm(files, desc="loading audio", unit="file", disable=not progress, leave=False):

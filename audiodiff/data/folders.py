@@ -16,16 +16,24 @@ from ..audio.mel import MelSpectrogram
 SILENCE_PEAK = 1e-4  # a file whose |peak| stays below this (-80 dBFS) is treated as silent
 
 
-def find_audio_files(data_dir: Path, exts: frozenset[str] | None = None) -> list[Path]:
-    """Files under data_dir with an extension soundfile reads (or one of `exts`), sorted; symlinked folders are
-    not followed."""
-    return [data_dir / rel for rel, _ in _walk(data_dir, exts or audio_extensions())]
+def find_audio_files(data_dir: Path, exts: frozenset[str] | None = None, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """Files under data_dir with an extension soundfile reads (or one of `exts`), sorted; symlinked folders and
+    the folders in `skip` are not followed."""
+    return [data_dir / rel for rel, _ in _walk(data_dir, exts or audio_extensions(), skip)]
 
 
-def _walk(data_dir: Path, exts: frozenset[str]) -> list[tuple[str, os.DirEntry]]:
+def inside(folder: Path, data_dir: Path) -> str | None:
+    """`folder` as a path relative to data_dir ending in the separator, if it lies inside data_dir; else None."""
+    rel = os.path.relpath(os.path.abspath(folder), os.path.abspath(data_dir))
+    return None if rel == os.curdir or rel.split(os.sep)[0] == os.pardir else rel + os.sep
+
+
+def _walk(data_dir: Path, exts: frozenset[str], skip: tuple[Path, ...] = ()) -> list[tuple[str, os.DirEntry]]:
     """(path relative to data_dir, directory entry) of the files under data_dir with one of `exts`, sorted by
     path components (the order of sorted Paths); hidden files and folders are left out and symlinked folders
-    are not followed. Strings and os.scandir, not pathlib: a folder of a million files is listed in seconds."""
+    are not followed, nor the folders in `skip` (a run's own folder inside its data: its previews are not data).
+    Strings and os.scandir, not pathlib: a folder of a million files is listed in seconds."""
+    skipped = {r for r in (inside(s, data_dir) for s in skip) if r}
     found, stack = [], [("", os.fspath(data_dir))]
     while stack:
         rel, path = stack.pop()
@@ -37,7 +45,8 @@ def _walk(data_dir: Path, exts: frozenset[str]) -> list[tuple[str, os.DirEntry]]
             if e.name.startswith("."):
                 continue
             if e.is_dir(follow_symlinks=False):
-                stack.append((rel + e.name + os.sep, e.path))
+                if rel + e.name + os.sep not in skipped:
+                    stack.append((rel + e.name + os.sep, e.path))
             elif e.name.rsplit(".", 1)[-1].lower() in exts and not _links_to_folder(e):
                 found.append((rel + e.name, e))
     found.sort(key=lambda item: item[0].split(os.sep))
@@ -51,13 +60,13 @@ def _links_to_folder(e: os.DirEntry) -> bool:
         return False
 
 
-def list_files(data_dir: Path) -> dict[str, dict]:
+def list_files(data_dir: Path, skip: tuple[Path, ...] = ()) -> dict[str, dict]:
     """{path relative to data_dir: record} of every audio file under data_dir, then of every audio member of the
     uncompressed .tar files there (WebDataset-style shards, read in place: key TAR/MEMBER, record with the
     member's size and data offset and the tar's mtime). A .tar that cannot be read is listed as a file, so that
     it is reported as skipped with the reason."""
     exts = audio_extensions()
-    found = _walk(data_dir, exts | {"tar"})  # one walk of the folder for both
+    found = _walk(data_dir, exts | {"tar"}, skip)  # one walk of the folder for both
     listing = {rel: _stat(e) for rel, e in found if not rel.lower().endswith(".tar")}
     for rel, e in found:
         if not rel.lower().endswith(".tar"):

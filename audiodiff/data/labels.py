@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config
+from ..files import atomic_path
 
 Log = Callable[[str], None]
 
@@ -137,22 +138,26 @@ CLIP_LABEL_COLUMN = "label"  # the metadata.csv column in which generated clips'
 def write_clip_labels(folder: Path, labels: dict[str, str]) -> Path | None:
     """Record the class of each clip (path relative to `folder` -> label) in folder/metadata.csv, in a
     `CLIP_LABEL_COLUMN` column beside `path`, as `file_labels` reads them. A metadata.csv already there keeps its
-    other rows and columns (these paths' labels are replaced); one without a `path` column is left alone (None)."""
+    other rows, columns and order (rows of these paths get the label, new clips are appended), and is replaced
+    atomically; one without a `path` column is left alone (None)."""
     path = folder / "metadata.csv"
-    fields, rows = ["path", CLIP_LABEL_COLUMN], {}
+    fields, rows = ["path", CLIP_LABEL_COLUMN], []
     if path.is_file():
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             if "path" not in (reader.fieldnames or []):
                 return None
             fields = list(reader.fieldnames) + [CLIP_LABEL_COLUMN] * (CLIP_LABEL_COLUMN not in reader.fieldnames)
-            rows = {r["path"]: r for r in reader}
-    for clip, label in labels.items():
-        rows[clip] = {**rows.get(clip, {"path": clip}), CLIP_LABEL_COLUMN: label}
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fields, restval="")
+            rows = list(reader)
+    for row in rows:
+        if row["path"] in labels:
+            row[CLIP_LABEL_COLUMN] = labels[row["path"]]
+    known = {row["path"] for row in rows}
+    rows += [{"path": clip, CLIP_LABEL_COLUMN: label} for clip, label in labels.items() if clip not in known]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields, restval="", extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows[k] for k in sorted(rows))
+        writer.writerows(rows)
     return path
 
 

@@ -50,7 +50,8 @@ SAVE_EVERY_S = 30.0  # the cache index is saved at least this often during a pre
 
 def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache_dir: Path | None = None,
               progress: bool = True, skip_silent: bool = True, workers: int | None = None,
-              prepare: bool = True, shard_bytes: int = SHARD_BYTES, channels: int = 1) -> tuple[MelDataset, DataReport]:
+              prepare: bool = True, shard_bytes: int = SHARD_BYTES, channels: int = 1,
+              skip: tuple[Path, ...] = ()) -> tuple[MelDataset, DataReport]:
     """The mel dataset of every usable audio file under data_dir, from (and kept in) the store in cache_dir, with
     `channels` channels (1: mono; 2: left and right).
 
@@ -62,7 +63,7 @@ def load_mels(data_dir: str | Path, mel: MelSpectrogram, crop_frames: int, cache
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"{data_dir}: not a folder")
-    listing = list_files(data_dir)
+    listing = list_files(data_dir, skip)
     if not listing:
         raise ValueError(f"{data_dir}: no audio files found (looked for {', '.join(sorted(audio_extensions()))}, "
                          "also inside .tar files)")

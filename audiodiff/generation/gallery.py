@@ -31,9 +31,10 @@ class Clip:
     sample_rate: int
 
 
-def find_clips(source: Path) -> tuple[list[Clip], Config | None]:
+def find_clips(source: Path, skip: Path | None = None) -> tuple[list[Clip], Config | None]:
     """WAV files of a run (its generated/ and samples/ folders) or of any folder (recursively), sorted;
-    plus the run's config when `source` is a run."""
+    plus the run's config when `source` is a run. `skip`: a folder inside source to leave out (the gallery's own
+    output, whose copies would otherwise be copied again at every rebuild)."""
     if not source.is_dir():
         raise ValueError(f"{source}: not a folder")
     config = run_config(source)
@@ -42,6 +43,8 @@ def find_clips(source: Path) -> tuple[list[Clip], Config | None]:
     for root in roots:
         for path in sorted(root.rglob("*.wav")):
             if any(part.startswith(".") for part in path.relative_to(source).parts):
+                continue
+            if skip is not None and path.resolve().is_relative_to(skip.resolve()):
                 continue
             info = sf.info(str(path))
             clips.append(Clip(path, path.relative_to(source).as_posix(), info.duration, info.samplerate))
@@ -58,7 +61,7 @@ def build_gallery(source: str | Path, out: str | Path, title: str | None = None)
     source, out = Path(source), Path(out)
     page = out / "index.html"
     rebuild = page.exists()
-    clips, config = find_clips(source)
+    clips, config = find_clips(source, skip=out / "clips")  # not its own copies, if out lies inside source
     mel_config = config.mel if config else MelConfig()
     keep = set()  # this build's copies and the clips it copied from
     for clip in clips:

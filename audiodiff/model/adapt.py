@@ -18,7 +18,7 @@ from torch import Tensor
 from .. import checkpoint
 from ..config import Config
 from .conditioning import from_config as conditioning_of
-from .lora import add_adapters
+from .lora import add_adapters, scaled_like_adapters
 from .unet import UNet
 
 # what a fine-tuned run must share with its base, and (unet) all of it but the class count
@@ -67,6 +67,7 @@ def start_network(config: Config, base: Config, base_tensors: dict[str, Tensor],
         add_adapters(model, f.lora_rank, f.lora_layers)
         if model.label_emb is not None:
             model.label_emb.requires_grad_(True)
+            scaled_like_adapters(model.label_emb)
     return model
 
 

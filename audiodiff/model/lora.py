@@ -97,16 +97,41 @@ def adapters(model: nn.Module) -> dict[str, Adapter]:
     return {name[: -len(".adapter")]: m for name, m in model.named_modules() if isinstance(m, Adapter)}
 
 
+def scaled_like_adapters(table: nn.Embedding) -> None:
+    """Make a table that trains in full in a LoRA run (the class embedding) follow the adapters' scale: at scale s
+    it gives start + s (trained - start), `start` the table the run started from (kept, not saved), so that scale 0
+    is the base network and 1 the run as trained (bit for bit: the trained table itself)."""
+    table.register_buffer("lora_start", table.weight.detach().clone(), persistent=False)
+    table.lora_scale = 1.0
+    table.register_forward_hook(_scale_table)
+
+
+def _scale_table(table: nn.Embedding, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    if table.lora_scale == 1.0:
+        return output
+    start = nn.functional.embedding(inputs[0], table.lora_start)
+    return start + table.lora_scale * (output - start)
+
+
 def set_scale(model: nn.Module, scale: float) -> None:
-    """Scale every adapter's update by `scale` (1: as trained; 0: the base network)."""
+    """Scale every adapter's update, and the tables that follow them, by `scale` (1: as trained; 0: the base
+    network)."""
     for adapter in adapters(model).values():
         adapter.scale = float(scale)
+    for module in model.modules():
+        if hasattr(module, "lora_scale"):
+            module.lora_scale = float(scale)
 
 
 def merge(model: nn.Module) -> int:
     """Bake each adapter (at its scale) into its layer's weight and remove it: a plain network computing the
     same function. Returns how many adapters were merged."""
     found = adapters(model)
+    for module in model.modules():
+        if hasattr(module, "lora_scale") and module.lora_scale != 1.0:  # bake a table that follows the scale
+            with torch.no_grad():
+                module.weight.copy_(module.lora_start + module.lora_scale * (module.weight - module.lora_start))
+            module.lora_scale = 1.0
     layers = dict(model.named_modules())
     for name, adapter in found.items():
         layer = layers[name]

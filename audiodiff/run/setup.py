@@ -89,7 +89,7 @@ def one_process_data(config: Config, data_dir: Path, out: Path, workers: int | N
     writable_dir(out)
     t0 = time.perf_counter()
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
-                             workers=workers, channels=config.data.channels)
+                             workers=workers, channels=config.data.channels, skip=(out,))
     report_skipped(report, warn)
     log(f"data: {report.summary()} in {time.perf_counter() - t0:.1f} s")
     return data

@@ -64,7 +64,7 @@ def _prepare_and_train(config: Config, stored: Config | None, data_dir: Path, ou
         barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache",
                              s.progress and dist.main, workers=s.workers, prepare=dist.main,
-                             channels=config.data.channels)
+                             channels=config.data.channels, skip=(out,))
     if dist.main:
         barrier(dist)
     report_skipped(report, warn)

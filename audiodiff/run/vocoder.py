@@ -43,7 +43,7 @@ def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | No
     dev = resolve_device(device)
     with folder_lock(out):  # one writer at a time
         t0 = time.perf_counter()
-        data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress)
+        data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress, skip=(out,))
         report_skipped(report, warn)
         log(f"data: {report.summary()}, {len(data.wav) / config.mel.sample_rate / 60:.1f} min of audio, "
             f"in {time.perf_counter() - t0:.1f} s")
