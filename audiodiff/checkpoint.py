@@ -60,6 +60,16 @@ def read(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str
     return tensors, meta
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint file alone, without reading or checking its tensors (CheckpointError if it is
+    not one)."""
+    try:
+        with safe_open(Path(path), framework="pt") as f:
+            return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    except (OSError, SafetensorError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_short(e)})") from None
+
+
 def _digest(tensors: dict[str, Tensor], meta: dict[str, Any] | None) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order, then over the metadata
     (all entries but the checksum, as canonical JSON) unless meta is None (files of the older format)."""

@@ -13,6 +13,7 @@ lifts it) and `refuse_foreign` (a folder that holds something other than what a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_mode())  # what the user's umask gives a new file, whatever the writer chose
         os.replace(tmp, path)
     except OSError as e:
         raise OSError(e.errno, f"{path}: cannot write ({e.strerror or e})") from None
@@ -40,6 +42,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_mode() -> int:
+    mask = os.umask(0o022)  # read it the only way there is, and put it back
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text(path: str | Path, text: str) -> None:

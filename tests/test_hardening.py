@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -183,3 +184,147 @@ def test_lora_scale_zero_gives_the_base_back(tmp_path):
         return SpectrogramDiffusion.load(run, **kw).generate(2, steps=3, seed=0, label="flute").logmel
     assert not torch.equal(clips(lora), clips(base))  # the fine-tune moved it
     assert torch.equal(clips(lora, lora_scale=0.0), clips(base))
+    for command in (["generate", str(lora), "--out", str(tmp_path / "g")],
+                    ["merge", str(lora), "--out", str(tmp_path / "m")]):
+        res = CliRunner().invoke(main, [*command, "--lora-scale", "nan"])
+        assert res.exit_code == 1 and "LoRA scale nan: must be a finite number" in res.output, res.output
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('vocoder = "no-such-vocoder"\n', "no-such-vocoder"),
+    ("[train]\npreview_steps = 5000\n", "train.preview_steps = 5000"),
+    ("[mel]\nmin_db = nan\n", "mel.min_db = nan"),
+    ("[mel]\nmax_db = inf\n", "mel.max_db = inf"),
+])
+def test_a_bad_setting_in_a_config_file_is_refused_before_anything_is_written(tmp_path, audio_dir, toml, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(toml)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", str(audio_dir), "--out", str(out), "--preset", "tiny", "--config",
+                                    str(bad), "--steps", "2", "--no-progress"])
+    assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1, res.output
+    assert not out.exists()
+
+
+def test_user_text_in_a_spectrogram_title_is_text(tmp_path):
+    """A label or file name with dollar signs reaches the PNG's title (it crashed matplotlib's TeX parser)."""
+    import numpy as np
+
+    from audiodiff.audio.plot import save_spectrogram
+    from audiodiff.config import MelConfig
+
+    save_spectrogram(tmp_path / "x.png", np.zeros((80, 64)), MelConfig(), "label a$\\notacommand$b, x $^^$ y")
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reconstruct_writes_the_format_its_name_asks_for(tmp_path):
+    import soundfile as sf
+
+    clip = ROOT / "samples" / "notes" / "heldout" / "bass_00013.flac"
+    cli("reconstruct", str(clip), "--out", str(tmp_path / "x.flac"))
+    assert sf.info(str(tmp_path / "x.flac")).format == "FLAC"
+    res = CliRunner().invoke(main, ["reconstruct", str(clip), "--out", str(tmp_path / "y.mp4")])
+    assert res.exit_code == 1 and "cannot write .mp4 audio" in res.output and not (tmp_path / "y.png").exists()
+
+
+def test_checkpoints_and_exports_are_readable_as_the_umask_allows(tmp_path, audio_dir):
+    run = tmp_path / "run"
+    cli("train", str(audio_dir), "--out", str(run), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+        "--no-progress")
+    cli("export", str(run), "--out", str(tmp_path / "shared"))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in [*run.glob("checkpoints/*"), *(tmp_path / "shared").glob("checkpoints/*")]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_conflicting_or_empty_labels_in_metadata_are_refused(tmp_path, audio_dir):
+    from audiodiff.data.labels import file_labels
+
+    files = ["one.wav", "two.flac"]
+    (audio_dir / "metadata.csv").write_text("path,kind\none.wav,a\ntwo.flac,b\none.wav,c\n")
+    with pytest.raises(ValueError, match="one.wav has two rows with different 'kind'"):
+        file_labels(audio_dir, files, "kind")
+    (audio_dir / "metadata.csv").write_text("path,kind\none.wav,a\ntwo.flac, \n")
+    with pytest.raises(ValueError, match="two.flac has an empty 'kind'"):
+        file_labels(audio_dir, files, "kind")
+    (audio_dir / "metadata.csv").write_text("path,kind\none.wav,a\ntwo.flac,b\none.wav,a\n")  # the same row twice
+    assert file_labels(audio_dir, files, "kind")[0] == ["a", "b"]
+
+
+def snapshot(root: Path, leave_out: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under root outside the folders in leave_out."""
+    found = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not any(path.is_relative_to(f) for f in leave_out):
+            st = path.stat()
+            found[str(path)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+CRAFTED_CONFIGS = [
+    'vocoder = "../../victim.txt"\n',
+    'vocoder = "/etc/passwd"\n',
+    "[train]\nsteps = 1e308\n",
+    "[train]\nlr = nan\n",
+    "[train]\nbatch_size = 99999999999999999999\n",
+    "[data]\nlabels = [\"../../x\", \"/abs\"]\n",
+    '[finetune]\nbase = "../../victim.txt"\nbase_sha256 = "00"\nlora_rank = 2\n',
+    '[distill]\nteacher = "/etc/passwd"\n',
+    "preset = \"\\u0000\\u202e$\\\\frac{\"\n",
+    "[mel]\nsample_rate = -1\n",
+    "not toml at all = = =\n",
+]
+CRAFTED_METADATA = [
+    "path,label\n../victim.txt,a\none.wav,b\n",
+    "path,label\n/etc/passwd,a\n",
+    "path,label\none.wav,=HYPERLINK(\"x\")\ntwo.flac,$\\frac{\n",
+    "path,label\none.wav,nan\ntwo.flac,inf\n",
+    "path,label\n" + "x" * 10000 + ".wav,a\n",
+]
+
+
+@pytest.mark.slow
+def test_crafted_configs_and_metadata_touch_nothing_outside_the_run_folder(tmp_path, audio_dir):
+    """train, finetune and gallery on crafted config.toml and metadata.csv files: each ends with exit 0 or one
+    `Error:` line (no traceback), and no file outside the run folder changes."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    base = tmp_path / "base"
+    cli("train", str(audio_dir), "--out", str(base), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+        "--no-progress")
+    cases = [("config", text) for text in CRAFTED_CONFIGS] + [("metadata", text) for text in CRAFTED_METADATA]
+    for k, (kind, text) in enumerate(cases):
+        run = tmp_path / f"run{k}"
+        run.mkdir()
+        before = snapshot(tmp_path, (run,))
+        if kind == "config":
+            (run / "config.toml").write_text(text)
+            commands = [["train", str(audio_dir), "--out", str(run), "--steps", "2", "--no-progress"],
+                        ["generate", str(run), "--out", str(run / "g"), "--steps", "2", "--no-progress"],
+                        ["gallery", str(run), "--out", str(run / "site")]]
+        else:
+            (audio_dir / "metadata.csv").write_text(text)
+            commands = [["train", str(audio_dir), "--out", str(run), "--preset", "tiny", "--label-column", "label",
+                         "--steps", "2", "--batch-size", "2", "--no-progress"],
+                        ["finetune", str(base), str(audio_dir), "--out", str(run / "ft"), "--label-column", "label",
+                         "--new-labels", "--steps", "2", "--batch-size", "2", "--no-progress"]]
+        for command in commands:
+            res = CliRunner().invoke(main, command)
+            assert res.exit_code in (0, 1) and (res.exception is None or isinstance(res.exception, SystemExit)), \
+                (text, command, res.output, res.exception)
+            if res.exit_code == 1:
+                assert res.output.startswith("Error: ") or "\nError: " in res.output, (text, command, res.output)
+        (audio_dir / "metadata.csv").unlink(missing_ok=True)
+        after = snapshot(tmp_path, (run,))
+        assert after == before, (text, set(after.items()) ^ set(before.items()))
+        assert victim.read_text() == "keep me"
+
+
+def test_train_into_an_exported_model_changes_nothing(tmp_path, audio_dir):
+    shared = tmp_path / "shared"
+    shutil.copytree(ROOT / "samples" / "models" / "digits", shared)
+    before = snapshot(shared, ())
+    res = CliRunner().invoke(main, ["train", str(audio_dir), "--out", str(shared), "--steps", "2", "--no-progress"])
+    assert res.exit_code == 1 and "an exported run (EMA weights only) cannot be trained further" in res.output
+    assert snapshot(shared, ()) == before and not (shared / "cache").exists()

@@ -77,15 +77,27 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(x.mean(axis=1, keepdims=True), 2, axis=1)
 
 
-def save(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
-    """Write float audio [T] (mono) or [C, T] as 16-bit PCM WAV, atomically (temp file + rename).
+WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".aiff": ("AIFF", "PCM_16"),
+                 ".aif": ("AIFF", "PCM_16"), ".ogg": ("OGG", "VORBIS")}  # by the file name's suffix
 
-    Samples outside [-1, 1] are clipped.
-    """
+
+def format_for(path: str | Path) -> tuple[str, str]:
+    """(soundfile format, subtype) that `save` writes for this file name; ValueError for a suffix it cannot."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_FORMATS:
+        raise ValueError(f"{path}: cannot write {path.suffix or 'suffix-less'} audio (choose .wav, .flac, .aiff "
+                         "or .ogg)")
+    return WRITE_FORMATS[path.suffix.lower()]
+
+
+def save(path: str | Path, wav: np.ndarray, sample_rate: int) -> None:
+    """Write float audio [T] (mono) or [C, T] in the format its suffix names (16-bit PCM WAV, FLAC or AIFF; Ogg
+    Vorbis), atomically (temp file + rename). Samples outside [-1, 1] are clipped."""
+    audio_format, subtype = format_for(path)
     wav = np.asarray(wav, dtype=np.float32)
     wav = np.clip(wav.reshape(-1) if wav.ndim == 1 else wav.T, -1.0, 1.0)
     with atomic_path(path) as tmp:
-        sf.write(tmp, wav, sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(tmp, wav, sample_rate, subtype=subtype, format=audio_format)
 
 
 def _short(e: Exception) -> str:

@@ -27,7 +27,7 @@ def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mel bin")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)  # labels and file names are text, never TeX
     fig.colorbar(im, ax=ax, label="dB")
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -78,7 +78,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
               help="ct: consistency tuning (ECT), no teacher calls; cd: consistency distillation along the teacher's "
                    "ODE, folding in guidance. Default: ct for an unconditional run, cd for a conditional one.")
 @click.option("--guidance", type=click.FloatRange(min=0.0),
-              help="cd on a conditional run: classifier-free guidance weight folded into the student (default 1.5).")
+              help="cd on a conditional run: classifier-free guidance weight folded into the student (default: the "
+                   "teacher's own, its config's [sample] guidance).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
               help="TOML file with [train] and [distill] tables overriding the defaults.")
 @click.option("--steps", type=int, help="Optimizer steps of the distillation (default 300).")

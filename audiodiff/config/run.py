@@ -43,6 +43,9 @@ class MelConfig:
             )
         if self.hop_length > self.n_fft:
             raise ValueError(f"mel: hop_length {self.hop_length} > n_fft {self.n_fft}")
+        for name in ("f_min", "f_max", "min_db", "max_db"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"mel.{name} = {getattr(self, name)!r}: must be a finite number")
         if self.min_db >= self.max_db:
             raise ValueError(f"mel: min_db {self.min_db} must be below max_db {self.max_db}")
 
@@ -316,6 +319,9 @@ class Config:
                              "condition f(x, 0) = x; distil a v, eps or edm run")
         if self.distill.guidance > 0 and not self.data.labels:
             raise ValueError("distill.guidance needs a class-conditional run")
+        if self.train.preview_steps > self.diffusion.num_steps:
+            raise ValueError(f"train.preview_steps = {self.train.preview_steps}: at most diffusion.num_steps "
+                             f"({self.diffusion.num_steps}), the steps of the chain")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

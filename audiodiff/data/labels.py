@@ -43,13 +43,19 @@ def file_labels(data_dir: str | Path, files: list[str], column: str | None = Non
         rows = list(csv.DictReader(f))
     if not rows or column not in rows[0] or "path" not in rows[0]:
         raise ValueError(f"{csv_path}: needs columns 'path' and {column!r}")
-    by_path = {Path(r["path"]).as_posix(): r[column] for r in rows}
+    by_path: dict[str, str] = {}
+    for r in rows:
+        key, label = Path(r["path"]).as_posix(), r[column]
+        if by_path.setdefault(key, label) != label:
+            raise ValueError(f"{csv_path}: {key} has two rows with different {column!r}: {by_path[key]!r} and {label!r}")
     root = os.path.abspath(csv_path.parent)  # absolute, not resolved: a linked file is found by its link's path
     names = []
     for f in files:
         key = Path(os.path.relpath(os.path.abspath(data_dir / f), root)).as_posix()
         if key not in by_path:
             raise ValueError(f"{csv_path}: no row for {key}")
+        if not by_path[key].strip():
+            raise ValueError(f"{csv_path}: {key} has an empty {column!r}; give it a label or remove the file")
         names.append(by_path[key])
     return _encode(names)
 

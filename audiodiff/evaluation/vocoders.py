@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio.io import load, save
+from ..audio.io import format_for, load, save
 from ..audio.mel import MelSpectrogram
 from ..audio.metrics import UNSEEN_STFT_RESOLUTION, log_spectral_distance, mel_l1, mr_stft, snr_db, speech_scores
 from ..audio.plot import save_spectrogram
@@ -35,6 +35,7 @@ def reconstruct_file(in_audio: Path, out: Path, run: Path | None = None, vocoder
     the vocoder (default griffinlim), written to `out` with the input's spectrogram beside it (out.png).
     Returns the paired scores of the result against the input, the vocoder's description and the real-time factor
     (vocoder built and run, over the clip's duration)."""
+    format_for(out)  # an output it cannot write fails before the work
     mel_config = mel_config_of(run, (vocoder,) if vocoder else ())
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     wav = load(in_audio, mel_config.sample_rate)

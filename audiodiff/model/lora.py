@@ -16,6 +16,8 @@ them is no cheaper than the layer itself.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -116,6 +118,8 @@ def _scale_table(table: nn.Embedding, inputs: tuple[Tensor, ...], output: Tensor
 def set_scale(model: nn.Module, scale: float) -> None:
     """Scale every adapter's update, and the tables that follow them, by `scale` (1: as trained; 0: the base
     network)."""
+    if not math.isfinite(scale):
+        raise ValueError(f"LoRA scale {scale!r}: must be a finite number (0 = the base, 1 = as trained)")
     for adapter in adapters(model).values():
         adapter.scale = float(scale)
     for module in model.modules():

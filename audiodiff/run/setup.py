@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .. import checkpoint
 from ..audio.mel import MelSpectrogram
 from ..config import Config
 from ..data.datasets import DataReport, MelDataset
@@ -54,8 +55,12 @@ def resolve_config(out: Path, config_file: Path | None = None, preset_name: str 
         raise ValueError(f"{out}: --resume given but there is no run here (no {CONFIG_FILE})")
     refuse_other_folder(out, stored)
     config = changed(preset(preset_name) if preset_name else stored or preset("small"), config_file, overrides)
-    if resume and latest_checkpoint(out) is None:
+    latest = latest_checkpoint(out)
+    if resume and latest is None:
         raise ValueError(f"{out}: resume asked for but no checkpoint yet in {out / 'checkpoints'}")
+    if latest is not None and "optimizer_groups" not in checkpoint.read_meta(latest):
+        raise checkpoint.CheckpointError(f"{out}: an exported run (EMA weights only) cannot be trained further; "
+                                         "fine-tune it instead (audiodiff finetune RUN DATA_DIR --out NEW_RUN)")
     return config, stored
 
 

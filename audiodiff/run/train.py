@@ -43,8 +43,8 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
         raise ValueError("unconditional training and a label column contradict each other")
     config.check_sizes()
     if vocoder:
-        build_vocoder(vocoder, MelSpectrogram(config.mel))  # a bad spec fails now, not at the first preview
         config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
+    build_vocoder(config.vocoder, MelSpectrogram(config.mel))  # a bad spec (flag or file) fails now, not at a preview
     dist, dev = from_env(session.device)  # started by torchrun: one process per device, rank 0 writes
     barrier(dist)  # every rank has read the run's state before rank 0 writes anything
     with folder_lock(out) if dist.main else contextlib.nullcontext():  # rank 0 alone writes the folder

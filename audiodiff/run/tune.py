@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..audio.mel import MelSpectrogram
 from ..config import Config, FinetuneConfig
 from ..data.datasets import MelDataset
 from ..data.labels import finetune_labels, run_label_counts, teacher_labels
@@ -20,6 +21,7 @@ from ..files import copy_file, folder_lock, write_text
 from ..model.adapt import HELD_BASE, check_base, ema_model, refuse_as_base, start_network
 from ..runfolder import CONFIG_FILE, read_checkpoint, run_config
 from ..training.diffusion import TrainState, check_same_model
+from ..vocoders.registry import build_vocoder
 from .previews import copies_line, copies_share
 from .setup import Log, Session, changed, one_process_data, refuse_other_folder, train_logged
 from .share import merged
@@ -64,6 +66,7 @@ def distill(teacher_run: str | Path, data_dir: str | Path, out: str | Path, *, m
         "distill", method=method, guidance=guidance, teacher=stored.distill.teacher if stored else str(t_path),
         teacher_sha256=meta["sha256"])  # a method or guidance other than the stored one is refused below
     config = changed(config, config_file, overrides)
+    build_vocoder(config.vocoder, MelSpectrogram(config.mel))  # a bad spec in a --config file fails now
     if stored is not None:
         check_same_model(stored, config, str(out))
     dev = resolve_device(device)
@@ -122,6 +125,7 @@ def finetune(base_run: str | Path, data_dir: str | Path, out: str | Path, *, lor
     train_defaults = {**FINETUNE_TRAIN, **({"lr": LORA_LR} if f.lora_rank else {})}
     config = dataclasses.replace(stored or Config.from_dict({"train": train_defaults}, b_config), finetune=f)
     config = changed(config, config_file, overrides)
+    build_vocoder(config.vocoder, MelSpectrogram(config.mel))  # a bad spec in a --config file fails now
     check_base(b_config, config, str(out))
     start_network(config, b_config, b_tensors, b_path)  # a LoRA rank or layers it cannot take fail before any write
     dev = resolve_device(device)
