@@ -76,6 +76,19 @@ def refuse_foreign(folder: str | Path, kind: str, ignore: tuple[str, ...] = ()) 
         raise ValueError(f"{folder}: folder exists and is not {kind}; choose another --out")
 
 
+def check_writable(path: str | Path) -> None:
+    """OSError naming `path` if a folder could not be made or written there; creates nothing (the folder is made
+    when the first file is written, so that a refused command leaves no trace)."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OSError(f"{path}: cannot write here ({probe} is not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OSError(f"{path}: cannot write here ({probe} is not writable)")
+
+
 def writable_dir(path: str | Path) -> None:
     """Create `path` if needed; OSError naming it if nothing can be written there."""
     path = Path(path)

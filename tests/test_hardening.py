@@ -187,7 +187,9 @@ def test_lora_scale_zero_gives_the_base_back(tmp_path):
     for command in (["generate", str(lora), "--out", str(tmp_path / "g")],
                     ["merge", str(lora), "--out", str(tmp_path / "m")]):
         res = CliRunner().invoke(main, [*command, "--lora-scale", "nan"])
-        assert res.exit_code == 1 and "LoRA scale nan: must be a finite number" in res.output, res.output
+        assert res.exit_code == 2 and "'nan' is not a finite number" in res.output, res.output
+    with pytest.raises(ValueError, match="LoRA scale nan: must be a finite number"):  # the library checks it too
+        SpectrogramDiffusion.load(lora, lora_scale=float("nan"))
 
 
 @pytest.mark.parametrize("toml, message", [
@@ -328,3 +330,40 @@ def test_train_into_an_exported_model_changes_nothing(tmp_path, audio_dir):
     res = CliRunner().invoke(main, ["train", str(audio_dir), "--out", str(shared), "--steps", "2", "--no-progress"])
     assert res.exit_code == 1 and "an exported run (EMA weights only) cannot be trained further" in res.output
     assert snapshot(shared, ()) == before and not (shared / "cache").exists()
+
+
+NOTES = ROOT / "samples" / "models" / "notes-tiny"
+CLIP = ROOT / "samples" / "notes" / "heldout" / "bass_00013.flac"
+SWEEP = [  # command line, what the one line says; every float option refuses nan and inf
+    (["generate", str(NOTES), "--guidance", "nan"], "'nan' is not a finite number"),
+    (["generate", str(NOTES), "--guidance", "inf"], "'inf' is not a finite number"),
+    (["generate", str(NOTES), "--seconds", "inf"], "'inf' is not a finite number"),
+    (["generate", str(NOTES), "--seconds", "1e308"], "seconds must be in (0, 3600.0]"),
+    (["generate", str(NOTES), "--autoguidance", "nan"], "'nan' is not a finite number"),
+    (["generate", str(NOTES), "--guidance-interval", "5", "inf"], "'inf' is not a finite number"),
+    (["generate", str(NOTES), "--device", "bogus"], "--device bogus: not a device"),
+    (["inpaint", str(NOTES), str(CLIP), "--start", "0.1", "--end", "0.3", "--band", "nan", "5"], "not a finite"),
+    (["continue", str(NOTES), str(CLIP), "--seconds", "1e9"], "seconds must be in (0, 3600.0]"),
+    (["vary", str(NOTES), str(CLIP), "--strength", "nan"], "'nan' is not a finite number"),
+    (["train", "DATA", "--preset", "tiny", "--lr", "nan"], "'nan' is not a finite number"),
+    (["train", "DATA", "--preset", "tiny", "--min-snr", "inf"], "'inf' is not a finite number"),
+    (["reconstruct", "SHORT"], "shorter than one mel frame"),
+    (["reconstruct", "NOT_AUDIO"], "cannot read audio"),
+    (["vary", str(NOTES), "SHORT", "--strength", "0.4"], "need audio of at least"),
+]
+
+
+@pytest.mark.parametrize("args, message", SWEEP, ids=[" ".join(a[:1] + a[3:5]) for a, _ in SWEEP])
+def test_bad_values_get_one_line(tmp_path, audio_dir, args, message):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "short.wav", np.zeros(10, dtype=np.float32), 16000)
+    (tmp_path / "not_audio.wav").write_text("not audio")
+    where = {"DATA": str(audio_dir), "SHORT": str(tmp_path / "short.wav"), "NOT_AUDIO": str(tmp_path / "not_audio.wav")}
+    args = [where.get(a, a) for a in args]
+    args += ["--out", str(tmp_path / ("out.wav" if args[0] == "reconstruct" else "out"))]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code in (1, 2) and isinstance(res.exception, SystemExit), (res.output, res.exception)
+    assert message in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "out").exists()

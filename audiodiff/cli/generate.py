@@ -10,7 +10,7 @@ import click
 
 from ..config import LABEL_MIXES
 from ..diffusion.sampling import SAMPLERS
-from .options import DEVICE, LORA_SCALE, VOCODER, friendly
+from .options import DEVICE, FINITE, LORA_SCALE, VOCODER, Finite, friendly
 
 
 @click.command()
@@ -25,9 +25,9 @@ from .options import DEVICE, LORA_SCALE, VOCODER, friendly
                    "Markov chain (use many steps); dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps; "
                    "heun: Heun on Karras sigmas, 2 network calls per step; consistency: multistep consistency "
                    "sampling, for runs made by `audiodiff distill`.")
-@click.option("--eta", type=click.FloatRange(0.0, 1.0), help="DDIM noise (0 deterministic, the default; 1 DDPM-like).")
+@click.option("--eta", type=Finite(0.0, 1.0), help="DDIM noise (0 deterministic, the default; 1 DDPM-like).")
 @click.option("--seed", default=0, show_default=True, help="Clip i uses seed + i.")
-@click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True),
+@click.option("--seconds", type=Finite(min=0.0, min_open=True),
               help="Clip length; default the training crop. Longer clips are sampled window by window: the first "
                    "with --sampler, each later one outpainted with RePaint's DDIM steps.")
 @click.option("--loop", is_flag=True, help="Make each clip loop: its end continues into its start, without a seam.")
@@ -41,11 +41,11 @@ from .options import DEVICE, LORA_SCALE, VOCODER, friendly
                    "label_mix: even; the notes and drums recipes' data).")
 @click.option("--unconditional", is_flag=True,
               help="On a class-conditional run: sample with its learned 'no label' instead of a label per clip.")
-@click.option("--guidance", type=click.FloatRange(min=0.0),
+@click.option("--guidance", type=Finite(min=0.0),
               help="Classifier-free guidance weight w on a class-conditional run: (1 + w) cond - w uncond; 0 = plain "
                    "conditional. Default: the run's own ([sample] guidance in its config.toml: 1.5, the tiny preset's "
                    "0.5); 0 for a distilled run (its own is folded in).")
-@click.option("--guidance-interval", type=(click.FloatRange(min=0.0), click.FloatRange(min=0.0)),
+@click.option("--guidance-interval", type=(Finite(min=0.0), Finite(min=0.0)),
               metavar="T_LO T_HI",
               help="Guide only at timesteps T_LO..T_HI of the chain (Kynkaanniemi et al. 2024; 0 1000: every step). "
                    "Default: the run's own ([sample] guidance_interval: every step, the tiny preset's 174 884).")
@@ -53,7 +53,7 @@ from .options import DEVICE, LORA_SCALE, VOCODER, friendly
               help="Autoguidance (Karras et al. 2024; also for unconditional runs): guide away from a weaker model of "
                    "the same data, a checkpoint file or run folder, e.g. an earlier checkpoint of RUN_DIR. "
                    "Replaces classifier-free guidance.")
-@click.option("--autoguidance", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+@click.option("--autoguidance", type=Finite(min=0.0), default=1.0, show_default=True,
               help="Autoguidance weight w: (1 + w) model - w weak model.")
 @click.option("--force", is_flag=True, help="Overwrite existing sample_NNN files in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
@@ -110,7 +110,7 @@ def _run_and_input(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--guidance", type=click.FloatRange(min=0.0),
+    fn = click.option("--guidance", type=Finite(min=0.0),
                       help="Classifier-free guidance weight w with --label. Default: the run's own ([sample] guidance "
                            "in its config.toml: 1.5, the tiny preset's 0.5).")(fn)
     fn = click.option("--label", help="Class to steer towards, for a class-conditional run.")(fn)
@@ -119,12 +119,12 @@ def _conditioning(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _prepare_output(run_dir: Path, out: Path, prefix: str, n: int, force: bool, vocoder: str | None, device: str,
                     lora_scale: float | None = None):
-    """Refuse to overwrite PREFIX_NNN.wav, check --out is writable, load the run with the chosen vocoder."""
-    from ..files import refuse_overwrite, writable_dir
+    """Refuse to overwrite PREFIX_NNN.wav, check --out could be written, load the run with the chosen vocoder."""
+    from ..files import check_writable, refuse_overwrite
     from ..generation.pipeline import SpectrogramDiffusion
 
     refuse_overwrite(*(out / f"{prefix}_{i:03d}.wav" for i in range(n)), force=force)
-    writable_dir(out)
+    check_writable(out)
     pipe = SpectrogramDiffusion.load(run_dir, device=device, lora_scale=lora_scale)
     if vocoder:
         pipe.use_vocoder(vocoder)
@@ -145,7 +145,7 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 
 @click.command()
 @_run_and_input
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+@click.option("--strength", type=Finite(0.0, 1.0), default=0.5, show_default=True,
               help="How far into the noise chain to go: 0 returns the input, 1 an unrelated sample.")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Sampler. Default ddim, or a distilled run's consistency.")
 @_conditioning
@@ -169,9 +169,9 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str | None, n:
 
 @click.command()
 @_run_and_input
-@click.option("--start", type=float, required=True, help="Start of the span to regenerate, seconds.")
-@click.option("--end", type=float, required=True, help="End of the span to regenerate, seconds.")
-@click.option("--band", type=(float, float), help="Only regenerate mel bins between these frequencies (Hz, Hz).")
+@click.option("--start", type=FINITE, required=True, help="Start of the span to regenerate, seconds.")
+@click.option("--end", type=FINITE, required=True, help="End of the span to regenerate, seconds.")
+@click.option("--band", type=(FINITE, FINITE), help="Only regenerate mel bins between these frequencies (Hz, Hz).")
 @click.option("--resample", type=click.IntRange(min=1), default=1, show_default=True,
               help="RePaint resampling: redo each step this many times, going back up the chain in between.")
 @click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade at each edge of the span.")
@@ -199,7 +199,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple
 
 @click.command("continue")
 @_run_and_input
-@click.option("--seconds", type=float, required=True, help="How many seconds to add after the input.")
+@click.option("--seconds", type=FINITE, required=True, help="How many seconds to add after the input.")
 @click.option("--overlap", default=0.5, show_default=True,
               help="Fraction of each window taken from what came before (the context the model sees).")
 @click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade into the continuation.")

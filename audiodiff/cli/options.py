@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import click
@@ -48,6 +49,20 @@ LOG = click.option("--log", "log_to", type=click.Choice(["csv", "tensorboard"]),
                    help="loss.csv is always written; tensorboard also writes event files (loss, lr, grad norm, "
                         "samples/s, preview audio and spectrograms) to OUT/tensorboard. Needs pip install "
                         "'audiodiff[tensorboard]'.")
-LORA_SCALE = click.option("--lora-scale", type=float,
+class Finite(click.FloatRange):
+    """A float option that must be a finite number (nan and inf are refused here, with the option's name), within
+    the range given like click.FloatRange's."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = Finite()
+LORA_SCALE = click.option("--lora-scale", type=FINITE,
                           help="For a LoRA run (audiodiff finetune --lora): scale of its adapters' update; 1 = as "
                                "trained (default), 0 = the base model, values between blend them.")

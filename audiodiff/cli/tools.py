@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DEVICE, VOCODER, friendly, given, session
+from .options import DEVICE, FINITE, VOCODER, friendly, given, session
 
 
 @click.group()
@@ -24,11 +24,11 @@ def vocoder() -> None:
               help="TOML file with [mel] [model] [train] tables (see VOC_DIR/config.toml of any vocoder).")
 @click.option("--steps", type=int, help="Total optimizer steps [default 20000; continuing may raise it].")
 @click.option("--batch-size", type=int, help="Segments per step [default 16].")
-@click.option("--lr", type=float, help="Peak learning rate (AdamW, warm-up then cosine) [default 5e-4].")
+@click.option("--lr", type=FINITE, help="Peak learning rate (AdamW, warm-up then cosine) [default 5e-4].")
 @click.option("--adversarial/--no-adversarial", default=None,
               help="Add multi-period + multi-resolution discriminators (~14x slower per step on CPU; for GPUs "
                    "or long runs). Can be switched on when continuing a spectral-loss run.")
-@click.option("--phase-weight", type=float,
+@click.option("--phase-weight", type=FINITE,
               help="Weight of the group-delay + instantaneous-frequency phase losses [default 1; 0 turns them off].")
 @click.option("--seed", type=int, help="Seed for init and segment sampling.")
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), help="bf16 autocast (default) or fp32.")

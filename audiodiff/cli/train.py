@@ -8,7 +8,7 @@ import click
 
 from ..config import DISTILL_METHODS, LORA_LAYERS, PREDICTIONS
 from ..presets import PRESETS
-from .options import DEVICE, LOG, WORKERS, friendly, given, session
+from .options import DEVICE, FINITE, LOG, WORKERS, Finite, friendly, given, session
 
 
 @click.command()
@@ -22,7 +22,7 @@ from .options import DEVICE, LOG, WORKERS, friendly, given, session
 @click.option("--steps", type=int, help="Total optimizer steps (continuing a run may raise it).")
 @click.option("--batch-size", type=int, help="Clips per optimizer step (all processes together).")
 @click.option("--grad-accum", type=int, help="Split each batch into this many micro-batches (less memory, same result).")
-@click.option("--lr", type=float, help="Peak learning rate (AdamW).")
+@click.option("--lr", type=FINITE, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, help="Seed for init, data order, timesteps and noise.")
 @click.option("--precision", type=click.Choice(["bf16", "fp16", "fp32"]),
               help="bf16 autocast (default; fp16 on GPUs without bf16), fp16 autocast with loss scaling, or fp32.")
@@ -32,7 +32,7 @@ from .options import DEVICE, LOG, WORKERS, friendly, given, session
 @click.option("--prediction", type=click.Choice(list(PREDICTIONS)),
               help="What the network predicts (default v); edm: Karras et al. 2022 preconditioning and noise "
                    "levels. Recorded in the checkpoint.")
-@click.option("--min-snr", "min_snr_gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
+@click.option("--min-snr", "min_snr_gamma", type=FINITE, help="min-SNR-gamma loss weighting (e.g. 5); 0 = plain MSE.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips).")
 @click.option("--vocoder", help="The run's default vocoder for previews and later commands, e.g. pghi.")
 @click.option("--channels", type=click.Choice(["1", "2"]),
@@ -77,14 +77,14 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
 @click.option("--method", type=click.Choice(list(DISTILL_METHODS)),
               help="ct: consistency tuning (ECT), no teacher calls; cd: consistency distillation along the teacher's "
                    "ODE, folding in guidance. Default: ct for an unconditional run, cd for a conditional one.")
-@click.option("--guidance", type=click.FloatRange(min=0.0),
+@click.option("--guidance", type=Finite(min=0.0),
               help="cd on a conditional run: classifier-free guidance weight folded into the student (default: the "
                    "teacher's own, its config's [sample] guidance).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
               help="TOML file with [train] and [distill] tables overriding the defaults.")
 @click.option("--steps", type=int, help="Optimizer steps of the distillation (default 300).")
 @click.option("--batch-size", type=int, help="Clips per optimizer step (default: the teacher's).")
-@click.option("--lr", type=float, help="Learning rate (AdamW; default 1e-4, no warm-up).")
+@click.option("--lr", type=FINITE, help="Learning rate (AdamW; default 1e-4, no warm-up).")
 @click.option("--seed", type=int, help="Seed for data order, noise levels and noise.")
 @click.option("--halve-every", type=int, help="Steps between halvings of the gap between paired noise levels (default 100).")
 @click.option("--label-column", help="For a conditional teacher: the column of DATA_DIR's metadata.csv it was trained on.")
@@ -126,11 +126,11 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
               help="TOML file with a [train] table overriding the fine-tune defaults.")
 @click.option("--steps", type=int, help="Optimizer steps of the fine-tune (default 300).")
 @click.option("--batch-size", type=int, help="Clips per optimizer step (default: the base's).")
-@click.option("--lr", type=float, help="Learning rate (AdamW; default 1e-4, or 1e-3 with --lora).")
+@click.option("--lr", type=FINITE, help="Learning rate (AdamW; default 1e-4, or 1e-3 with --lora).")
 @click.option("--seed", type=int, help="Seed for adapters' init, data order, timesteps and noise.")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (with preview clips; default 100).")
 @click.option("--label-column", help="Labels from this column of DATA_DIR's metadata.csv instead of subfolders.")
-@click.option("--stop-copies", type=click.FloatRange(0.0, 1.0),
+@click.option("--stop-copies", type=Finite(0.0, 1.0),
               help="Measure memorization at each checkpoint and stop once more than this share of sampled clips "
                    "are near-copies of training clips (e.g. 0.25; new clips give about 0.05).")
 @WORKERS
@@ -162,7 +162,7 @@ def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, l
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="New run directory for the merged weights.")
-@click.option("--lora-scale", type=float, default=1.0, show_default=True, help="Scale of the adapters' update to bake in.")
+@click.option("--lora-scale", type=FINITE, default=1.0, show_default=True, help="Scale of the adapters' update to bake in.")
 @friendly
 def merge(run_dir: Path, out: Path, lora_scale: float) -> None:
     """Bake a LoRA run's adapters into its base's weights: a whole run in --out that needs no base."""

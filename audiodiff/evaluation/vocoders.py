@@ -39,6 +39,9 @@ def reconstruct_file(in_audio: Path, out: Path, run: Path | None = None, vocoder
     mel_config = mel_config_of(run, (vocoder,) if vocoder else ())
     mel = MelSpectrogram(mel_config).to(resolve_device(device))
     wav = load(in_audio, mel_config.sample_rate)
+    if len(wav) < mel_config.hop_length:
+        raise ValueError(f"{in_audio}: {len(wav)} samples at {mel_config.sample_rate} Hz, shorter than one mel frame "
+                         f"({mel_config.hop_length} samples)")
     t0 = time.perf_counter()
     voc = build_vocoder(vocoder or "griffinlim", mel)
     est, logmel = reconstruct(wav, mel, voc, seed)

@@ -3,6 +3,7 @@ clips are written (write_clips: WAV + spectrogram PNG, labels in metadata.csv)."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -66,10 +67,12 @@ class Options:
             raise ValueError(f"label {self.label!r} and unconditional contradict each other")
         if self.guidance_interval is not None and not 0 <= self.guidance_interval[0] <= self.guidance_interval[1]:
             raise ValueError(f"guidance_interval must be (t_lo, t_hi) with 0 <= t_lo <= t_hi, got {self.guidance_interval}")
-        if self.guidance is not None and self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
-        if self.autoguidance < 0:
-            raise ValueError(f"autoguidance must be >= 0, got {self.autoguidance}")
+        if self.guidance_interval is not None and not all(map(math.isfinite, self.guidance_interval)):
+            raise ValueError(f"guidance_interval must be finite, got {self.guidance_interval}")
+        if self.guidance is not None and not 0 <= self.guidance < math.inf:
+            raise ValueError(f"guidance must be >= 0 and finite, got {self.guidance}")
+        if not 0 <= self.autoguidance < math.inf:
+            raise ValueError(f"autoguidance must be >= 0 and finite, got {self.autoguidance}")
         if self.autoguide_from is not None and self.guidance:
             raise ValueError("autoguidance replaces classifier-free guidance: give guidance 0 or no autoguide_from")
         if self.eta is not None and self.sampler not in (None, "ddim"):

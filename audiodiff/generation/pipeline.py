@@ -42,7 +42,7 @@ from ..model.unet import UNet
 from ..runfolder import read_checkpoint
 from ..vocoders.base import Vocoder
 from .options import EACH_LABEL, Generated, Options, write_clips
-from .representation import for_run
+from .representation import MAX_SECONDS, for_run
 
 
 class SpectrogramDiffusion:
@@ -293,8 +293,8 @@ class SpectrogramDiffusion:
         from what came before). The input's own samples are kept, crossfaded into the continuation over
         `fade` frames before its end."""
         o, wav = self.options(options, **changes), self.rep.audio(wav)
-        if not seconds > 0:
-            raise ValueError(f"seconds must be positive, got {seconds}")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
         valid = self.rep.context_frames(wav.shape[-1])
         known = self.rep.encode(wav)[..., :valid]
         total = wav.shape[-1] + round(seconds * self.sample_rate)

@@ -34,6 +34,8 @@ from ..config import Config
 from ..vocoders.base import Vocoder
 from ..vocoders.registry import build_vocoder
 
+MAX_SECONDS = 3600.0  # the longest clip asked for at once: an hour
+
 
 class MelRepresentation:
     """Normalized log-mel [B, C, n_mels, frames] in [-1, 1] (audio/mel.py) of mono (C = 1) or left/right (C = 2) audio,
@@ -65,8 +67,8 @@ class MelRepresentation:
 
     def frames_for(self, seconds: float) -> int:
         """Frames whose decoded audio, (frames - 1) * hop samples, covers `seconds`."""
-        if not seconds > 0:
-            raise ValueError(f"seconds must be positive, got {seconds}")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
         return 1 + math.ceil(round(seconds * self.sample_rate) / self.config.hop_length)
 
     def samples_for(self, frames: int) -> int:
