@@ -76,6 +76,22 @@ def refuse_foreign(folder: str | Path, kind: str, ignore: tuple[str, ...] = ()) 
         raise ValueError(f"{folder}: folder exists and is not {kind}; choose another --out")
 
 
+def refuse_links(folder: str | Path, inside: tuple[str, ...] = ()) -> None:
+    """ValueError if an entry of `folder`, of its subfolders named in `inside` or of theirs, is a symbolic link: a
+    run folder from someone else could otherwise point its checkpoints/ or samples/ at files outside it, which
+    pruning and writing would then touch. The folder itself may be a link (that is the user's own choice)."""
+    folder = Path(folder)
+    todo = [folder] if folder.is_dir() else []
+    for name in inside:
+        sub = folder / name
+        if sub.is_dir() and not sub.is_symlink():
+            todo += [sub, *(d for d in sub.iterdir() if d.is_dir() and not d.is_symlink())]
+    for where in todo:
+        for entry in where.iterdir():
+            if entry.is_symlink():
+                raise ValueError(f"{entry}: a symbolic link inside a run folder; a run's files must be its own")
+
+
 def check_writable(path: str | Path) -> None:
     """OSError naming `path` if a folder could not be made or written there; creates nothing (the folder is made
     when the first file is written, so that a refused command leaves no trace)."""

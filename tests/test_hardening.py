@@ -367,3 +367,25 @@ def test_bad_values_get_one_line(tmp_path, audio_dir, args, message):
     assert res.exit_code in (1, 2) and isinstance(res.exception, SystemExit), (res.output, res.exception)
     assert message in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["samples", "checkpoints/step_00000002.safetensors", "cache/mels-x", "loss.csv"])
+def test_a_run_folder_with_links_out_of_it_is_refused(tmp_path, audio_dir, where):
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    cli("train", str(audio_dir), "--out", str(run), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+        "--no-progress")
+    elsewhere.mkdir()
+    (elsewhere / "step_00000001.safetensors").write_text("someone's file")
+    link = run / where
+    if link.exists():
+        shutil.rmtree(link) if link.is_dir() else link.unlink()
+    link.symlink_to(elsewhere if "." not in link.name else elsewhere / "step_00000001.safetensors")
+    before = snapshot(elsewhere, ())
+    res = CliRunner().invoke(main, ["train", str(audio_dir), "--out", str(run), "--steps", "4", "--no-progress"])
+    assert res.exit_code == 1 and "a symbolic link inside a run folder" in res.output, res.output
+    assert snapshot(elsewhere, ()) == before
+
+
+def test_distill_guidance_help_names_the_teachers_own_default():
+    res = CliRunner().invoke(main, ["distill", "--help"])
+    assert "teacher's own" in " ".join(res.output.split()) and "default 1.5" not in res.output

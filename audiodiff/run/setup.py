@@ -16,7 +16,7 @@ from ..audio.mel import MelSpectrogram
 from ..config import Config
 from ..data.datasets import DataReport, MelDataset
 from ..data.prepare import load_mels
-from ..files import refuse_foreign, writable_dir
+from ..files import refuse_foreign, refuse_links, writable_dir
 from ..model.unet import UNet
 from ..presets import preset
 from ..runfolder import CONFIG_FILE, latest_checkpoint, run_config
@@ -69,6 +69,7 @@ def refuse_other_folder(out: Path, stored: Config | None) -> None:
     holding only a mel cache is one an earlier attempt left when it stopped after reading the data."""
     if stored is None:
         refuse_foreign(out, f"an audiodiff run (no {CONFIG_FILE})", ignore=("cache",))
+    refuse_links(out, inside=("checkpoints", "cache", "samples", "generated"))
 
 
 def changed(config: Config, config_file: Path | None, overrides: dict[str, dict[str, Any]] | None) -> Config:
