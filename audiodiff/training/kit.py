@@ -100,9 +100,9 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], group
 
 
 def adamw(params: Iterable[torch.nn.Parameter], device: torch.device, **kwargs: Any) -> torch.optim.AdamW:
-    """torch.optim.AdamW on torch's fused kernel where it has one (CPU, CUDA): one pass over all
-    parameters instead of a dozen small ops per tensor (on a 2-core CPU, 9 ms instead of 24 ms for the
-    default UNet's 17 M parameters). Runs keep the choice they were saved with when they continue."""
+    """torch.optim.AdamW on torch's fused kernel where it has one (CPU, CUDA): one pass over all parameters instead
+    of a dozen small ops per tensor (experiments/LOG.md, "CPU step parts"). Runs keep the choice they were saved
+    with when they continue."""
     return torch.optim.AdamW(params, fused=device.type in ("cpu", "cuda"), **kwargs)
 
 
