@@ -389,3 +389,23 @@ def test_a_run_folder_with_links_out_of_it_is_refused(tmp_path, audio_dir, where
 def test_distill_guidance_help_names_the_teachers_own_default():
     res = CliRunner().invoke(main, ["distill", "--help"])
     assert "teacher's own" in " ".join(res.output.split()) and "default 1.5" not in res.output
+
+
+@pytest.mark.parametrize("command", ["vary", "inpaint", "continue", "interpolate"])
+def test_every_edit_given_a_file_that_is_not_audio_says_so_in_one_line(tmp_path, command):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    extra = {"vary": ["--strength", "0.4"], "inpaint": ["--start", "0.1", "--end", "0.2"],
+             "continue": ["--seconds", "1"], "interpolate": [str(CLIP)]}[command]
+    res = CliRunner().invoke(main, [command, str(NOTES), str(bad), *extra, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit) and "cannot read audio" in res.output
+    assert res.output.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_reconstruct_keeps_an_existing_spectrogram_unless_forced(tmp_path):
+    (tmp_path / "x.png").write_text("mine")
+    res = CliRunner().invoke(main, ["reconstruct", str(CLIP), "--out", str(tmp_path / "x.wav")])
+    assert res.exit_code == 1 and "x.png: exists; pass --force" in res.output
+    assert (tmp_path / "x.png").read_text() == "mine" and not (tmp_path / "x.wav").exists()
+    cli("reconstruct", str(CLIP), "--out", str(tmp_path / "x.wav"), "--force")
+    assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
