@@ -31,6 +31,7 @@ FAST = {
     ("inpaint",): ["--steps", "2", "--no-progress"],
     ("continue",): ["--steps", "2", "--no-progress"],
     ("interpolate",): ["--steps", "2", "--no-progress"],
+    ("inspect",): ["--no-timing", "--no-progress"],  # the timing is tests/test_inspect.py's (on the tiny preset)
 }
 
 

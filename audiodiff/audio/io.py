@@ -62,6 +62,15 @@ def read(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None,
     return (y[0] if channels == 1 else y), x.shape[1]
 
 
+def read_raw(path: str | Path) -> tuple[np.ndarray, int]:
+    """(float32 [C, T] as stored, the file's sample rate): no resampling, no mix; AudioError naming the file."""
+    try:
+        x, sr = sf.read(Path(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
+        raise AudioError(f"{path}: cannot read audio ({_short(e)})") from None
+    return x.T, sr
+
+
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     """Frames [T, n] of an n-channel file -> [T, channels]. To mono: the mean of the channels. To stereo: mono
     is copied to both sides, stereo kept, 5.1 downmixed (ITU-R BS.775), any other count averaged to both sides."""

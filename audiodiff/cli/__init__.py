@@ -1,7 +1,7 @@
 """The command line: click commands that parse, call one library function and print.
 
 train.py makes runs (train, distill, finetune, merge, export), generate.py makes audio from them (generate and the
-edits), tools.py holds the rest (vocoder, evaluate, reconstruct, gallery); options.py the options they share.
+edits), tools.py holds the rest (vocoder, evaluate, reconstruct, gallery, inspect); options.py the options they share.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from .generate import continue_, generate, inpaint, interpolate, vary
-from .tools import evaluate, gallery, reconstruct, vocoder
+from .tools import evaluate, gallery, inspect_cmd, reconstruct, vocoder
 from .train import distill, export, finetune, merge, train
 
 
@@ -27,7 +27,7 @@ def main() -> None:
 
 
 for command in (train, distill, finetune, merge, export, generate, vary, inpaint, continue_, interpolate, reconstruct,
-                gallery, vocoder, evaluate):
+                gallery, vocoder, evaluate, inspect_cmd):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -209,3 +209,21 @@ def gallery(source: Path, out: Path, title: str | None, force: bool) -> None:
     writable_dir(out)
     page = build_gallery(source, out, title)
     click.echo(f"{page}: open it in a browser")
+
+
+@click.command("inspect")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--label-column", help="Count labels from this column of DATA_DIR's (or its parent's) metadata.csv.")
+@click.option("--timing/--no-timing", default=True, show_default=True,
+              help="Time a few training steps of each preset on this machine (seconds to a minute or two).")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@DEVICE
+@friendly
+def inspect_cmd(data_dir: Path, label_column: str | None, timing: bool, progress: bool, device: str) -> None:
+    """One screen before you train on DATA_DIR: files usable and skipped (with the reasons training would give),
+    sample rates, channels, durations, loudness, clipping, identical files, files shorter than a crop, label
+    counts, and how long the default run and each preset would take on this machine, from real training steps.
+    Writes nothing."""
+    from ..run.inspect import inspect
+
+    click.echo(inspect(data_dir, label_column, timing, device, progress))

@@ -1,0 +1,80 @@
+"""`audiodiff inspect`: every bad-file kind of a small corpus is reported, and the time estimates add up."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from audiodiff.cli import main
+from audiodiff.run.inspect import Estimate, duration, estimates, report
+from audiodiff.data.survey import survey
+from audiodiff.presets import PRESETS
+
+from .conftest import tone
+
+SR = 16000
+
+
+def corpus(root):
+    """Labelled by subfolder: good notes, and one file of each kind inspect must name."""
+    good, odd = root / "good", root / "odd"
+    good.mkdir(parents=True)
+    odd.mkdir()
+    for k in range(3):
+        sf.write(good / f"note{k}.wav", tone(220 * (k + 2), 1.5, sr=SR), SR)
+    sf.write(odd / "copy.wav", tone(440, 1.5, sr=SR), SR)  # identical to good/note0.wav
+    sf.write(odd / "loud.wav", np.clip(4 * tone(330, 1.5, sr=SR), -1, 1), SR)  # clipped
+    sf.write(odd / "brief.wav", tone(330, 0.3, sr=SR), SR)  # usable, shorter than a crop
+    sf.write(odd / "blip.wav", tone(330, 0.01, sr=SR), SR)  # shorter than one FFT window
+    sf.write(odd / "quiet.wav", np.zeros(SR, dtype=np.float32), SR)  # silent
+    sf.write(odd / "stereo48.wav", np.stack([tone(300, 1.5, sr=48000)] * 2, axis=1), 48000)
+    (odd / "empty.wav").write_bytes(b"")
+    (odd / "text.flac").write_text("not audio")
+    nan = tone(330, 1.5, sr=SR)
+    nan[100] = np.nan
+    sf.write(odd / "nan.wav", nan, SR, subtype="FLOAT")
+    return root
+
+
+def test_inspect_names_every_kind_of_file(tmp_path):
+    res = CliRunner().invoke(main, ["inspect", str(corpus(tmp_path / "data")), "--no-timing", "--no-progress"])
+    out = res.output
+    assert res.exit_code == 0, out
+    assert "12 audio files, 7 usable, 5 skipped" in out
+    assert "skipped odd/blip.wav: too short" in out and "skipped odd/quiet.wav: silent" in out
+    assert "skipped odd/empty.wav: cannot read audio" in out and "skipped odd/text.flac: cannot read audio" in out
+    assert "skipped odd/nan.wav: contains NaN or infinite samples" in out
+    assert "clipping (more than 0.1% of samples at full scale): 1: odd/loud.wav" in out
+    assert "identical files: 1: good/note0.wav = odd/copy.wav" in out
+    assert "shorter than a crop (padded with silence): 1: odd/brief.wav" in out
+    assert "sample rates: 16000 Hz x 9, 48000 Hz x 1" in out and "channels: 1 x 9, 2 x 1" in out
+    assert "loudness: RMS -120 to" in out  # the silent file's floor, not minus infinity
+    assert "labels: good 3, odd 4" in out
+    assert "training time" not in out
+
+
+def test_survey_counts_and_the_labels_of_a_folder_without_them(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    sf.write(flat / "a.wav", tone(440, 1.5, sr=SR), SR)
+    found = survey(flat, PRESETS["small"].mel, 64, progress=False)
+    assert found.found == 1 and not found.skipped and found.labels.startswith("none")
+
+
+def test_estimates_are_steps_times_the_measured_step(tmp_path):
+    [tiny] = estimates(torch.device("cpu"), ("tiny",))
+    assert tiny.steps == PRESETS["tiny"].train.steps and tiny.step_seconds > 0
+    assert tiny.seconds == tiny.steps * tiny.step_seconds and 0.2e6 < tiny.parameters < 0.4e6
+    assert [e.step_seconds for e in estimates(torch.device("cpu"), ("base",))] == [None]  # GPU-sized
+
+
+def test_report_lines_for_the_presets(tmp_path):
+    found = survey(corpus(tmp_path / "data"), PRESETS["small"].mel, 64, progress=False)
+    text = report(tmp_path / "data", found, [Estimate("tiny", 300000, 1500, 0.2), Estimate("small", 17e6, 50000, 2.0),
+                                             Estimate("base", 80e6, 200000, None)], torch.device("cpu"), 3.0)
+    assert "tiny     0.30 M  1500 steps x 0.20 s = 5.0 min" in text
+    assert "small   17.00 M  50000 steps x 2.00 s = 1.2 days   <- `audiodiff train` without --preset" in text
+    assert "base    80.00 M  not timed on a CPU (GPU-sized)" in text
+    assert [duration(s) for s in (3, 90, 7200, 172800)] == ["3 s", "1.5 min", "2.0 h", "2.0 days"]
