@@ -37,9 +37,9 @@ class FileFacts:
 
 @dataclass
 class Survey:
-    """What `survey` found. found: audio files (by extension); files: those readable; skipped: (file, why training would skip it); duplicates: groups of identical files;
-    short: usable files shorter than one crop (training pads them); labels: {label: files}, or a line saying why
-    there are none."""
+    """What `survey` found. found: audio files (by extension); files: those readable; skipped: (file, why training
+    would skip it); duplicates: groups of identical files; short: usable files shorter than one crop (training pads
+    them); labels: {label: files}, or a line saying why there are none."""
 
     found: int = 0
     files: list[FileFacts] = field(default_factory=list)
