@@ -78,3 +78,33 @@ def test_report_lines_for_the_presets(tmp_path):
     assert "small   17.00 M  50000 steps x 2.00 s = 1.2 days   <- `audiodiff train` without --preset" in text
     assert "base    80.00 M  not timed on a CPU (GPU-sized)" in text
     assert [duration(s) for s in (3, 90, 7200, 172800)] == ["3 s", "1.5 min", "2.0 h", "2.0 days"]
+
+
+def test_the_default_size_line_names_preset_time_and_end():
+    import datetime
+
+    from audiodiff.run.inspect import default_size_line
+
+    line = default_size_line(PRESETS["small"], 0.9, 17_330_000, datetime.datetime(2026, 12, 7, 8, 0))
+    assert line.startswith("size: preset small (17.3 M parameters), the default without --preset: "
+                           "50000 steps x 0.90 s measured on this machine = 12.5 h, ending about Mon 20:30")
+    assert "--preset tiny (1500 steps)" in line and "audiodiff inspect" in line
+
+
+def test_a_bare_train_on_a_cpu_says_its_size_before_anything_runs(tmp_path, audio_dir, monkeypatch):
+    """Only a new run without --preset or --config says it (the timing is stubbed; training is not run here)."""
+    import importlib
+
+    from audiodiff.run import Session
+
+    job = importlib.import_module("audiodiff.run.train")  # the module (the package's `train` is the function)
+
+    monkeypatch.setattr(job, "step_seconds", lambda config, dev: 0.5)
+    monkeypatch.setattr(job, "_prepare_and_train", lambda *a, **k: None)
+    said = []
+    quiet = Session(device="cpu", progress=False, log=said.append, warn=said.append)
+    job.train(audio_dir, tmp_path / "bare", session=quiet)
+    assert len(said) == 1 and said[0].startswith("size: preset small") and "x 0.50 s" in said[0]
+    said.clear()
+    job.train(audio_dir, tmp_path / "tiny", preset_name="tiny", session=quiet)
+    assert said == []

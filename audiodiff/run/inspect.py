@@ -3,6 +3,7 @@ long the default run and each preset would take on this machine, from a few real
 
 from __future__ import annotations
 
+import datetime
 import statistics
 import time
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config
-from ..data.survey import Survey
+from ..data.survey import Survey, survey
 from ..device import resolve_device, resolve_precision
 from ..diffusion.schedule import GaussianSchedule
 from ..presets import PRESETS
@@ -71,6 +72,18 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def default_size_line(config: Config, step_s: float, parameters: int, now: datetime.datetime) -> str:
+    """What a bare `audiodiff train DATA --out RUN` says before its first step on a CPU: the preset it trains and
+    why, how long that takes at the step time measured here, when it would end, and where to look instead."""
+    seconds = config.train.steps * step_s
+    ends = (now + datetime.timedelta(seconds=seconds)).strftime("%a %H:%M")
+    tiny = PRESETS["tiny"].train.steps
+    return (f"size: preset {config.preset} ({parameters / 1e6:.1f} M parameters), the default without --preset: "
+            f"{config.train.steps} steps x {step_s:.2f} s measured on this machine = {duration(seconds)}, ending "
+            f"about {ends}; --preset tiny ({tiny} steps) or --steps N is shorter, `audiodiff inspect DATA_DIR` "
+            "times every preset")
+
+
 def report(data_dir: Path, found: Survey, timings: list[Estimate] | None, device: torch.device,
            prepare_seconds: float) -> str:
     """The one screen `audiodiff inspect` prints."""
@@ -125,8 +138,6 @@ def inspect(data_dir: str | Path, label_column: str | None = None, timing: bool 
             progress: bool = True) -> str:
     """`audiodiff inspect`: the survey of data_dir (with the default preset's mel and crop) and, with timing, the
     measured training time of every preset on this device. Returns the text; writes nothing."""
-    from ..data.survey import survey
-
     data_dir, config = Path(data_dir), PRESETS[DEFAULT_PRESET]
     t0 = time.perf_counter()
     found = survey(data_dir, config.mel, config.data.crop_frames, label_column, progress)

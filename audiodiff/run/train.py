@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from ..data.labels import file_labels, run_label_counts
 from ..data.prepare import load_mels
 from ..device import peak_memory
 from ..files import folder_lock, writable_dir, write_text
+from ..model.unet import UNet
 from ..runfolder import CONFIG_FILE
 from ..training.diffusion import TrainState, check_same_model
 from ..training.diffusion import train as train_model
 from ..training.distributed import Dist, barrier, from_env, shutdown
 from ..vocoders.registry import build_vocoder
+from .inspect import default_size_line, step_seconds
 from .previews import preview_writer
 from .setup import Session, board_for, report_skipped, resolve_config
 
@@ -46,6 +49,8 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
         config = dataclasses.replace(config, vocoder=str(Path(vocoder).resolve()) if Path(vocoder).is_dir() else vocoder)
     build_vocoder(config.vocoder, MelSpectrogram(config.mel))  # a bad spec (flag or file) fails now, not at a preview
     dist, dev = from_env(session.device)  # started by torchrun: one process per device, rank 0 writes
+    if dist.main and stored is None and preset_name is None and config_file is None and dev.type == "cpu":
+        _say_size(config, dev, session)
     barrier(dist)  # every rank has read the run's state before rank 0 writes anything
     with folder_lock(out) if dist.main else contextlib.nullcontext():  # rank 0 alone writes the folder
         return _prepare_and_train(config, stored, data_dir, out, dist, dev, unconditional, label_column, session)
@@ -93,3 +98,10 @@ def _prepare_and_train(config: Config, stored: Config | None, data_dir: Path, ou
     say(f"done: step {state.step} in {time.perf_counter() - t0:.0f} s, {peak_memory(dev)} (rank 0). "
         f"Previews in {out / 'samples'}; next: audiodiff generate {out} --out {out / 'generated'}")
     return state
+
+
+def _say_size(config: Config, dev: torch.device, session: Session) -> None:
+    """A new run with no preset and no config file on a CPU says, before anything runs, what it will train and how
+    long that takes here (three steps of its network timed on random crops; the run itself starts from its seed)."""
+    parameters = sum(p.numel() for p in UNet(config.unet).parameters())
+    session.log(default_size_line(config, step_seconds(config, dev), parameters, datetime.datetime.now()))
