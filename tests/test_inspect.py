@@ -8,9 +8,9 @@ import torch
 from click.testing import CliRunner
 
 from audiodiff.cli import main
-from audiodiff.run.inspect import Estimate, duration, estimates, report
 from audiodiff.data.survey import survey
 from audiodiff.presets import PRESETS
+from audiodiff.run.inspect import Estimate, duration, estimates, report
 
 from .conftest import tone
 
@@ -85,7 +85,7 @@ def test_the_default_size_line_names_preset_time_and_end():
 
     from audiodiff.run.inspect import default_size_line
 
-    line = default_size_line(PRESETS["small"], 0.9, 17_330_000, datetime.datetime(2026, 12, 7, 8, 0))
+    line = default_size_line(Estimate("small", 17_330_000, 50000, 0.9), datetime.datetime(2026, 12, 7, 8, 0))
     assert line.startswith("size: preset small (17.3 M parameters), the default without --preset: "
                            "50000 steps x 0.90 s measured on this machine = 12.5 h, ending about Mon 20:30")
     assert "--preset tiny (1500 steps)" in line and "audiodiff inspect" in line
@@ -99,7 +99,7 @@ def test_a_bare_train_on_a_cpu_says_its_size_before_anything_runs(tmp_path, audi
 
     job = importlib.import_module("audiodiff.run.train")  # the module (the package's `train` is the function)
 
-    monkeypatch.setattr(job, "step_seconds", lambda config, dev: 0.5)
+    monkeypatch.setattr(job, "estimate", lambda name, config, dev: Estimate(name, 17_330_000, config.train.steps, 0.5))
     monkeypatch.setattr(job, "_prepare_and_train", lambda *a, **k: None)
     said = []
     quiet = Session(device="cpu", progress=False, log=said.append, warn=said.append)

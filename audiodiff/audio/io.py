@@ -62,12 +62,13 @@ def read(path: str | Path | BinaryIO, sample_rate: int, name: str | None = None,
     return (y[0] if channels == 1 else y), x.shape[1]
 
 
-def read_raw(path: str | Path) -> tuple[np.ndarray, int]:
+def read_raw(source: str | Path | BinaryIO, name: str | None = None) -> tuple[np.ndarray, int]:
     """(float32 [C, T] as stored, the file's sample rate): no resampling, no mix; AudioError naming the file."""
     try:
-        x, sr = sf.read(Path(path), dtype="float32", always_2d=True)
+        x, sr = sf.read(source if hasattr(source, "read") else Path(source), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
-        raise AudioError(f"{path}: cannot read audio ({_short(e)})") from None
+        reason = _short(e).replace(repr(source), repr(name)) if name else _short(e)  # a buffer's repr means nothing
+        raise AudioError(f"{name or source}: cannot read audio ({reason})") from None
     return x.T, sr
 
 

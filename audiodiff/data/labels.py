@@ -94,7 +94,7 @@ def finetune_labels(base: Config, data_dir: Path, files: list[str], column: str 
              "learns them)")
         return (), None
     names = labels_with(base.data.labels, mine, new_labels, str(data_dir))
-    return names, torch.tensor([names.index(mine[i]) for i in ids.tolist()])
+    return names, _reindexed(names, mine, ids)
 
 
 def teacher_labels(config: Config, data_dir: Path, files: list[str], column: str | None) -> torch.Tensor | None:
@@ -110,7 +110,12 @@ def teacher_labels(config: Config, data_dir: Path, files: list[str], column: str
     unknown = sorted(set(mine) - set(names))
     if unknown:
         raise ValueError(f"{data_dir}: labels the teacher was not trained on: {', '.join(unknown[:10])}")
-    return torch.tensor([names.index(mine[i]) for i in ids.tolist()])
+    return _reindexed(names, mine, ids)
+
+
+def _reindexed(names: tuple[str, ...], found: list[str], ids: Tensor) -> Tensor:
+    """Class ids `ids` into the sorted names `found` (file_labels) as ids into a run's own label order `names`."""
+    return torch.tensor([names.index(found[i]) for i in ids.tolist()])
 
 
 def label_counts(labels: Tensor | None, n: int) -> tuple[int, ...]:

@@ -5,9 +5,11 @@ crop, and the label counts. Reads every file once; writes nothing."""
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -57,9 +59,9 @@ def _db(x: float) -> float:
     return float(20 * np.log10(max(x, 1e-6)))  # silence shows as -120 dBFS, not minus infinity
 
 
-def file_facts(path: Path, name: str) -> FileFacts:
+def file_facts(source: Path | BinaryIO, name: str) -> FileFacts:
     """The facts of one file (AudioError if it cannot be read)."""
-    x, sr = read_raw(path)
+    x, sr = read_raw(source, name)
     if x.shape[-1] == 0:
         raise AudioError(f"{name}: no samples")
     finite = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
@@ -80,14 +82,14 @@ def survey(data_dir: str | Path, mel: MelConfig, crop_frames: int, label_column:
     paths = find_audio_files(data_dir, skip=skip)
     found.found = len(paths)
     for path in tqdm(paths, desc="inspect", unit="file", disable=not progress):
-        name = path.relative_to(data_dir).as_posix()
+        name, content = path.relative_to(data_dir).as_posix(), path.read_bytes()  # each file read from disk once
         try:
-            found.files.append(file_facts(path, name))
+            found.files.append(file_facts(io.BytesIO(content), name))
         except AudioError as e:
-            found.skipped.append((name, str(e).removeprefix(f"{path}: ").removeprefix(f"{name}: ")))
+            found.skipped.append((name, str(e).removeprefix(f"{name}: ")))
             continue
-        digests.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(name)
-        wav, reason = usable_wave(path, name, spectrogram, skip_silent=True)
+        digests.setdefault(hashlib.sha256(content).hexdigest(), []).append(name)
+        wav, reason = usable_wave(io.BytesIO(content), name, spectrogram, skip_silent=True)
         if reason:
             found.skipped.append((name, reason))
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from ..config import Config
 from ..data.survey import Survey, survey
 from ..device import resolve_device, resolve_precision
 from ..diffusion.schedule import GaussianSchedule
+from ..model.unet import UNet
 from ..presets import PRESETS
-from ..training.diffusion import new_state, train_step
+from ..training.diffusion import TrainState, new_state, train_step
 
 DEFAULT_PRESET = "small"  # what `audiodiff train DATA --out RUN` trains without --preset
 GPU_SIZED = ("base",)  # not timed on a CPU: one step takes minutes there
@@ -36,10 +38,22 @@ class Estimate:
         return None if self.step_seconds is None else self.steps * self.step_seconds
 
 
-def step_seconds(config: Config, device: torch.device, steps: int = 2) -> float:
-    """Seconds per optimizer step of `config`'s network on `device` (the best of `steps` timed steps after one
-    untimed), on random crops of its shape and batch: what training costs, without the data."""
+def estimate(name: str, config: Config, device: torch.device, timed: bool = True) -> Estimate:
+    """`config`'s parameters and steps and, when timed, its seconds per step on `device` (one training state built
+    for both; untimed, only the network is built to count it)."""
+    if not timed:
+        return Estimate(name, _parameters(UNet(config.unet)), config.train.steps, None)
     state = new_state(config, device)
+    return Estimate(name, _parameters(state.model), config.train.steps, step_seconds(state, config, device))
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def step_seconds(state: TrainState, config: Config, device: torch.device, steps: int = 2) -> float:
+    """Seconds per optimizer step of the state's network on `device` (the best of `steps` timed steps after one
+    untimed), on random crops of `config`'s shape and batch: what training costs, without the data."""
     schedule = GaussianSchedule.from_config(config.diffusion)
     x0 = torch.rand((config.train.batch_size, *config.crop_shape())) * 2 - 1
     times = []
@@ -55,13 +69,8 @@ def step_seconds(config: Config, device: torch.device, steps: int = 2) -> float:
 
 def estimates(device: torch.device, presets: tuple[str, ...] = tuple(PRESETS)) -> list[Estimate]:
     """Each preset's parameters, steps and measured seconds per step on `device` (GPU-sized ones: untimed on a CPU)."""
-    found = []
-    for name in presets:
-        config = PRESETS[name]
-        n = sum(p.numel() for p in new_state(config, torch.device("cpu")).model.parameters())
-        timed = device.type != "cpu" or name not in GPU_SIZED
-        found.append(Estimate(name, n, config.train.steps, step_seconds(config, device) if timed else None))
-    return found
+    return [estimate(name, PRESETS[name], device, timed=device.type != "cpu" or name not in GPU_SIZED)
+            for name in presets]
 
 
 def duration(seconds: float) -> str:
@@ -72,14 +81,14 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def default_size_line(config: Config, step_s: float, parameters: int, now: datetime.datetime) -> str:
+def default_size_line(e: Estimate, now: datetime.datetime) -> str:
     """What a bare `audiodiff train DATA --out RUN` says before its first step on a CPU: the preset it trains and
     why, how long that takes at the step time measured here, when it would end, and where to look instead."""
-    seconds = config.train.steps * step_s
+    seconds = e.seconds
     ends = (now + datetime.timedelta(seconds=seconds)).strftime("%a %H:%M")
     tiny = PRESETS["tiny"].train.steps
-    return (f"size: preset {config.preset} ({parameters / 1e6:.1f} M parameters), the default without --preset: "
-            f"{config.train.steps} steps x {step_s:.2f} s measured on this machine = {duration(seconds)}, ending "
+    return (f"size: preset {e.preset} ({e.parameters / 1e6:.1f} M parameters), the default without --preset: "
+            f"{e.steps} steps x {e.step_seconds:.2f} s measured on this machine = {duration(seconds)}, ending "
             f"about {ends}; --preset tiny ({tiny} steps) or --steps N is shorter, `audiodiff inspect DATA_DIR` "
             "times every preset")
 
@@ -91,8 +100,8 @@ def report(data_dir: Path, found: Survey, timings: list[Estimate] | None, device
     lines.append(f"{data_dir}: {found.found} audio files, {found.found - len(found.skipped)} usable, "
                  f"{len(found.skipped)} skipped")
     if files:
-        rates = ", ".join(f"{r} Hz x {c}" for r, c in sorted(_count(f.sample_rate for f in files).items()))
-        chans = ", ".join(f"{r} x {c}" for r, c in sorted(_count(f.channels for f in files).items()))
+        rates = ", ".join(f"{r} Hz x {c}" for r, c in sorted(Counter(f.sample_rate for f in files).items()))
+        chans = ", ".join(f"{r} x {c}" for r, c in sorted(Counter(f.channels for f in files).items()))
         secs = [f.seconds for f in files]
         rms = [f.rms_db for f in files]
         lines.append(f"  sample rates: {rates}; channels: {chans}")
@@ -118,13 +127,6 @@ def report(data_dir: Path, found: Survey, timings: list[Estimate] | None, device
             default = "   <- `audiodiff train` without --preset" if e.preset == DEFAULT_PRESET else ""
             lines.append(f"  {e.preset:<6} {e.parameters / 1e6:6.2f} M  {what}{default}")
     return "\n".join(lines)
-
-
-def _count(values) -> dict:
-    counts: dict = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
 
 
 def _listed(what: str, names: list[str]) -> str:

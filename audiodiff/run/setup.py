@@ -16,7 +16,7 @@ from ..audio.mel import MelSpectrogram
 from ..config import Config
 from ..data.datasets import DataReport, MelDataset
 from ..data.prepare import load_mels
-from ..files import refuse_foreign, refuse_links, writable_dir
+from ..files import refuse_foreign, refuse_links
 from ..model.unet import UNet
 from ..presets import preset
 from ..runfolder import CONFIG_FILE, latest_checkpoint, run_config
@@ -90,9 +90,8 @@ def report_skipped(report: DataReport, warn: Log) -> None:
 
 def one_process_data(config: Config, data_dir: Path, out: Path, workers: int | None, progress: bool, log: Log,
                       warn: Log) -> MelDataset:
-    """The mels of data_dir from (and into) out's cache, for a run in one process (distill, finetune), with the
-    data summary and skipped files reported; out is created and checked to be writable first."""
-    writable_dir(out)
+    """The mels of data_dir from (and into) out's cache, for a run in one process (distill, finetune) that holds
+    out's lock (files.folder_lock, which made the folder), with the data summary and skipped files reported."""
     t0 = time.perf_counter()
     data, report = load_mels(data_dir, MelSpectrogram(config.mel), config.data.crop_frames, out / "cache", progress,
                              workers=workers, channels=config.data.channels, skip=(out,))

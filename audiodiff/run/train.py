@@ -16,14 +16,13 @@ from ..config import Config
 from ..data.labels import file_labels, run_label_counts
 from ..data.prepare import load_mels
 from ..device import peak_memory
-from ..files import folder_lock, writable_dir, write_text
-from ..model.unet import UNet
+from ..files import folder_lock, write_text
 from ..runfolder import CONFIG_FILE
 from ..training.diffusion import TrainState, check_same_model
 from ..training.diffusion import train as train_model
 from ..training.distributed import Dist, barrier, from_env, shutdown
 from ..vocoders.registry import build_vocoder
-from .inspect import default_size_line, step_seconds
+from .inspect import default_size_line, estimate
 from .previews import preview_writer
 from .setup import Session, board_for, report_skipped, resolve_config
 
@@ -59,11 +58,10 @@ def train(data_dir: str | Path, out: str | Path, *, config_file: Path | None = N
 def _prepare_and_train(config: Config, stored: Config | None, data_dir: Path, out: Path, dist: Dist,
                        dev: torch.device, unconditional: bool, label_column: str | None,
                        session: Session) -> TrainState:
-    """The part of `train` that writes: the mel cache, the labels and config.toml, then training itself."""
+    """The part of `train` that writes (rank 0 holding the folder's lock, which made it): the mel cache, the labels
+    and config.toml, then training itself."""
     s = session
     say, warn = (s.log, s.warn) if dist.main else (lambda m: None, lambda m: None)
-    if dist.main:
-        writable_dir(out)
     t0 = time.perf_counter()
     if not dist.main:
         barrier(dist)  # rank 0 decodes the audio and fills the mel cache; the others then read the cache
@@ -103,5 +101,4 @@ def _prepare_and_train(config: Config, stored: Config | None, data_dir: Path, ou
 def _say_size(config: Config, dev: torch.device, session: Session) -> None:
     """A new run with no preset and no config file on a CPU says, before anything runs, what it will train and how
     long that takes here (three steps of its network timed on random crops; the run itself starts from its seed)."""
-    parameters = sum(p.numel() for p in UNet(config.unet).parameters())
-    session.log(default_size_line(config, step_seconds(config, dev), parameters, datetime.datetime.now()))
+    session.log(default_size_line(estimate(config.preset, config, dev), datetime.datetime.now()))

@@ -11,7 +11,7 @@ from ..audio.mel import MelSpectrogram
 from ..config import VocoderConfig
 from ..data.datasets import load_waves
 from ..device import peak_memory, resolve_device
-from ..files import folder_lock, refuse_foreign, writable_dir, write_text
+from ..files import folder_lock, refuse_foreign, write_text
 from ..runfolder import CONFIG_FILE
 from ..training.vocoder import VocoderState, check_same_vocoder
 from ..training.vocoder import train_vocoder as train_vocoder_model
@@ -41,13 +41,12 @@ def train_vocoder(data_dir: str | Path, out: str | Path, *, run: str | Path | No
     if stored is not None:
         check_same_vocoder(stored, config, str(out))
     dev = resolve_device(device)
-    with folder_lock(out):  # one writer at a time
-        t0 = time.perf_counter()
-        data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress, skip=(out,))
-        report_skipped(report, warn)
-        log(f"data: {report.summary()}, {len(data.wav) / config.mel.sample_rate / 60:.1f} min of audio, "
-            f"in {time.perf_counter() - t0:.1f} s")
-        writable_dir(out)
+    t0 = time.perf_counter()
+    data, report = load_waves(data_dir, MelSpectrogram(config.mel), progress, skip=(out,))  # reads only
+    report_skipped(report, warn)
+    log(f"data: {report.summary()}, {len(data.wav) / config.mel.sample_rate / 60:.1f} min of audio, "
+        f"in {time.perf_counter() - t0:.1f} s")
+    with folder_lock(out):  # one writer at a time; makes the folder, after the data proved usable
         write_text(out / CONFIG_FILE, config.to_toml())
         c = config.train
         log(f"training vocoder on {dev} ({c.precision}{', adversarial' if c.adversarial else ''}), {c.steps} steps of "
