@@ -19,7 +19,12 @@ from .options import DEVICE, FINITE, LOG, WORKERS, Finite, friendly, given, sess
               help="TOML file with [mel] [unet] [diffusion] [data] [train] tables overriding the preset.")
 @click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)),
               help="Model/training size. Default: small (new runs) or the run's own (continuing).")
-@click.option("--steps", type=int, help="Total optimizer steps (continuing a run may raise it).")
+@click.option("--minutes", type=Finite(min=0.0, min_open=True),
+              help="A time budget for the whole command (reading the data, training, checkpoints with their "
+                   "previews): the steps, warm-up, EMA and checkpoints are fitted to it from step times measured "
+                   "here, and the run stops on time. Default on a CPU without --preset: 30. Continuing a run spends "
+                   "what is left; a larger value trains on.")
+@click.option("--steps", type=int, help="Total optimizer steps, no budget (continuing a run may raise it).")
 @click.option("--batch-size", type=int, help="Clips per optimizer step (all processes together).")
 @click.option("--grad-accum", type=int, help="Split each batch into this many micro-batches (less memory, same result).")
 @click.option("--lr", type=FINITE, help="Peak learning rate (AdamW).")
@@ -46,7 +51,8 @@ from .options import DEVICE, FINITE, LOG, WORKERS, Finite, friendly, given, sess
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @DEVICE
 @friendly
-def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, steps: int | None,
+def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str | None, minutes: float | None,
+          steps: int | None,
           batch_size: int | None, grad_accum: int | None, lr: float | None, seed: int | None, precision: str | None,
           compile_: bool | None, prediction: str | None, min_snr_gamma: float | None, checkpoint_every: int | None, vocoder: str | None,
           channels: str | None, label_column: str | None, unconditional: bool, resume: bool, workers: int | None,
@@ -60,7 +66,7 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     """
     from ..run.train import train as train_run
 
-    overrides = given(train=dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
+    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
                                  precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
                                  checkpoint_every=checkpoint_every),
                       diffusion=dict(prediction=prediction), data=dict(channels=int(channels) if channels else None))
@@ -104,7 +110,7 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
     """
     from ..run.tune import distill as distill_run
 
-    overrides = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
+    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, lr=lr, seed=seed),
                       distill=dict(halve_every=halve_every))
     distill_run(run_dir, data_dir, out, method=method, guidance=guidance, config_file=config_file,
                 overrides=overrides, label_column=label_column, session=session(device, workers, log_to, progress))
@@ -152,7 +158,7 @@ def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, l
     """
     from ..run.tune import finetune as finetune_run
 
-    overrides = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every))
+    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every))
     finetune_run(base_run, data_dir, out, lora_rank=lora_rank, lora_layers=lora_layers, new_labels=new_labels,
                  config_file=config_file, overrides=overrides, label_column=label_column, stop_copies=stop_copies,
                  session=session(device, workers, log_to, progress))

@@ -21,6 +21,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "[0,1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
     "[0,1]": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "[0,0.5]": (lambda v: 0 <= v <= 0.5, "in [0, 0.5]"),
 }
 
 

@@ -147,6 +147,12 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 20000
+    # > 0: a time budget in minutes for the whole command (data, training, checkpoints, previews); steps, warm-up, EMA
+    # and checkpoints are fitted to it from step times measured on this machine (training/budget.py), then recorded
+    minutes: float = 0.0
+    # share of the data folder's files held out (seeded) to score the previews at every checkpoint (validation.csv);
+    # 0 in runs made before it, which keep training on every file
+    holdout: float = 0.0
     batch_size: int = 16  # the global batch: split among torchrun processes, then into grad_accum micro-batches
     grad_accum: int = 1  # micro-batches per optimizer step (same result, less memory)
     lr: float = 2e-4
@@ -174,7 +180,7 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"train: unknown lr_schedule {self.lr_schedule!r} (constant, cosine)")
         check_ranges("train", self, {
-            "steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0",
+            "steps": ">=1", "minutes": ">=0", "holdout": "[0,0.5]", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "warmup_steps": ">=0",
             "lr_floor": "[0,1]", "weight_decay": ">=0", "grad_clip": ">0", "label_dropout": "[0,1)", "min_snr_gamma": ">=0",
             "ema_decay": "[0,1)", "log_every": ">=1", "checkpoint_every": ">=1", "keep_checkpoints": ">=1",
             "preview_count": ">=0", "preview_steps": ">=1"})

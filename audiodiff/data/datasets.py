@@ -116,6 +116,19 @@ class MelDataset:
         return frames.permute(1, 2, 0)
 
 
+MIN_HELD, MAX_HELD = 8, 64  # fewer held-out files score too noisily to be worth the training clips; more cost time
+
+
+def holdout(n: int, share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(training, held-out) indices of n files: round(share * n) of them held out, at most MAX_HELD, drawn with
+    `seed`; none held out when that is fewer than MIN_HELD."""
+    count = min(MAX_HELD, round(share * n))
+    if count < MIN_HELD:
+        return list(range(n)), []
+    held = set(np.random.default_rng(seed).permutation(n)[:count].tolist())
+    return [i for i in range(n) if i not in held], sorted(held)
+
+
 class WaveDataset:
     """Waveforms of every usable file (float32, concatenated), sampled as random segments (vocoder training)."""
 

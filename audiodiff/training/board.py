@@ -1,7 +1,7 @@
 """TensorBoard event files for a run (`audiodiff train --log tensorboard`), beside loss.csv.
 
 Optional: torch.utils.tensorboard needs the tensorboard package (pip install 'audiodiff[tensorboard]').
-Scalars go under train/ (loss, lr, grad_norm, samples_per_s, bad_steps), previews under preview/K
+Scalars go under train/ (loss, lr, grad_norm, samples_per_s, bad_steps) and validation/ (fd, floor), previews under preview/K
 (audio) and preview/K_mel (the log-mel as a grey image, low frequencies at the bottom).
 """
 
@@ -34,6 +34,12 @@ class Board:
         for key in SCALARS:
             if key in row:
                 self.writer.add_scalar(f"train/{key}", float(row[key]), step)
+        self.writer.flush()
+
+    def validation(self, step: int, fd: float, floor: float) -> None:
+        """A checkpoint's validation score (run/validation.py) as validation/fd and validation/floor."""
+        self.writer.add_scalar("validation/fd", fd, step)
+        self.writer.add_scalar("validation/floor", floor, step)
         self.writer.flush()
 
     def preview(self, step: int, index: int, wav: np.ndarray, sample_rate: int, logmel: np.ndarray) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,7 @@ from ..model.unet import UNet
 from ..runfolder import latest_checkpoint
 from .distributed import Dist, all_true, barrier, replicas_agree, wrap
 from .kit import (
+    Deadline,
     Loop,
     LossLog,
     adamw,
@@ -66,6 +68,12 @@ class TrainState:
     bad_steps: int = 0  # steps skipped so far (non-finite loss or gradients)
     bad_run: int = 0  # of those, how many in a row up to now (training stops at MAX_BAD_STEPS)
     teacher: UNet | None = None  # a distillation's teacher (EMA weights, frozen); not part of the checkpoint
+    seconds: float = 0.0  # wall seconds the run's commands spent before this one (a checkpoint's "seconds")
+    clock: float = field(default_factory=time.perf_counter)  # when this command started (its data preparation)
+
+    def spent(self) -> float:
+        """Wall seconds the run has taken so far, over every command that trained it."""
+        return self.seconds + time.perf_counter() - self.clock
 
 
 def lr_at(step: int, config: Config) -> float:
@@ -102,7 +110,7 @@ def save_state(state: TrainState, config: Config, run_dir: Path) -> Path:
     }
     opt_tensors, opt_groups = flatten_optimizer(state.optimizer)
     tensors.update(opt_tensors)
-    meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), **state_meta(state),
+    meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), **state_meta(state), "seconds": state.spent(),
             "optimizer_groups": opt_groups, "grad_scaler": state.scaler.state_dict()}
     return write_checkpoint(run_dir, state.step, tensors, meta)
 
@@ -132,6 +140,7 @@ def load_state(path: Path, config: Config, device: torch.device, teacher: UNet |
         checkpoint.load_weights(state.ema, checkpoint.split(tensors, "ema"), path)
     load_optimizer(state.optimizer, tensors, meta["optimizer_groups"], path)
     restore_state(state, tensors, meta)
+    state.seconds = float(meta.get("seconds", 0.0))
     if state.scaler.is_enabled() and meta.get("grad_scaler"):  # the loss scale of an fp16 run continues
         state.scaler.load_state_dict(meta["grad_scaler"])
     return state
@@ -241,7 +250,8 @@ def _consistency_loss(net: nn.Module, schedule: GaussianSchedule, config: Config
 def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device, progress: bool = True,
           log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist(),
           on_checkpoint: OnCheckpoint | None = None, teacher: UNet | None = None,
-          on_log: Callable[[dict], None] | None = None, start: UNet | None = None) -> TrainState:
+          on_log: Callable[[dict], None] | None = None, start: UNet | None = None, deadline: Deadline | None = None,
+          started: float | None = None) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
@@ -254,6 +264,9 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     on_log(row): called on rank 0 with each loss.csv row (e.g. `training.board.Board.scalars`).
     start: for a fine-tune (config.finetune.base set), the network it starts from (model.adapt.start_network, with
     adapters for a LoRA run); `run.finetune` sets this up as `audiodiff finetune` does.
+    deadline: a time budget's (training/budget.py): the step after which one more step and the last checkpoint
+    would pass it is the last, on every rank. started: when the command began (time.perf_counter()), so that
+    checkpoints record the run's wall time from there ("seconds"); default: now.
     """
     _check_inputs(config, labels, dist, teacher, start)
     c = config.train
@@ -262,6 +275,7 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     schedule = GaussianSchedule.from_config(config.diffusion)
     cond = conditioning_of(config)
     state = _start_or_resume(config, run_dir, device, log, teacher, start)
+    state.clock = time.perf_counter() if started is None else started
     state.model.train()
     net = wrap(state.model, dist, device)
     if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference
@@ -290,8 +304,15 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
             return True
         return False
 
+    def out_of_time() -> bool:  # every rank asks, and all stop together
+        return not all_true(not deadline.passed(time.perf_counter()), dist)
+
     loop(state, Loop(step, log_row, checkpoint_and_ask, c.steps, c.log_every, c.checkpoint_every, c.batch_size,
-                     run_dir, "Try a lower learning rate or --precision fp32."), loss_log, progress and dist.main, on_log)
+                     run_dir, "Try a lower learning rate or --precision fp32.", out_of_time if deadline else None),
+         loss_log, progress and dist.main, on_log)
+    if state.step < c.steps and deadline is not None:
+        log(f"budget: the time is up at step {state.step} of {c.steps}; the run ends here (a larger --minutes "
+            "continues it)")
     if not replicas_agree(state.model, dist):
         raise RuntimeError("distributed training: the ranks' weights differ (this is a bug; please report it)")
     if dist.active:

@@ -85,6 +85,18 @@ def all_true(flag: bool, d: Dist) -> bool:
     return bool(t.item() > 0)
 
 
+def largest(values: list[float], d: Dist) -> list[float]:
+    """Each value's largest over the ranks, the same list on every rank (so that plans made from measured times
+    agree: every rank then derives the same step count from the same figures)."""
+    if not d.active:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.cpu().tolist()
+
+
 def replicas_agree(model: nn.Module, d: Dist) -> bool:
     """Whether every rank holds bit-identical parameters (compares a float64 checksum across ranks)."""
     if not d.active:

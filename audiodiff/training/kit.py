@@ -179,6 +179,27 @@ Row = dict[str, float]
 
 
 @dataclass(frozen=True)
+class Costs:
+    """Seconds per optimizer step and per checkpoint (writing it, sampling its previews and validation clips)."""
+
+    step: float
+    checkpoint: float
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a run must be done (a time.perf_counter() value), and what its next step and last checkpoint cost
+    (training/budget.py makes one)."""
+
+    at: float
+    costs: Costs
+
+    def passed(self, now: float) -> bool:
+        """Whether one more step and the final checkpoint would end after the deadline."""
+        return now + self.costs.step + self.costs.checkpoint > self.at
+
+
+@dataclass(frozen=True)
 class Loop:
     """What a trainer gives the kit's loop: its step and how it logs and checkpoints.
 
@@ -187,6 +208,7 @@ class Loop:
     log_row(rows, speed): the loss.csv row (and the progress bar's postfix) from the figures of the steps since the
         last row and the throughput over them (units_per_step per step per second).
     checkpoint(): write a checkpoint; True asks training to stop after it.
+    stop(): asked after every step; True makes that step the last (logged and checkpointed), e.g. at a deadline.
     """
 
     step: Callable[[], Row]
@@ -198,12 +220,13 @@ class Loop:
     units_per_step: float
     where: Path | str  # named when steps keep failing
     hint: str  # what to try then
+    stop: Callable[[], bool] | None = None
 
 
 def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_log: Callable[[dict], None] | None = None,
          desc: str | None = None) -> None:
-    """The one training loop: step until state.step reaches spec.steps, a loss.csv row every log_every steps (and at
-    the end), a checkpoint every checkpoint_every steps (and at the end), skipped steps counted and a run of them
+    """The one training loop: step until state.step reaches spec.steps (or spec.stop says so), a loss.csv row every
+    log_every steps (and at the end), a checkpoint every checkpoint_every steps (and at the end), skipped steps counted and a run of them
     stopped (check_bad_run). `state` has step, bad_steps and bad_run; loss_log None logs nothing (other ranks)."""
     bar = tqdm(total=spec.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True, desc=desc)
     rows: list[Row] = []
@@ -215,7 +238,8 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
             continue
         rows.append(row)
         bar.update(1)
-        if loss_log is not None and (state.step % spec.log_every == 0 or state.step == spec.steps):
+        last = state.step == spec.steps or (spec.stop is not None and spec.stop())
+        if loss_log is not None and (state.step % spec.log_every == 0 or last):
             speed = (state.step - n0) * spec.units_per_step / (time.perf_counter() - t0)
             line, postfix = spec.log_row(rows, speed)
             loss_log.append(**line)
@@ -223,8 +247,8 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
                 on_log(line)
             bar.set_postfix(**postfix)
             rows, t0, n0 = [], time.perf_counter(), state.step
-        if state.step % spec.checkpoint_every == 0 or state.step == spec.steps:
-            if spec.checkpoint():
+        if state.step % spec.checkpoint_every == 0 or last:
+            if spec.checkpoint() or last:
                 break
             t0 = time.perf_counter()  # keep checkpoint and preview time out of the throughput
     bar.close()
