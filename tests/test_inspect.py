@@ -92,7 +92,8 @@ def test_the_default_size_line_names_preset_time_and_end():
 
 
 def test_a_bare_train_on_a_cpu_says_its_size_before_anything_runs(tmp_path, audio_dir, monkeypatch):
-    """Only a new run without --preset or --config says it (the timing is stubbed; training is not run here)."""
+    """Only a new run without --preset or --config says it (the timing is stubbed; training is not run here). With
+    --steps it is this line; without, the run gets a budget and the line of run/budget.py (tests/test_budget.py)."""
     import importlib
 
     from audiodiff.run import Session
@@ -103,7 +104,7 @@ def test_a_bare_train_on_a_cpu_says_its_size_before_anything_runs(tmp_path, audi
     monkeypatch.setattr(job, "_prepare_and_train", lambda *a, **k: None)
     said = []
     quiet = Session(device="cpu", progress=False, log=said.append, warn=said.append)
-    job.train(audio_dir, tmp_path / "bare", session=quiet)
+    job.train(audio_dir, tmp_path / "bare", overrides={"train": {"steps": 50000}}, session=quiet)
     assert len(said) == 1 and said[0].startswith("size: preset small") and "x 0.50 s" in said[0]
     said.clear()
     job.train(audio_dir, tmp_path / "tiny", preset_name="tiny", session=quiet)

@@ -66,7 +66,8 @@ def train(data_dir: Path, out: Path, config_file: Path | None, preset_name: str 
     """
     from ..run.train import train as train_run
 
-    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, seed=seed,
+    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                                 seed=seed,
                                  precision=precision, compile=compile_, min_snr_gamma=min_snr_gamma,
                                  checkpoint_every=checkpoint_every),
                       diffusion=dict(prediction=prediction), data=dict(channels=int(channels) if channels else None))
@@ -110,7 +111,7 @@ def distill(run_dir: Path, data_dir: Path, out: Path, method: str | None, guidan
     """
     from ..run.tune import distill as distill_run
 
-    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, lr=lr, seed=seed),
+    overrides = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
                       distill=dict(halve_every=halve_every))
     distill_run(run_dir, data_dir, out, method=method, guidance=guidance, config_file=config_file,
                 overrides=overrides, label_column=label_column, session=session(device, workers, log_to, progress))
@@ -158,7 +159,7 @@ def finetune(base_run: Path, data_dir: Path, out: Path, lora_rank: int | None, l
     """
     from ..run.tune import finetune as finetune_run
 
-    overrides = given(train=dict(minutes=minutes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every))
+    overrides = given(train=dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every))
     finetune_run(base_run, data_dir, out, lora_rank=lora_rank, lora_layers=lora_layers, new_labels=new_labels,
                  config_file=config_file, overrides=overrides, label_column=label_column, stop_copies=stop_copies,
                  session=session(device, workers, log_to, progress))

@@ -65,12 +65,14 @@ def _continued(config: Config, latest: Path, data: MelDataset, labels: Tensor | 
                started: float, clips: int, log: Log) -> tuple[Config, Deadline]:
     meta = checkpoint.read_meta(latest)
     spent, done = float(meta.get("seconds", 0.0)), int(meta["step"])
-    budget = config.train.minutes * 60
+    budget, before = config.train.minutes * 60, float(meta.get("config", {}).get("train", {}).get("minutes", 0.0))
     costs, elapsed = _measured(config, data, labels, dev, dist, started, clips)
-    if done >= config.train.steps:
+    if done >= config.train.steps and config.train.minutes > before:  # a raised budget trains on
         more = fit_steps(budget, spent + elapsed, costs, checkpoints=1)
         config = config.replace("train", steps=done + more) if more else config
     left = max(0.0, budget - spent - elapsed)
+    if done < config.train.steps and left < costs.step + costs.checkpoint:  # no step fits: the run ends where it is
+        config = config.replace("train", steps=done)
     log(f"budget: {duration(left)} of {config.train.minutes:g} min left after {duration(spent)} spent; "
         + (f"training from step {done} to {config.train.steps}" if config.train.steps > done
            else f"nothing to train (step {done} of {config.train.steps}; a larger --minutes trains on)"))

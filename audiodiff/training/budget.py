@@ -31,7 +31,7 @@ def fit_steps(budget: float, spent: float, costs: Costs, checkpoints: int = CHEC
     """The optimizer steps that fit in `budget` seconds of which `spent` are gone, with `checkpoints` checkpoints and
     MARGIN of the budget kept back; 0 when none fits."""
     left = budget * (1 - MARGIN) - spent - checkpoints * costs.checkpoint
-    return max(0, int(left // costs.step))
+    return max(0, math.floor(left / costs.step))
 
 
 def fitted(config: Config, steps: int) -> Config:

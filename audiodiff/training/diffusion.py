@@ -264,9 +264,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     on_log(row): called on rank 0 with each loss.csv row (e.g. `training.board.Board.scalars`).
     start: for a fine-tune (config.finetune.base set), the network it starts from (model.adapt.start_network, with
     adapters for a LoRA run); `run.finetune` sets this up as `audiodiff finetune` does.
-    deadline: a time budget's (training/budget.py): the step after which one more step and the last checkpoint
-    would pass it is the last, on every rank. started: when the command began (time.perf_counter()), so that
-    checkpoints record the run's wall time from there ("seconds"); default: now.
+    deadline: a budget's (training/budget.py): the last step is the one after which another and the last checkpoint
+    would pass it. started: the command's time.perf_counter() at its start, for the checkpoints' "seconds".
     """
     _check_inputs(config, labels, dist, teacher, start)
     c = config.train
@@ -274,8 +273,7 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     configure_for_training(device)
     schedule = GaussianSchedule.from_config(config.diffusion)
     cond = conditioning_of(config)
-    state = _start_or_resume(config, run_dir, device, log, teacher, start)
-    state.clock = time.perf_counter() if started is None else started
+    state = _start_or_resume(config, run_dir, device, log, teacher, start, started)
     state.model.train()
     net = wrap(state.model, dist, device)
     if c.compile:  # the compiled module shares state.model's parameters; checkpoints and EMA see no difference
@@ -304,20 +302,29 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
             return True
         return False
 
-    def out_of_time() -> bool:  # every rank asks, and all stop together
-        return not all_true(not deadline.passed(time.perf_counter()), dist)
-
     loop(state, Loop(step, log_row, checkpoint_and_ask, c.steps, c.log_every, c.checkpoint_every, c.batch_size,
-                     run_dir, "Try a lower learning rate or --precision fp32.", out_of_time if deadline else None),
+                     run_dir, "Try a lower learning rate or --precision fp32.", _out_of_time(deadline, dist)),
          loss_log, progress and dist.main, on_log)
-    if state.step < c.steps and deadline is not None:
-        log(f"budget: the time is up at step {state.step} of {c.steps}; the run ends here (a larger --minutes "
-            "continues it)")
+    _finished(state, config, deadline, dist, log)
+    return state
+
+
+def _out_of_time(deadline: Deadline | None, dist: Dist) -> Callable[[], bool] | None:
+    """The loop's stop for a deadline: every rank asks, and all stop together."""
+    if deadline is None:
+        return None
+    return lambda: not all_true(not deadline.passed(time.perf_counter()), dist)
+
+
+def _finished(state: TrainState, config: Config, deadline: Deadline | None, dist: Dist, log: Callable[[str], None]) -> None:
+    """After the loop: say whether the budget ended the run early, and check that every rank holds the same weights."""
+    if state.step < config.train.steps and deadline is not None:
+        log(f"budget: the time is up at step {state.step} of {config.train.steps}; the run ends here (a larger "
+            "--minutes continues it)")
     if not replicas_agree(state.model, dist):
         raise RuntimeError("distributed training: the ranks' weights differ (this is a bug; please report it)")
     if dist.active:
         log(f"{dist.world} processes: weights identical on every rank")
-    return state
 
 
 def _check_inputs(config: Config, labels: Tensor | None, dist: Dist, teacher: UNet | None, start: UNet | None) -> None:
@@ -337,12 +344,14 @@ def _check_inputs(config: Config, labels: Tensor | None, dist: Dist, teacher: UN
 
 
 def _start_or_resume(config: Config, run_dir: Path, device: torch.device, log: Callable[[str], None],
-                     teacher: UNet | None, start: UNet | None) -> TrainState:
-    """The state of the run's newest checkpoint, or a new one; says which, and when bf16 falls back."""
+                     teacher: UNet | None, start: UNet | None, started: float | None = None) -> TrainState:
+    """The state of the run's newest checkpoint, or a new one, its clock started at `started` (default: now); says
+    which, and when bf16 falls back."""
     latest = latest_checkpoint(run_dir)
     if teacher is not None:
         teacher = teacher.to(device).requires_grad_(False).eval()
     state = load_state(latest, config, device, teacher, start) if latest else new_state(config, device, teacher, start)
+    state.clock = time.perf_counter() if started is None else started
     if latest:
         log(f"resuming from {latest} (step {state.step})")
     if state.precision != config.train.precision:
