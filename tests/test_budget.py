@@ -42,6 +42,15 @@ def test_fitted_schedule_follows_the_steps():
     assert fitted(tiny, 3).train.ema_decay == pytest.approx(0.9)  # never under 10 steps
 
 
+def test_refit_keeps_the_warm_up_under_way():
+    tiny = fitted(preset("tiny"), 400)
+    again = budget_module.refit(tiny, 20, Costs(step=0.1, checkpoint=1.0), budget=300, spent=10)
+    assert again.train.steps == 20 + fit_steps(300, 10, Costs(0.1, 1.0))
+    assert again.train.warmup_steps == tiny.train.warmup_steps == 20
+    assert again.train.checkpoint_every == math.ceil(again.train.steps / CHECKPOINTS)
+    assert budget_module.refit(tiny, 20, Costs(10.0, 1.0), 300, 299).train.steps == 21  # at least one more step
+
+
 def test_deadline_closed_form():
     d = Deadline(at=100.0, costs=Costs(step=1.0, checkpoint=4.0))
     assert not d.passed(95.0) and d.passed(95.5)
@@ -67,9 +76,12 @@ def test_budget_recorded_and_resume_spends_what_is_left(tmp_path, audio_dir, tin
     cfg.write_text(tiny_config.to_toml())
     state = job.train(audio_dir, out, config_file=cfg, overrides={"train": {"minutes": 0.05}}, session=quiet(said))
     stored = run_config(out)
-    assert stored.train.minutes == 0.05 and 0 < stored.train.steps <= 0.05 * 60 / 0.05
+    assert stored.train.minutes == 0.05 and stored.train.steps > 0
     assert stored.train.checkpoint_every == math.ceil(stored.train.steps / CHECKPOINTS)
     assert any(s.startswith("budget: 0.05 min for preset test") for s in said)
+    # a twentieth in, the steps were fitted again to the step time measured in training (the stub said 0.05 s)
+    [again_line] = [s for s in said if s.startswith("budget: a step takes")]
+    assert f"-> {stored.train.steps} steps" in again_line and "(0.05 s measured before it)" in again_line
     spent = checkpoint.read_meta(latest_checkpoint(out))["seconds"]
     assert 0 < spent and state.step <= stored.train.steps
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -15,7 +16,8 @@ from ..config import Config
 from ..data.datasets import MelDataset
 from ..model.unet import UNet
 from ..runfolder import latest_checkpoint
-from ..training.budget import MARGIN, calibrate, fit_steps, fitted
+from ..training.budget import MARGIN, calibrate, fit_steps, fitted, refit
+from ..training.diffusion import Replan
 from ..training.distributed import Dist, largest
 from ..training.kit import Costs, Deadline
 from .inspect import duration
@@ -51,6 +53,21 @@ def plan(config: Config, sizes: dict[str, Config], data: MelDataset, labels: Ten
     config = fitted(config, steps)
     log(_line(config, costs, elapsed, tried[:-1] if sizes else [], bool(sizes)))
     return config, Deadline(started + budget * (1 - MARGIN / 2), costs)
+
+
+def replanner(costs: Costs, started: float, dist: Dist, log: Log, write: Callable[[Config], None]) -> Replan:
+    """The trainer's replan for a new budgeted run: the steps fitted again to the step time measured in training (the
+    slowest rank's), with the checkpoint cost measured before; the new plan is said and written (`write`)."""
+
+    def replan(config: Config, done: int, seconds: float) -> Config:
+        seconds, elapsed = largest([seconds, time.perf_counter() - started], dist)
+        new = refit(config, done, Costs(seconds, costs.checkpoint), config.train.minutes * 60, elapsed)
+        log(f"budget: a step takes {seconds:.2f} s in training ({costs.step:.2f} s measured before it): "
+            f"{config.train.steps} -> {new.train.steps} steps, a checkpoint every {new.train.checkpoint_every}")
+        write(new)
+        return new
+
+    return replan
 
 
 def _measured(config: Config, data: MelDataset, labels: Tensor | None, dev: torch.device, dist: Dist, started: float,

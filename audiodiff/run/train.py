@@ -28,7 +28,7 @@ from ..training.diffusion import train as train_model
 from ..training.distributed import Dist, barrier, from_env, shutdown
 from ..vocoders.registry import build_vocoder
 from ..training.board import Board
-from .budget import DEFAULT_CPU_MINUTES, SIZES, plan
+from .budget import DEFAULT_CPU_MINUTES, SIZES, plan, replanner
 from .inspect import default_size_line, estimate
 from .previews import preview_writer
 from .setup import Log, Session, board_for, changed, report_skipped, resolve_config
@@ -116,19 +116,24 @@ def _prepare_and_train(config: Config, stored: Config | None, sizes: dict[str, C
     sizes = {name: _labelled(c, names, counts) for name, c in sizes.items()}
     if stored is not None:
         check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
-    deadline = None
+    deadline, replan, new = None, None, latest_checkpoint(out) is None
+
+    def record(c: Config) -> None:
+        if dist.main:
+            write_text(out / CONFIG_FILE, c.to_toml())
+
     if config.train.minutes:
         config, deadline = plan(config, sizes, split.train, split.labels, out, dev, dist, started,
                                 config.train.preview_count + len(held), say)
-    if dist.main:
-        write_text(out / CONFIG_FILE, config.to_toml())
+        replan = replanner(deadline.costs, started, dist, say, record) if new else None
+    record(config)
     _say_start(config, names, split, dev, dist, out, say)
     board = board_for(out, s.log_to) if dist.main else None
     validator = _validator(config, split, out, board, say, warn) if dist.main and held else None
     try:
         state = train_model(config, split.train, out, dev, progress=s.progress, log=say, labels=split.labels,
                             dist=dist, on_checkpoint=_both(preview_writer(config, out, board), validator),
-                            on_log=board and board.scalars, deadline=deadline, started=started)
+                            on_log=board and board.scalars, deadline=deadline, started=started, replan=replan)
         if validator is not None:
             validator.finish()
     finally:

@@ -24,6 +24,7 @@ from .kit import Costs
 
 CHECKPOINTS = 4  # a budgeted run's checkpoints (each with previews and scores); the last one ends the run
 MARGIN = 0.03  # of the budget kept back for what is not measured (the first preview's vocoder set-up, exiting)
+PER_PREVIEW = 0.5  # seconds a preview clip takes beyond sampling: its vocoder and its PNG, about, on a CPU
 EMA_SHARE = 7.5  # the EMA's time constant is at most 1/EMA_SHARE of a budgeted run's steps
 
 
@@ -44,8 +45,15 @@ def fitted(config: Config, steps: int) -> Config:
                           ema_decay=round(1 - 1 / horizon, 6), checkpoint_every=max(1, math.ceil(steps / CHECKPOINTS)))
 
 
+def refit(config: Config, done: int, costs: Costs, budget: float, spent: float) -> Config:
+    """`config`, `done` steps into its run, fitted again to `budget` seconds of which `spent` are gone at the step
+    time measured in training (costs.step): steps, EMA and checkpoints follow; the warm-up, under way, stays."""
+    steps = max(done + 1, done + fit_steps(budget, spent, costs))
+    return fitted(config, steps).replace("train", warmup_steps=config.train.warmup_steps)
+
+
 def calibrate(config: Config, data: MelDataset, labels: Tensor | None, device: torch.device, clips: int,
-              steps: int = 2) -> Costs:
+              steps: int = 5) -> Costs:
     """What a step and a checkpoint of `config` cost on `device`, measured on a throwaway training state (the run's
     own starts from its seed, untouched): the best of `steps` optimizer steps on crops of the run's data after one
     untimed; a checkpoint as writing one plus preview_steps network calls on `clips` clips at once."""
@@ -72,7 +80,8 @@ def calibrate(config: Config, data: MelDataset, labels: Tensor | None, device: t
         t0 = time.perf_counter()
         state.ema(x, t, y)
         _sync(device)
-    return Costs(min(times[1:]), save + config.train.preview_steps * (time.perf_counter() - t0))
+    sampling = config.train.preview_steps * (time.perf_counter() - t0)
+    return Costs(min(times[1:]), save + sampling + PER_PREVIEW * config.train.preview_count)
 
 
 def _sync(device: torch.device) -> None:

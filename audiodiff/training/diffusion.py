@@ -52,6 +52,7 @@ from .kit import (
 
 CHECKPOINT_FORMAT = 1
 OnCheckpoint = Callable[[nn.Module, int], "bool | None"]  # True: stop training after this checkpoint
+Replan = Callable[[Config, int, float], Config]  # (config, step, seconds per step) -> the config to go on with
 
 
 @dataclass
@@ -251,21 +252,19 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
           log: Callable[[str], None] = print, labels: Tensor | None = None, dist: Dist = Dist(),
           on_checkpoint: OnCheckpoint | None = None, teacher: UNet | None = None,
           on_log: Callable[[dict], None] | None = None, start: UNet | None = None, deadline: Deadline | None = None,
-          started: float | None = None) -> TrainState:
+          started: float | None = None, replan: Replan | None = None) -> TrainState:
     """Train (or continue training) the run in run_dir up to config.train.steps. Returns the final state.
 
     labels: long [len(data)] class id of each file, for a conditional config (config.data.labels set).
     dist: this process's rank when started by torchrun (distributed.py); rank 0 writes everything.
     on_checkpoint(ema, step): called on rank 0 after each checkpoint is written, e.g. to write previews
-    (`run.previews.preview_writer`; `run.train` sets up the whole run folder as `audiodiff train` does); if it returns
-    True, every rank stops after that checkpoint.
-    teacher: for a distillation (config.distill.method set), the teacher's network with its EMA weights; a new
-    run starts as a copy of it (`run.distill` sets this up as `audiodiff distill` does).
+    (`run.previews.preview_writer`; `run.train` sets up the whole run folder); True stops every rank after it.
+    teacher: a distillation's (config.distill.method set) teacher network, EMA weights; a new run starts as a copy.
     on_log(row): called on rank 0 with each loss.csv row (e.g. `training.board.Board.scalars`).
-    start: for a fine-tune (config.finetune.base set), the network it starts from (model.adapt.start_network, with
-    adapters for a LoRA run); `run.finetune` sets this up as `audiodiff finetune` does.
+    start: a fine-tune's (config.finetune.base set) start network (model.adapt.start_network, with adapters for LoRA).
     deadline: a budget's (training/budget.py): the last step is the one after which another and the last checkpoint
     would pass it. started: the command's time.perf_counter() at its start, for the checkpoints' "seconds".
+    replan(config, step, seconds per step): once, a twentieth in, the config to go on with (a budget fitted again).
     """
     _check_inputs(config, labels, dist, teacher, start)
     c = config.train
@@ -295,18 +294,30 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
         return row, dict(loss=f"{mean:.4f}", samples_s=f"{speed:.1f}")
 
     def checkpoint_and_ask() -> bool:
-        stop = _checkpoint(state, config, run_dir, on_checkpoint) if dist.main else False
-        barrier(dist)
-        if not all_true(not stop, dist):
-            log(f"stopped at step {state.step}: asked to by the checkpoint callback")
-            return True
-        return False
+        return _checkpoint_everywhere(state, config, run_dir, on_checkpoint, dist, log)
 
+    def refit(seconds: float) -> tuple[int, int]:
+        nonlocal config  # step, log_row and checkpoint_and_ask go on with the new one
+        config = replan(config, state.step, seconds)
+        return config.train.steps, config.train.checkpoint_every
+
+    at = max(10, c.steps // 20)
     loop(state, Loop(step, log_row, checkpoint_and_ask, c.steps, c.log_every, c.checkpoint_every, c.batch_size,
-                     run_dir, "Try a lower learning rate or --precision fp32.", _out_of_time(deadline, dist)),
-         loss_log, progress and dist.main, on_log)
+                     run_dir, "Try a lower learning rate or --precision fp32.", _out_of_time(deadline, dist),
+                     refit if replan and state.step + at < c.steps else None, at), loss_log, progress and dist.main, on_log)
     _finished(state, config, deadline, dist, log)
     return state
+
+
+def _checkpoint_everywhere(state: TrainState, config: Config, run_dir: Path, on_checkpoint: OnCheckpoint | None,
+                           dist: Dist, log: Callable[[str], None]) -> bool:
+    """A checkpoint written by rank 0, every rank waiting for it; True (on every rank) if its callback asks to stop."""
+    stop = _checkpoint(state, config, run_dir, on_checkpoint) if dist.main else False
+    barrier(dist)
+    if not all_true(not stop, dist):
+        log(f"stopped at step {state.step}: asked to by the checkpoint callback")
+        return True
+    return False
 
 
 def _out_of_time(deadline: Deadline | None, dist: Dist) -> Callable[[], bool] | None:

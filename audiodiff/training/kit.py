@@ -209,6 +209,8 @@ class Loop:
         last row and the throughput over them (units_per_step per step per second).
     checkpoint(): write a checkpoint; True asks training to stop after it.
     stop(): asked after every step; True makes that step the last (logged and checkpointed), e.g. at a deadline.
+    replan(seconds per step): called once, replan_at steps into this command, with the step time measured over them
+    (checkpoints left out); returns the new (steps, checkpoint_every), e.g. a time budget fitted again.
     """
 
     step: Callable[[], Row]
@@ -221,6 +223,8 @@ class Loop:
     where: Path | str  # named when steps keep failing
     hint: str  # what to try then
     stop: Callable[[], bool] | None = None
+    replan: Callable[[float], tuple[int, int]] | None = None
+    replan_at: int = 0
 
 
 def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_log: Callable[[dict], None] | None = None,
@@ -231,14 +235,20 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
     bar = tqdm(total=spec.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True, desc=desc)
     rows: list[Row] = []
     t0, n0 = time.perf_counter(), state.step
-    while state.step < spec.steps:
+    steps, every, stepping, first = spec.steps, spec.checkpoint_every, 0.0, state.step
+    while state.step < steps:
+        t_step = time.perf_counter()
         row = spec.step()
         if row["loss"] != row["loss"]:
             check_bad_run(state.bad_run, state.bad_steps, spec.where, state.step, spec.hint)
             continue
         rows.append(row)
         bar.update(1)
-        last = state.step == spec.steps or (spec.stop is not None and spec.stop())
+        stepping += time.perf_counter() - t_step
+        if spec.replan is not None and state.step - first == spec.replan_at:
+            steps, every = spec.replan(stepping / spec.replan_at)
+            bar.total = steps
+        last = state.step >= steps or (spec.stop is not None and spec.stop())
         if loss_log is not None and (state.step % spec.log_every == 0 or last):
             speed = (state.step - n0) * spec.units_per_step / (time.perf_counter() - t0)
             line, postfix = spec.log_row(rows, speed)
@@ -247,7 +257,7 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
                 on_log(line)
             bar.set_postfix(**postfix)
             rows, t0, n0 = [], time.perf_counter(), state.step
-        if state.step % spec.checkpoint_every == 0 or last:
+        if state.step % every == 0 or last:
             if spec.checkpoint() or last:
                 break
             t0 = time.perf_counter()  # keep checkpoint and preview time out of the throughput
