@@ -7,6 +7,12 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -78,10 +84,38 @@ def run_page(page: Path, where: Path, skip_main_job: bool = False) -> list[str]:
                                         "or test command; show it in a ```text block or make it one"
         if skip_main_job and command in main_job():
             continue
+        if words[1] == "studio":
+            serve_briefly(words, where)
+            ran.append(command)
+            continue
         res = CliRunner().invoke(main, fast(words[1:]), catch_exceptions=False)
         assert res.exit_code == 0, f"{page.name}: {command}\n{res.output}"
         ran.append(command)
     return ran
+
+
+def serve_briefly(words: list[str], where: Path) -> None:
+    """A server command runs as its own process on a free port until its page answers, then Ctrl-C stops it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "audiodiff", *words[1:], "--port", str(port), "--device", "cpu"],
+                            cwd=where, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(240):
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"{shlex.join(words)}: no page on port {port} after 120 s")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        said = proc.communicate(timeout=60)[0]
+    assert "127.0.0.1" in said, said
 
 
 def main_job() -> list[str]:

@@ -21,7 +21,7 @@ LAYERS = [
     ["diffusion", "vocoders"],
     ["training"],
     ["evaluation", "generation"],
-    ["run"],
+    ["run", "studio"],
     ["cli"],
     ["__main__", "__init__"],
 ]

@@ -54,7 +54,7 @@ def test_training_learns_and_resume_is_exact(tmp_path, tones):
     mel = MelSpectrogram(MEL)
     data, report = load_waves(tones, mel, progress=False)
     assert report.used == 5 and data.wav.shape == (5 * int(0.6 * SR),)
-    long = train_vocoder(voc_config(steps=120), data, tmp_path / "long", torch.device("cpu"), progress=False)
+    train_vocoder(voc_config(steps=120), data, tmp_path / "long", torch.device("cpu"), progress=False)
     rows = (tmp_path / "long" / "loss.csv").read_text().splitlines()[1:]
     first, last = (float(r.split(",")[2]) for r in (rows[0], rows[-1]))  # mel_l1 column
     assert len(rows) == 120 and last < 0.6 * first, (first, last)

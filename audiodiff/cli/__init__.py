@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from .generate import continue_, generate, inpaint, interpolate, vary
-from .tools import evaluate, gallery, inspect_cmd, reconstruct, vocoder
+from .tools import evaluate, gallery, inspect_cmd, reconstruct, studio, vocoder
 from .train import distill, export, finetune, merge, train
 
 
@@ -27,7 +27,7 @@ def main() -> None:
 
 
 for command in (train, distill, finetune, merge, export, generate, vary, inpaint, continue_, interpolate, reconstruct,
-                gallery, vocoder, evaluate, inspect_cmd):
+                gallery, vocoder, evaluate, inspect_cmd, studio):
     main.add_command(command)
 
 __all__ = ["main"]

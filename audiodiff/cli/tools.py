@@ -227,3 +227,25 @@ def inspect_cmd(data_dir: Path, label_column: str | None, timing: bool, progress
     from ..run.inspect import inspect
 
     click.echo(inspect(data_dir, label_column, timing, device, progress))
+
+
+@click.command("studio")
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False),
+              help="Also serve every run or exported model folder found under this folder (3 levels deep).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind: 127.0.0.1 is this machine only; 0.0.0.0 serves your network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="Port to serve on.")
+@DEVICE
+@friendly
+def studio(models: tuple[Path, ...], root: Path | None, host: str, port: int, device: str) -> None:
+    """A local web page to generate, edit, compare and watch training, for MODELS (run or exported model folders,
+    e.g. samples/models/digits) and those under --root. Needs the studio extra: pip install -e ".[studio]".
+
+    Each result shows the exact audiodiff command that reproduces it. The page only reads the model folders; uploads
+    (20 MB at most) and results go to a temporary folder that is deleted when the server stops (Ctrl-C).
+    """
+    from ..studio.app import serve
+    from ..studio.models import find_models
+
+    serve(find_models(list(models), root), host=host, port=port, device=device, log=click.echo)

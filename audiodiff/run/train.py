@@ -116,11 +116,13 @@ def _prepare_and_train(config: Config, stored: Config | None, sizes: dict[str, C
     sizes = {name: _labelled(c, names, counts) for name, c in sizes.items()}
     if stored is not None:
         check_same_model(stored, config, str(out))  # after flags and labels: the same command line may be re-run
-    deadline, replan, new = None, None, latest_checkpoint(out) is None
+    deadline, replan, new, validators = None, None, latest_checkpoint(out) is None, []
 
-    def record(c: Config) -> None:
+    def record(c: Config) -> None:  # the plan, and a budget's replan of it
         if dist.main:
             write_text(out / CONFIG_FILE, c.to_toml())
+        for v in validators:
+            v.steps = c.train.steps
 
     if config.train.minutes:
         config, deadline = plan(config, sizes, split.train, split.labels, out, dev, dist, started,
@@ -130,6 +132,7 @@ def _prepare_and_train(config: Config, stored: Config | None, sizes: dict[str, C
     _say_start(config, names, split, dev, dist, out, say)
     board = board_for(out, s.log_to) if dist.main else None
     validator = _validator(config, split, out, board, say, warn) if dist.main and held else None
+    validators += [validator] if validator else []
     try:
         state = train_model(config, split.train, out, dev, progress=s.progress, log=say, labels=split.labels,
                             dist=dist, on_checkpoint=_both(preview_writer(config, out, board), validator),

@@ -90,6 +90,7 @@ class Validator:
     def __init__(self, config: Config, held: MelDataset, held_labels: Tensor | None, train: MelDataset, run_dir: Path,
                  resume_step: int, spent: float, board: Board | None, log: Log, warn: Log) -> None:
         self.config, self.run_dir, self.board, self.log, self.warn = config, run_dir, board, log, warn
+        self.steps = config.train.steps  # the run's planned steps (a budget's replan changes them: run/train.py)
         self.labels, self.n = held_labels, len(held)
         crops = held.crops(torch.arange(self.n), torch.Generator().manual_seed(0))
         self.reference = features(crops)
@@ -127,7 +128,7 @@ class Validator:
                         noise_fd=f"{self.noise_fd:.3f}", fd_to_noise=f"{score.fd_to_noise:.3f}")
         if self.board is not None:
             self.board.validation(step, score.fd, self.floor)
-        steps = self.config.train.steps
+        steps = self.steps
         done = step - self.start
         left = (time.perf_counter() - self.clock) / done * (steps - step) if done > 0 and step < steps else None
         self.log(line(self.scores, steps, left, self.floor))

@@ -1,0 +1,181 @@
+"""`audiodiff studio`, driven through its own API (gradio_client) on a free local port, on a tiny run trained here:
+a generated clip is `audiodiff generate`'s bit for bit, an inpainted range, bad input as one message, the server
+still serving after it, and the page in headless Chromium (a screenshot under the test's tmp folder)."""
+
+import shlex
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from gradio_client import Client, handle_file
+
+from audiodiff.studio.app import EACH, OWN, serve
+from audiodiff.studio.models import find_models, watch
+
+from .conftest import SR, tone
+from .test_cli import invoke
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from audiodiff.config import Config, DataConfig, DiffusionConfig, MelConfig, TrainConfig, UNetConfig
+
+    root = tmp_path_factory.mktemp("studio")
+    for label, freq in (("low", 220), ("high", 880)):
+        (root / "audio" / label).mkdir(parents=True)
+        for i in range(3):
+            sf.write(root / "audio" / label / f"{i}.wav", tone(freq * (1 + i / 10), 0.5), SR)
+    config = Config(mel=MelConfig(sample_rate=SR, n_fft=256, hop_length=64, n_mels=16, f_max=4000.0),
+                    unet=UNetConfig(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
+                                    head_channels=8),
+                    diffusion=DiffusionConfig(num_steps=100), data=DataConfig(crop_frames=16),
+                    train=TrainConfig(steps=4, batch_size=4, warmup_steps=2, log_every=1, checkpoint_every=2,
+                                      preview_count=1, preview_steps=3, precision="fp32"), preset="test")
+    (root / "tiny.toml").write_text(config.to_toml())
+    run = root / "run"
+    res = invoke("train", str(root / "audio"), "--out", str(run), "--config", str(root / "tiny.toml"), "--device",
+                 "cpu", "--no-progress")
+    assert res.exit_code == 0, res.output
+    return run
+
+
+@pytest.fixture(scope="module")
+def studio(tiny_run):
+    said = []
+    port = free_port()
+    page, workdir = serve({"tiny": tiny_run}, port=port, device="cpu", log=said.append, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    yield url, said, workdir
+    page.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+GENERATE = dict(sampler=OWN, steps=5, guidance=-1, seconds=0, loop=False, vocoder=OWN)
+
+
+def generate(client: Client, label: str, n: int = 1, seed: int = 0, **kw):
+    o = {**GENERATE, **kw}
+    return client.predict("tiny", label, n, seed, o["sampler"], o["steps"], o["guidance"], o["seconds"], o["loop"],
+                          o["vocoder"], api_name="/generate")
+
+
+def test_safe_defaults_are_said(studio):
+    url, said, workdir = studio
+    assert url.startswith("http://127.0.0.1:") and "this machine only" in said[0] and "no public share link" in said[0]
+    assert workdir.name.startswith("audiodiff-studio-")
+
+
+def test_generate_equals_the_command_it_shows_bit_for_bit(studio, tiny_run, tmp_path):
+    client = Client(studio[0], verbose=False)
+    out = generate(client, "high", n=2, seed=3)
+    players, files, command = out[:8], out[9], out[10]
+    assert [p["visible"] for p in players] == [True, True] + [False] * 6  # a player per clip
+    assert all(Path(p["value"]).exists() for p in players[:2])
+    args = shlex.split(command)
+    assert args[:3] == ["audiodiff", "generate", str(tiny_run)] and "--label" in args and "high" in args
+    i = args.index("--out")
+    args[i + 1] = str(tmp_path / "cli")
+    res = invoke(*args[1:], "--no-progress")
+    assert res.exit_code == 0, res.output
+    for k, served in enumerate(files):
+        assert Path(served).read_bytes() == (tmp_path / "cli" / f"sample_{k:03d}.wav").read_bytes()
+
+
+def test_inpaint_a_range(studio, tmp_path):
+    clip = tmp_path / "in.wav"
+    sf.write(clip, tone(440, 0.6), SR)
+    client = Client(studio[0], verbose=False)
+    before, after, before_audio, after_audio, command = client.predict(
+        "tiny", "inpaint", handle_file(str(clip)), None, EACH, 1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 1.0, 3,
+        api_name="/edit")
+    assert "--start 0.2 --end 0.4" in command and command.startswith("audiodiff inpaint ")
+    got, sr = sf.read(after_audio)
+    assert sr == SR and abs(len(got) - int(0.6 * SR)) < 256  # the clip's own length, its range regenerated
+    kept = sf.read(clip)[0]
+    assert np.abs(got[: int(0.1 * SR)] - kept[: int(0.1 * SR)]).max() < 0.05  # before the range: the input's own
+    assert Path(before).exists() and Path(after).exists()
+
+
+def test_bad_input_is_one_message_and_the_server_goes_on(studio, tmp_path):
+    client = Client(studio[0], verbose=False)
+    junk = tmp_path / "junk.wav"
+    junk.write_text("this is not audio")
+    with pytest.raises(Exception) as bad:
+        client.predict("tiny", "vary", handle_file(str(junk)), None, EACH, 1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 1.0,
+                       3, api_name="/edit")
+    assert "junk.wav" in str(bad.value) and "Traceback" not in str(bad.value)
+    with pytest.raises(Exception, match="violin") as bad:
+        generate(client, "violin")
+    assert "high" in str(bad.value) and "Traceback" not in str(bad.value)  # the model's labels are named
+    with pytest.raises(Exception, match="greater than maximum value 8"):
+        generate(client, "low", n=20)
+    with pytest.raises(Exception, match="elsewhere is not in the list of choices"):  # only the models given
+        client.predict("elsewhere", "low", 1, 0, OWN, 5, -1, 0, False, OWN, api_name="/generate")
+    assert Path(generate(client, "low")[0]["value"]).exists()  # still serving
+
+
+def test_watch_reads_a_run_without_writing(studio, tiny_run):
+    before = sorted((p, p.stat().st_mtime_ns) for p in tiny_run.rglob("*") if p.is_file())
+    client = Client(studio[0], verbose=False)
+    status, *_ = client.predict("tiny", api_name="/watch")
+    assert "step 4 of 4 (finished)" in status
+    text, losses, scores, previews = watch(tiny_run)
+    assert [r["step"] for r in losses] == [1, 2, 3, 4] and previews and scores == []
+    assert sorted((p, p.stat().st_mtime_ns) for p in tiny_run.rglob("*") if p.is_file()) == before
+
+
+def test_models_are_only_what_was_given(tmp_path, tiny_run):
+    assert list(find_models([tiny_run])) == [str(tiny_run)]
+    assert list(find_models([], root=tiny_run.parent)) == [str(tiny_run)]
+    with pytest.raises(ValueError, match="not a run or exported model"):
+        find_models([tmp_path / "missing"])
+    with pytest.raises(ValueError, match="no models to serve"):
+        serve({}, block=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
+                    reason="headless Chromium not installed (apt install chromium chromium-driver; .ci/run does)")
+def test_the_page_generates_in_headless_chromium(studio, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(DRIVER))
+    try:
+        browser.get(studio[0])
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: b.find_elements(By.ID, "generate"))[0].click()
+        # the player's file: a WAV served by the studio, which a browser <audio> element loads and can play
+        link = wait.until(lambda b: next((a.get_attribute("href") for a in b.find_elements(By.TAG_NAME, "a")
+                                          if ".wav" in (a.get_attribute("href") or "")), None))
+        playable = browser.execute_async_script(
+            "const done = arguments[1]; const a = new Audio(arguments[0]);"
+            "a.onloadedmetadata = () => done(a.duration); a.onerror = () => done(-1);", link)
+        image = wait.until(lambda b: next((i for i in b.find_elements(By.TAG_NAME, "img")
+                                           if ".png" in (i.get_attribute("src") or "") and b.execute_script(
+                                               "return arguments[0].complete && arguments[0].naturalWidth > 0", i)),
+                                          None))
+        time.sleep(0.5)
+        browser.save_screenshot(str(tmp_path / "studio.png"))
+        assert playable > 0 and image.get_attribute("src")
+        assert (tmp_path / "studio.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        browser.quit()
