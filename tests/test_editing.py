@@ -197,6 +197,23 @@ def test_loop_has_no_seam(pipe, tiny_config):
         assert near <= 1.5 * typical, (near, typical)
 
 
+def test_make_loop_redraws_the_join_and_keeps_the_rest(pipe, tiny_config):
+    wav = (np.linspace(-0.4, 0.4, int(0.4 * SR)) + tone(110, 0.4, amp=0.1)).astype(np.float32)  # a ramp: a click
+    near, typical = jumps_at(np.concatenate([wav, wav]), [len(wav)], 4)
+    assert near > 3 * typical  # the input does not loop
+    out = pipe.make_loop(wav, seam=0.1, n=2, steps=4, fade=2)
+    assert out.audio.shape == (2, len(wav)) and out.logmel.shape == (2, *pipe.rep.encode(wav).shape[1:])
+    hop = tiny_config.mel.hop_length
+    kept = slice(int(0.05 * SR) + 4 * hop, len(wav) - int(0.05 * SR) - 4 * hop)  # beyond the seam and its crossfade
+    assert torch.equal(out.audio[:, kept], torch.from_numpy(wav[kept]).expand(2, -1))
+    assert not torch.equal(out.audio[:, :hop], torch.from_numpy(wav[:hop]).expand(2, -1))  # the join was redrawn
+    for looped in out.audio.numpy():
+        near, typical = jumps_at(np.concatenate([looped, looped]), [len(looped)], 4)
+        assert near <= 1.5 * typical, (near, typical)
+    with pytest.raises(ValueError, match="half the clip"):
+        pipe.make_loop(wav, seam=0.3)
+
+
 @pytest.mark.parametrize("model", ["digits", "drums", "notes-tiny"])
 def test_loop_on_a_shipped_class_conditional_model(model, tmp_path):
     """`generate --loop` on a run that carries one label per clip (it crashed: the loop's second evaluation
@@ -255,6 +272,11 @@ def test_editing_commands(tmp_path, run):  # noqa: F811
     assert sf.info(tmp_path / "i" / "inpaint_000.wav").frames == len(tone(440, 0.4))
     res = invoke("inpaint", str(run), str(src), "--out", str(tmp_path / "i2"), "--start", "0.3", "--end", "0.1", *common)
     assert res.exit_code == 1 and "start < end" in res.output
+    res = invoke("inpaint", str(run), str(src), "--out", str(tmp_path / "i3"), "--loop", "--seam", "0.1", *common)
+    assert res.exit_code == 0 and sf.info(tmp_path / "i3" / "inpaint_000.wav").frames == len(tone(440, 0.4)), res.output
+    for wrong in (["--loop", "--start", "0.1"], [], ["--start", "0.1"]):
+        res = invoke("inpaint", str(run), str(src), "--out", str(tmp_path / "i4"), *wrong, *common)
+        assert res.exit_code == 2 and "give --start and --end, or --loop" in res.output, res.output
     res = invoke("continue", str(run), str(src), "--out", str(tmp_path / "c"), "--seconds", "0.3", *common)
     assert res.exit_code == 0, res.output
     assert sf.info(tmp_path / "c" / "continue_000.wav").frames == round(0.7 * SR)

@@ -98,8 +98,9 @@ def test_inpaint_a_range(studio, tmp_path):
     clip = tmp_path / "in.wav"
     sf.write(clip, tone(440, 0.6), SR)
     client = Client(studio[0], verbose=False)
-    before, after, before_audio, after_audio, command = client.predict(
-        "tiny", "inpaint", handle_file(str(clip)), None, EACH, 1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 1.0, 3,
+    before = client.predict("tiny", handle_file(str(clip)), api_name="/show_input")[0]  # the upload's picture
+    after, before_audio, after_audio, command = client.predict(
+        "tiny", "inpaint", handle_file(str(clip)), None, EACH, 1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 0.25, 1.0, 3,
         api_name="/edit")
     assert "--start 0.2 --end 0.4" in command and command.startswith("audiodiff inpaint ")
     got, sr = sf.read(after_audio)
@@ -109,13 +110,53 @@ def test_inpaint_a_range(studio, tmp_path):
     assert Path(before).exists() and Path(after).exists()
 
 
+def test_make_a_loop_equals_the_command_it_shows(studio, tmp_path):
+    clip = tmp_path / "in.wav"
+    sf.write(clip, tone(440, 0.6), SR)
+    client = Client(studio[0], verbose=False)
+    _, _, after_audio, command = client.predict(
+        "tiny", "loop", handle_file(str(clip)), None, EACH, 1, 2, 5, 0.5, 0.2, 0.4, 0, 0, 0.15, 1.0, 3,
+        api_name="/edit")
+    args = shlex.split(command)
+    assert args[:2] == ["audiodiff", "inpaint"] and "--loop" in args and args[args.index("--seam") + 1] == "0.15"
+    args[args.index("--out") + 1] = str(tmp_path / "cli")
+    res = invoke(*args[1:], "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert Path(after_audio).read_bytes() == (tmp_path / "cli" / "inpaint_000.wav").read_bytes()
+
+
+def test_a_click_on_the_spectrogram_names_the_time_under_it(tmp_path):
+    from PIL import Image
+
+    from audiodiff.audio.plot import save_spectrogram
+    from audiodiff.config import MelConfig
+    from audiodiff.studio.app import _clicked_time
+    from audiodiff.studio.jobs import Picture
+
+    mel = MelConfig(sample_rate=SR, n_fft=256, hop_length=64, n_mels=16, f_max=4000.0)
+    logmel = np.full((16, 125), 1.0, dtype=np.float32)  # 1 s, all at the top of the colour scale
+    left, right = save_spectrogram(tmp_path / "s.png", logmel, mel)
+    image = np.asarray(Image.open(tmp_path / "s.png").convert("RGB")).astype(int)
+    h = image.shape[0]
+    spines = np.flatnonzero((image[h // 3 : 2 * h // 3].sum(axis=2) < 60).all(axis=0))  # black top to bottom: frames
+    assert abs(spines[0] - left * image.shape[1]) <= 1 and np.abs(spines - right * image.shape[1]).min() <= 1
+    assert (image[image.shape[0] // 2, spines[0] + 2 : int(right * image.shape[1]) - 1] > 150).all()  # bright inside
+    picture = Picture(tmp_path / "s.png", left, right, 1.0)
+    at = lambda seconds: left * image.shape[1] + seconds * (right - left) * image.shape[1]  # noqa: E731
+    assert picture.seconds_at(at(0.25), image.shape[1]) == pytest.approx(0.25, abs=0.002)
+    assert picture.seconds_at(0, image.shape[1]) == 0.0 and picture.seconds_at(image.shape[1], image.shape[1]) == 1.0
+    start, end, clicks = _clicked_time(picture, 0, 0.3, 0.6, at(0.7))  # first click: the start
+    assert (start, end, clicks) == (pytest.approx(0.7, abs=0.002), pytest.approx(0.7, abs=0.002), 1)
+    assert _clicked_time(picture, clicks, start, end, at(0.2))[:2] == (pytest.approx(0.2, abs=0.002), start)
+
+
 def test_bad_input_is_one_message_and_the_server_goes_on(studio, tmp_path):
     client = Client(studio[0], verbose=False)
     junk = tmp_path / "junk.wav"
     junk.write_text("this is not audio")
     with pytest.raises(Exception) as bad:
-        client.predict("tiny", "vary", handle_file(str(junk)), None, EACH, 1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 1.0,
-                       3, api_name="/edit")
+        client.predict("tiny", "vary", handle_file(str(junk)), None, EACH, 1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 0.25,
+                       1.0, 3, api_name="/edit")
     assert "junk.wav" in str(bad.value) and "Traceback" not in str(bad.value)
     with pytest.raises(Exception, match="violin") as bad:
         generate(client, "violin")

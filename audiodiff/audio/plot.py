@@ -11,8 +11,9 @@ from ..files import atomic_path
 from .mel import to_db
 
 
-def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title: str = "") -> None:
-    """Write normalized log-mel [F, N] (values in about [-1, 1]) as a PNG with time and dB axes."""
+def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title: str = "") -> tuple[float, float]:
+    """Write normalized log-mel [F, N] (values in about [-1, 1]) as a PNG with time and dB axes. Returns where the
+    time axis runs in the picture, (left, right) as fractions of its width, so a click on it can name a time."""
     # a Figure with its own Agg canvas, not pyplot: no global backend switch, no figure registry
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -32,3 +33,5 @@ def save_spectrogram(path: str | Path, logmel: np.ndarray, mel: MelConfig, title
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+    box = ax.get_position()  # in figure fractions, after tight_layout; the PNG is the whole figure
+    return float(box.x0), float(box.x1)

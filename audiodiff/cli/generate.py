@@ -169,32 +169,47 @@ def vary(run_dir: Path, in_audio: Path, strength: float, sampler: str | None, n:
 
 @click.command()
 @_run_and_input
-@click.option("--start", type=FINITE, required=True, help="Start of the span to regenerate, seconds.")
-@click.option("--end", type=FINITE, required=True, help="End of the span to regenerate, seconds.")
+@click.option("--start", type=FINITE, help="Start of the span to regenerate, seconds.")
+@click.option("--end", type=FINITE, help="End of the span to regenerate, seconds.")
 @click.option("--band", type=(FINITE, FINITE), help="Only regenerate mel bins between these frequencies (Hz, Hz).")
+@click.option("--loop", is_flag=True,
+              help="Instead of --start/--end: make IN_AUDIO loop, regenerating --seam seconds around the join of its "
+                   "end to its start, so that on repeat it has no seam.")
+@click.option("--seam", type=Finite(min=0.0, min_open=True), default=0.25, show_default=True,
+              help="With --loop: seconds regenerated around the join.")
 @click.option("--resample", type=click.IntRange(min=1), default=1, show_default=True,
               help="RePaint resampling: redo each step this many times, going back up the chain in between.")
 @click.option("--fade", type=click.IntRange(min=0), default=3, show_default=True, help="Frames (hops) of crossfade at each edge of the span.")
 @_conditioning
 @_edit_options
 @friendly
-def inpaint(run_dir: Path, in_audio: Path, start: float, end: float, band: tuple[float, float] | None,
-            resample: int, fade: int, n: int, label: str | None, guidance: float | None, out: Path, steps: int | None, seed: int,
-            force: bool, progress: bool, lora_scale: float | None, vocoder: str | None, device: str) -> None:
-    """Regenerate IN_AUDIO between --start and --end seconds and keep the rest.
+def inpaint(run_dir: Path, in_audio: Path, start: float | None, end: float | None, band: tuple[float, float] | None,
+            loop: bool, seam: float, resample: int, fade: int, n: int, label: str | None, guidance: float | None,
+            out: Path, steps: int | None, seed: int, force: bool, progress: bool, lora_scale: float | None,
+            vocoder: str | None, device: str) -> None:
+    """Regenerate IN_AUDIO between --start and --end seconds and keep the rest; or, with --loop, its seam.
 
     The kept mel is re-imposed at every step. For a time span, the output's samples outside it are the
     input's own, crossfaded over --fade hops at each edge. Writes inpaint_NNN.wav/png to --out.
     """
     from ..audio.io import load
 
+    if loop == (start is not None or end is not None) or (not loop and (start is None or end is None)):
+        raise click.UsageError("give --start and --end, or --loop (without them)")
+    if loop and band:
+        raise click.UsageError("--band is for a --start/--end span, not --loop")
     pipe = _prepare_output(run_dir, out, "inpaint", n, force, vocoder, device, lora_scale)
     t0 = time.perf_counter()
     clip = load(in_audio, pipe.sample_rate, channels=pipe.channels)
-    result = pipe.inpaint(clip, start, end, band=band, n=n, steps=steps, seed=seed,
-                          resample=resample, fade=fade, progress=progress, label=label, guidance=guidance)
-    what = f" {band[0]:g}-{band[1]:g} Hz" if band else ""
-    _finish_edit(out, "inpaint", result, pipe, f"{in_audio.name}, {start:g}-{end:g} s{what} regenerated", t0, seed)
+    same = dict(n=n, steps=steps, seed=seed, resample=resample, fade=fade, progress=progress, label=label,
+                guidance=guidance)
+    if loop:
+        result = pipe.make_loop(clip, seam, **same)
+        what = f"{in_audio.name}, made a loop ({seam:g} s seam regenerated)"
+    else:
+        result = pipe.inpaint(clip, start, end, band=band, **same)
+        what = f"{in_audio.name}, {start:g}-{end:g} s{f' {band[0]:g}-{band[1]:g} Hz' if band else ''} regenerated"
+    _finish_edit(out, "inpaint", result, pipe, what, t0, seed)
 
 
 @click.command("continue")

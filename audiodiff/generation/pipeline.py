@@ -287,6 +287,23 @@ class SpectrogramDiffusion:
             out = out._replace(audio=splice(wav, out.audio, kept, self.rep.samples_for(fade + 1)))
         return out
 
+    def make_loop(self, wav: np.ndarray, seam: float = 0.25, n: int = 1, resample: int = 1, fade: int = 3,
+                  options: Options = Options(), **changes: Any) -> Generated:
+        """Make a clip loop: redraw `seam` seconds around the join of its end to its start, so that played on repeat
+        it has no seam. The clip is turned half round (its join then sits in the middle, its middle at the ends),
+        inpainted over the join, and turned back; every other sample is the input's own, so the end still runs
+        into the start sample by sample."""
+        wav = self.rep.audio(wav)
+        length, hop = wav.shape[-1], self.config.mel.hop_length
+        if not 0 < seam < length / self.sample_rate / 2:
+            raise ValueError(f"seam must be in (0, {length / self.sample_rate / 2:.3f}) s (half the clip), got {seam}")
+        half = length // 2 // hop * hop  # whole hops, so the mel turns back by whole frames
+        join = (length - half) / self.sample_rate  # where the input's end meets its start once turned
+        out = self.inpaint(np.roll(wav, -half, axis=-1), join - seam / 2, join + seam / 2, n=n, resample=resample,
+                           fade=fade, options=options, **changes)
+        return out._replace(audio=torch.roll(out.audio, half, dims=-1),
+                            logmel=torch.roll(out.logmel, half // hop, dims=-1))
+
     def extend(self, wav: np.ndarray, seconds: float, n: int = 1, overlap: float = 0.5, fade: int = 3,
                resample: int = 1, options: Options = Options(), **changes: Any) -> Generated:
         """Continue a clip by `seconds` (outpainting window by window; each window keeps `overlap` of itself

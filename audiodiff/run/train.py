@@ -19,7 +19,7 @@ from ..config import Config
 from ..data.datasets import MelDataset, holdout
 from ..data.labels import file_labels, run_label_counts
 from ..data.prepare import load_mels
-from ..device import peak_memory
+from ..device import peak_memory, resolve_precision
 from ..files import folder_lock, write_text
 from ..presets import preset
 from ..runfolder import CONFIG_FILE, latest_checkpoint
@@ -169,7 +169,8 @@ def _say_start(config: Config, names: tuple[str, ...], split: _Split, dev: torch
     held = (f"{len(split.held)} files held out for validation" if len(split.held)
             else "no validation (too few files to hold some out)" if config.train.holdout else "no validation")
     where = f"{dist.world} processes ({dev.type})" if dist.active else str(dev)
-    say(f"training preset={config.preset} on {where} ({config.train.precision}), {config.train.steps} steps of "
+    runs = resolve_precision(dev, config.train.precision)  # what the step runs in (a fallback is said below)
+    say(f"training preset={config.preset} on {where} ({runs}), {config.train.steps} steps of "
         f"{config.train.batch_size} x {config.data.crop_seconds(config.mel):.2f} s crops from {len(split.train)} "
         f"files ({held}) -> {out}")
 

@@ -85,14 +85,14 @@ class Studio:
 
     def edit(self, name: str, how: str, clip: str | None, other: str | None, label: str, n: float, seed: float,
              steps: float | None, strength: float, start: float, end: float, band_lo: float | None,
-             band_hi: float | None, seconds: float, frames: float) -> jobs.Result:
+             band_hi: float | None, seam: float, seconds: float, frames: float) -> jobs.Result:
         if not clip:
             raise ValueError("upload a clip (or pick a result) to edit first")
         band = (float(band_lo), float(band_hi)) if _positive(band_hi) is not None else None
         return jobs.edit(self.model(name), self.out(how), how, Path(clip), n=int(n), seed=int(seed),
                          steps=_int(steps), label=_none(label), strength=float(strength), start=float(start),
                          end=float(end), band=band, seconds=float(seconds), other=Path(other) if other else None,
-                         frames=int(frames), device=self.device)
+                         frames=int(frames), seam=float(seam), device=self.device)
 
 
 def _int(value: float | None) -> int | None:
@@ -174,44 +174,82 @@ def _generate_tab(gr: Any, studio: Studio, model: Any, history: Any) -> Any:
     return label
 
 
+EDITS = ["vary", "inpaint", "loop", "continue", "interpolate"]
+
+
 def _edit_tab(gr: Any, studio: Studio, model: Any, history: Any) -> Any:
+    """Long because it lays out every edit's settings; what a click on the spectrogram does is _clicked_time."""
     with gr.Row():
         clip = gr.Audio(type="filepath", sources=["upload"], label="clip to edit (upload)")
         other = gr.Audio(type="filepath", sources=["upload"], label="second clip (interpolate)")
-    how = gr.Radio(["vary", "inpaint", "continue", "interpolate"], value="vary", label="edit")
+    picked = gr.Dropdown([], label="... or a result of this session", allow_custom_value=False)
+    how = gr.Radio(EDITS, value="vary", label="edit (loop: make the clip loop without a seam)")
     with gr.Row():
-        label = gr.Dropdown([EACH], value=EACH, label="steer to label (vary, inpaint, continue)",
+        label = gr.Dropdown([EACH], value=EACH, label="steer to label (vary, inpaint, loop, continue)",
                             allow_custom_value=True)
         n = gr.Slider(1, jobs.MAX_CLIPS, value=1, step=1, label="outputs")
         seed = gr.Number(0, precision=0, label="seed")
         steps = gr.Number(0, precision=0, minimum=0, label="steps (0: the model's own)")
     with gr.Row():
         strength = gr.Slider(0, 1, value=0.5, label="vary: strength")
-        start = gr.Slider(0, 10, value=0.3, step=0.01, label="inpaint: start (s)")
-        end = gr.Slider(0, 10, value=0.6, step=0.01, label="inpaint: end (s)")
+        start = gr.Slider(0, 10, value=0.3, step=0.01, label="inpaint: start (s; or click the spectrogram)")
+        end = gr.Slider(0, 10, value=0.6, step=0.01, label="inpaint: end (s; the next click)")
         band_lo = gr.Number(0, minimum=0, label="inpaint: band from Hz (0 and 0: all)")
         band_hi = gr.Number(0, minimum=0, label="inpaint: band to Hz")
+        seam = gr.Slider(0.05, 2, value=0.25, step=0.05, label="loop: seam (s)")
         seconds = gr.Slider(0.5, 10, value=1, step=0.5, label="continue: seconds")
         frames = gr.Slider(2, 8, value=3, step=1, label="interpolate: frames")
     go = gr.Button("Edit", variant="primary")
     with gr.Row():
-        before = gr.Image(label="before", type="filepath")
-        after = gr.Image(label="after", type="filepath")
+        before = gr.Image(label="before (click twice: the span to inpaint)", type="filepath", interactive=False)
+        after = gr.Image(label="after", type="filepath", interactive=False)
     with gr.Row():
         before_audio = gr.Audio(type="filepath", label="before", interactive=False)
         after_audio = gr.Audio(type="filepath", label="after", interactive=False)
     command = gr.Textbox(label="the command that makes this", interactive=False)
+    shown, clicks = gr.State(None), gr.State(0)  # the before picture's time axis; clicks on it so far
 
-    def run(name, kind, c, o, lab, count, s, st, strg, a, b, lo, hi, sec, fr, past,
+    def show_input(name, c):
+        if not c:
+            return None, None, 0
+        folder = studio.out("input")
+        folder.mkdir(parents=True)
+        picture = jobs.spectrogram(studio.model(name), Path(c), folder / "input.png")
+        return str(picture.png), picture, 0
+
+    def run(name, kind, c, o, lab, count, s, st, strg, a, b, lo, hi, sm, sec, fr, past,
             progress=gr.Progress(track_tqdm=True)):
-        result = studio.edit(name, kind, c, o, lab, count, s, st, strg, a, b, lo, hi, sec, fr)
-        picture = jobs.spectrogram(studio.model(name), Path(c), result.wavs[0].with_name("input.png"))
-        return str(picture), str(result.pngs[0]), c, str(result.wavs[0]), result.command, _remember(past, result)
+        result = studio.edit(name, kind, c, o, lab, count, s, st, strg, a, b, lo, hi, sm, sec, fr)
+        return str(result.pngs[0]), c, str(result.wavs[0]), result.command, _remember(past, result)
 
+    history.change(lambda past: gr.update(choices=[h["title"] for h in past]), history, picked)
+    picked.change(lambda title, past: next((h["wav"] for h in past if h["title"] == title), None), [picked, history],
+                  clip)
+    clip.change(_friendly(show_input), [model, clip], [before, shown, clicks], api_name="show_input")
+    def clicked(picture, count, a, b, evt):
+        return _clicked_time(picture, count, a, b, evt.index[0])
+
+    clicked.__annotations__ = {"evt": gr.SelectData}  # Gradio hands the click to the parameter typed so
+    before.select(clicked, [shown, clicks, start, end], [start, end, clicks], api_name=False)
     go.click(_friendly(run), [model, how, clip, other, label, n, seed, steps, strength, start, end, band_lo, band_hi,
-                              seconds, frames, history],
-             [before, after, before_audio, after_audio, command, history], api_name="edit")
+                              seam, seconds, frames, history],
+             [after, before_audio, after_audio, command, history], api_name="edit")
     return label
+
+
+def _clicked_time(picture: jobs.Picture | None, clicks: int, start: float, end: float, x: float) -> tuple:
+    """A click at pixel column x of the before spectrogram: the first sets the span's start, the next its end (the
+    two kept in order). Returns (start, end, clicks)."""
+    if picture is None:
+        return start, end, clicks
+    from PIL import Image
+
+    with Image.open(picture.png) as im:
+        width = im.width
+    t = picture.seconds_at(x, width)
+    if clicks % 2 == 0:
+        return t, max(end, t), clicks + 1
+    return min(start, t), max(start, t), clicks + 1
 
 
 def _compare_tab(gr: Any, history: Any) -> None:

@@ -74,12 +74,12 @@ def _edited(pipe: SpectrogramDiffusion, out: Path, prefix: str, result, args: li
 def edit(model: Path, out: Path, how: str, clip: Path, n: int = 1, seed: int = 0, steps: int | None = None,
          label: str | None = None, guidance: float | None = None, strength: float = 0.5, start: float = 0.0,
          end: float = 0.0, band: tuple[float, float] | None = None, seconds: float = 1.0, other: Path | None = None,
-         frames: int = 3, vocoder: str | None = None, device: str = "auto") -> Result:
-    """One of `audiodiff vary | inpaint | continue | interpolate MODEL CLIP [...]` (how), the same calls as the
-    command, into `out`."""
+         frames: int = 3, seam: float = 0.25, vocoder: str | None = None, device: str = "auto") -> Result:
+    """One of `audiodiff vary | inpaint | continue | interpolate MODEL CLIP [...]` (how; "loop" is `inpaint
+    --loop`), the same calls as the command, into `out`."""
     pipe = _pipe(model, vocoder, device)
     wav = load(clip, pipe.sample_rate, channels=pipe.channels)
-    args = ["audiodiff", how, str(model), str(clip)]
+    args = ["audiodiff", "inpaint" if how == "loop" else how, str(model), str(clip)]
     if how == "vary":
         o = pipe.options(steps=steps, sampler=None, seed=seed, progress=True, label=label, guidance=guidance)
         result = pipe.vary(wav, strength, n=_clips(n), options=o)
@@ -89,6 +89,10 @@ def edit(model: Path, out: Path, how: str, clip: Path, n: int = 1, seed: int = 0
                               progress=True, label=label, guidance=guidance)
         args += ["--start", f"{start:g}", "--end", f"{end:g}"] + (["--band", f"{band[0]:g}", f"{band[1]:g}"]
                                                                   if band else [])
+    elif how == "loop":
+        result = pipe.make_loop(wav, seam, n=_clips(n), steps=steps, seed=seed, resample=1, fade=3, progress=True,
+                                label=label, guidance=guidance)
+        args += ["--loop", "--seam", f"{seam:g}"]
     elif how == "continue":
         result = pipe.extend(wav, seconds, n=_clips(n), steps=steps, seed=seed, overlap=0.5, fade=3, progress=True,
                              label=label, guidance=guidance)
@@ -100,19 +104,35 @@ def edit(model: Path, out: Path, how: str, clip: Path, n: int = 1, seed: int = 0
         result = pipe.interpolate(wav, load(other, pipe.sample_rate, channels=pipe.channels), frames=frames, options=o)
         args += [str(other), "--frames", str(frames)]
     else:
-        raise ValueError(f"unknown edit {how!r} (vary, inpaint, continue, interpolate)")
+        raise ValueError(f"unknown edit {how!r} (vary, inpaint, loop, continue, interpolate)")
     args += ["--out", str(out), "--seed", str(seed)] + (["-n", str(n)] if how != "interpolate" else [])
     for name, value in (("--steps", steps), ("--label", None if how == "interpolate" else label),
                         ("--guidance", None if how == "interpolate" else guidance), ("--vocoder", vocoder)):
         _flag(args, name, value)
-    prefix = {"vary": "vary", "inpaint": "inpaint", "continue": "continue", "interpolate": "interp"}[how]
+    prefix = {"vary": "vary", "inpaint": "inpaint", "loop": "inpaint", "continue": "continue", "interpolate": "interp"}[how]
     return _edited(pipe, out, prefix, result, args, f"{model.name}: {how} {clip.name}")
 
 
-def spectrogram(model: Path, clip: Path, png: Path) -> Path:
+@dataclass(frozen=True)
+class Picture:
+    """A clip's spectrogram PNG and where its time axis lies in it: seconds 0..duration run from left to right, as
+    fractions of the picture's width."""
+
+    png: Path
+    left: float
+    right: float
+    duration: float
+
+    def seconds_at(self, x: float, width: float) -> float:
+        """The time under pixel column x of the picture shown `width` pixels wide, clamped to the clip."""
+        where = (x / width - self.left) / (self.right - self.left)
+        return round(min(max(where, 0.0), 1.0) * self.duration, 3)
+
+
+def spectrogram(model: Path, clip: Path, png: Path) -> Picture:
     """The spectrogram of an input clip as the model sees it (its mel settings), for the before/after view."""
     pipe = SpectrogramDiffusion.load(model, device="cpu")
     wav = load(clip, pipe.sample_rate)  # mono: the picture of the mix
     logmel = pipe.mel(torch.from_numpy(wav)[None])[0, 0].numpy()
-    save_spectrogram(png, logmel, pipe.config.mel, f"input: {clip.name}")
-    return png
+    left, right = save_spectrogram(png, logmel, pipe.config.mel, f"input: {clip.name}")
+    return Picture(png, left, right, logmel.shape[-1] * pipe.config.mel.hop_length / pipe.sample_rate)
