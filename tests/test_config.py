@@ -85,3 +85,21 @@ def test_recipe_configs_load(recipe):
     if recipe in ("drums", "notes"):  # labels in the training proportions, lightly guided (2026-12-05, -06)
         assert (config.sample.label_mix, config.sample.guidance, config.sample.guidance_interval) == (
             "data", 0.5, (174.0, 884.0))
+
+
+def test_a_run_can_name_its_own_sampler_and_steps(tmp_path):
+    from audiodiff.config import Config, SampleConfig
+    from audiodiff.config.run import SAMPLER_NAMES
+    from audiodiff.diffusion.sampling import SAMPLERS
+
+    assert SAMPLER_NAMES == tuple(SAMPLERS)
+    assert Config().default_sampling() == ("ddim", 50)  # runs made before [sample] sampler and steps
+    own = Config(sample=SampleConfig(sampler="dpmpp-2m", steps=20))
+    assert own.default_sampling() == ("dpmpp-2m", 20)
+    (tmp_path / "c.toml").write_text(own.to_toml())
+    assert Config.from_toml(tmp_path / "c.toml").default_sampling() == ("dpmpp-2m", 20)
+    assert Config(sample=SampleConfig(steps=10)).default_sampling() == ("ddim", 10)
+    with pytest.raises(ValueError, match="sample.sampler = 'euler'"):
+        SampleConfig(sampler="euler")
+    with pytest.raises(ValueError, match="steps"):
+        SampleConfig(steps=-1)

@@ -220,3 +220,55 @@ def test_the_page_generates_in_headless_chromium(studio, tmp_path):
         assert (tmp_path / "studio.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         browser.quit()
+
+
+@pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
+                    reason="headless Chromium not installed (apt install chromium chromium-driver; .ci/run does)")
+def test_the_page_inpaints_a_span_clicked_on_the_spectrogram(studio, tiny_run, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from audiodiff.studio.jobs import spectrogram
+
+    clip = tmp_path / "in.wav"
+    sf.write(clip, tone(440, 0.6), SR)
+    picture = spectrogram(tiny_run, clip, tmp_path / "expected.png")  # the same picture the page draws
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(DRIVER))
+    try:
+        browser.get(studio[0])
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: next((t for t in b.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                   if t.text.strip() == "Edit"), None)).click()
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#clip input[type=file]"))[0].send_keys(str(clip))
+        image = wait.until(lambda b: next((i for i in b.find_elements(By.CSS_SELECTOR, "#before img")
+                                           if b.execute_script("return arguments[0].complete && "
+                                                               "arguments[0].naturalWidth > 0", i)), None))
+        shown, natural = browser.execute_script("return [arguments[0].clientWidth, arguments[0].naturalWidth]", image)
+        said = []
+        for seconds in (0.4, 0.15):  # the start, then the end: the span is put in order
+            x = (picture.left + seconds / picture.duration * (picture.right - picture.left)) * shown
+            ActionChains(browser).move_to_element_with_offset(image, round(x - shown / 2), 0).click().perform()
+            time.sleep(1.0)
+            said.append(picture.seconds_at(round(x) * natural / shown, natural))
+        start, end = (float(browser.find_element(By.CSS_SELECTOR, f"#{k} input[type=number]").get_attribute("value"))
+                      for k in ("start", "end"))
+        assert start == pytest.approx(0.15, abs=0.02) and end == pytest.approx(0.4, abs=0.02), (start, end, said)
+        next(r for r in browser.find_elements(By.CSS_SELECTOR, "input[type=radio]")
+             if r.get_attribute("value") == "inpaint").click()
+        browser.find_element(By.ID, "edit").click()
+        wait.until(lambda b: next((i for i in b.find_elements(By.CSS_SELECTOR, "#after img")
+                                   if b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
+                                                       i)), None))
+        command = wait.until(lambda b: next((t.get_attribute("value") for t in b.find_elements(By.TAG_NAME, "textarea")
+                                             if "audiodiff inpaint" in (t.get_attribute("value") or "")), None))
+        assert f"--start {start:g} --end {end:g}" in command
+        browser.save_screenshot(str(tmp_path / "edit.png"))
+    finally:
+        browser.quit()

@@ -19,10 +19,12 @@ from .options import DEVICE, FINITE, LORA_SCALE, VOCODER, Finite, friendly
               help="Folder for sample_NNN.wav and sample_NNN.png.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of clips.")
 @click.option("--steps", type=click.IntRange(min=1),
-              help="Network evaluations (1..T). Default 50, or a distilled run's own (2; 1, 2 and 4 are measured).")
+              help="Network evaluations (1..T). Default the run's own ([sample] steps in its config.toml), "
+                   "else 50, or a distilled run's (2; 1, 2 and 4 are measured).")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)),
-              help="Default ddim, or consistency for a distilled run. ddim: deterministic (eta 0); ddpm: ancestral "
-                   "Markov chain (use many steps); dpmpp-2m: DPM-Solver++(2M), deterministic, good in 10-25 steps; "
+              help="Default the run's own ([sample] sampler), else ddim, or consistency for a distilled run. ddim: "
+                   "deterministic (eta 0); ddpm: ancestral Markov chain (use many steps); dpmpp-2m: DPM-Solver++(2M), "
+                   "deterministic, good in 10-25 steps; "
                    "heun: Heun on Karras sigmas, 2 network calls per step; consistency: multistep consistency "
                    "sampling, for runs made by `audiodiff distill`.")
 @click.option("--eta", type=Finite(0.0, 1.0), help="DDIM noise (0 deterministic, the default; 1 DDPM-like).")
@@ -91,7 +93,8 @@ def _edit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
                      help="Folder for the output WAVs and their spectrogram PNGs."),
         click.option("--steps", type=click.IntRange(min=1),
-                     help="Network evaluations of a full chain (1..T). Default 50, or a distilled run's own."),
+                     help="Network evaluations of a full chain (1..T). Default the run's own ([sample] steps), "
+                          "else 50, or a distilled run's."),
         click.option("--seed", default=0, show_default=True, help="Output i uses seed + i."),
         click.option("--force", is_flag=True, help="Overwrite existing output files in --out."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
@@ -147,7 +150,8 @@ def _finish_edit(out: Path, prefix: str, result: Any, pipe: Any, title: str, t0:
 @_run_and_input
 @click.option("--strength", type=Finite(0.0, 1.0), default=0.5, show_default=True,
               help="How far into the noise chain to go: 0 returns the input, 1 an unrelated sample.")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Sampler. Default ddim, or a distilled run's consistency.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)),
+              help="Sampler. Default the run's own ([sample] sampler), else ddim, or a distilled run's consistency.")
 @_conditioning
 @_edit_options
 @friendly

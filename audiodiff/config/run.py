@@ -247,6 +247,7 @@ class FinetuneConfig:
 
 
 LABEL_MIXES = ("even", "data")
+SAMPLER_NAMES = ("ddpm", "ddim", "dpmpp-2m", "heun", "consistency")  # diffusion.sampling.SAMPLERS (a test checks)
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,8 @@ class SampleConfig:
     label_mix: how those clips' labels are drawn: "even" (clip with seed s takes labels[s % count]) or "data" (in
     the proportions of the training clips, `data.label_counts`: sampling p(label) p(audio | label) is sampling the
     training distribution, so a set of clips can be compared with real ones where the labels are unbalanced).
+    sampler, steps: the sampler and network calls a clip takes unless the command says ("" and 0: DDIM with 50, or a
+    distilled run's consistency sampler with its distill.sampling_steps).
     """
 
     # 1.5 buys most of the class accuracy that guidance can give for a moderate loss of variety, measured on a
@@ -269,9 +272,13 @@ class SampleConfig:
     guidance_interval: tuple[float, ...] = ()
     each_label: bool = True
     label_mix: str = "even"
+    sampler: str = ""
+    steps: int = 0
 
     def __post_init__(self) -> None:
-        check_ranges("sample", self, {"guidance": ">=0"})
+        check_ranges("sample", self, {"guidance": ">=0", "steps": ">=0"})
+        if self.sampler and self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"sample.sampler = {self.sampler!r}: must be one of {', '.join(SAMPLER_NAMES)}, or \"\"")
         if self.label_mix not in LABEL_MIXES:
             raise ValueError(f"sample.label_mix = {self.label_mix!r}: must be one of {', '.join(LABEL_MIXES)}")
         if self.guidance_interval:
@@ -347,9 +354,10 @@ class Config:
         return (self.data.channels, self.mel.n_mels, self.data.crop_frames)
 
     def default_sampling(self) -> tuple[str, int]:
-        """(sampler, network calls) a clip of this run takes unless told otherwise: DDIM 50, or for a distilled
-        run its consistency sampler with distill.sampling_steps calls."""
-        return ("consistency", self.distill.sampling_steps) if self.distill.method else ("ddim", 50)
+        """(sampler, network calls) a clip of this run takes unless told otherwise: [sample] sampler and steps where
+        set, else DDIM 50, or for a distilled run its consistency sampler with distill.sampling_steps calls."""
+        sampler, steps = ("consistency", self.distill.sampling_steps) if self.distill.method else ("ddim", 50)
+        return self.sample.sampler or sampler, self.sample.steps or steps
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Config | None = None) -> Config:

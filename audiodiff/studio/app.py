@@ -180,7 +180,7 @@ EDITS = ["vary", "inpaint", "loop", "continue", "interpolate"]
 def _edit_tab(gr: Any, studio: Studio, model: Any, history: Any) -> Any:
     """Long because it lays out every edit's settings; what a click on the spectrogram does is _clicked_time."""
     with gr.Row():
-        clip = gr.Audio(type="filepath", sources=["upload"], label="clip to edit (upload)")
+        clip = gr.Audio(type="filepath", sources=["upload"], label="clip to edit (upload)", elem_id="clip")
         other = gr.Audio(type="filepath", sources=["upload"], label="second clip (interpolate)")
     picked = gr.Dropdown([], label="... or a result of this session", allow_custom_value=False)
     how = gr.Radio(EDITS, value="vary", label="edit (loop: make the clip loop without a seam)")
@@ -192,17 +192,19 @@ def _edit_tab(gr: Any, studio: Studio, model: Any, history: Any) -> Any:
         steps = gr.Number(0, precision=0, minimum=0, label="steps (0: the model's own)")
     with gr.Row():
         strength = gr.Slider(0, 1, value=0.5, label="vary: strength")
-        start = gr.Slider(0, 10, value=0.3, step=0.01, label="inpaint: start (s; or click the spectrogram)")
-        end = gr.Slider(0, 10, value=0.6, step=0.01, label="inpaint: end (s; the next click)")
+        start = gr.Slider(0, 10, value=0.3, step=0.01, label="inpaint: start (s; or click the spectrogram)",
+                          elem_id="start")
+        end = gr.Slider(0, 10, value=0.6, step=0.01, label="inpaint: end (s; the next click)", elem_id="end")
         band_lo = gr.Number(0, minimum=0, label="inpaint: band from Hz (0 and 0: all)")
         band_hi = gr.Number(0, minimum=0, label="inpaint: band to Hz")
         seam = gr.Slider(0.05, 2, value=0.25, step=0.05, label="loop: seam (s)")
         seconds = gr.Slider(0.5, 10, value=1, step=0.5, label="continue: seconds")
         frames = gr.Slider(2, 8, value=3, step=1, label="interpolate: frames")
-    go = gr.Button("Edit", variant="primary")
+    go = gr.Button("Edit", variant="primary", elem_id="edit")
     with gr.Row():
-        before = gr.Image(label="before (click twice: the span to inpaint)", type="filepath", interactive=False)
-        after = gr.Image(label="after", type="filepath", interactive=False)
+        before = gr.Image(label="before (click twice: the span to inpaint)", type="filepath", interactive=False,
+                          elem_id="before")
+        after = gr.Image(label="after", type="filepath", interactive=False, elem_id="after")
     with gr.Row():
         before_audio = gr.Audio(type="filepath", label="before", interactive=False)
         after_audio = gr.Audio(type="filepath", label="after", interactive=False)
