@@ -12,6 +12,13 @@ All variants are interleaved within each round and the minimum time over rounds 
 is shared). Prints a table and the command that made it.
 
     python benchmarks/throughput.py --rounds 5 --steps 2
+    python benchmarks/throughput.py --size tiny --precisions fp32 --trainer samples/notes/train --rounds 5 --steps 3
+
+--size tiny runs the tiny preset's UNet (0.30 M) against a diffusers UNet2DModel of the same plan (16-32-32
+channels, one block per level, attention at the coarsest: 0.28 M) on the tiny preset's input, 1 x 80 x 64.
+--trainer DATA_DIR also runs `audiodiff train DATA_DIR --preset SIZE --steps 100` in this process and reports its
+samples/s from loss.csv (steps 30 on), the same network inside the whole training loop (data, EMA, logging), as a
+fraction of the same peak.
 """
 
 from __future__ import annotations
@@ -28,12 +35,18 @@ from torch.utils.flop_counter import FlopCounterMode
 from audiodiff.config import UNetConfig
 from audiodiff.device import autocast, resolve_device
 from audiodiff.model.unet import UNet
+from audiodiff.presets import preset
 from audiodiff.training.kit import adamw
 
 
-def diffusers_unet() -> torch.nn.Module:
+def diffusers_unet(size: str = "small") -> torch.nn.Module:
     from diffusers import UNet2DModel
 
+    if size == "tiny":  # the tiny preset's plan: 16-32-32 channels, one block a level, attention at the coarsest
+        return UNet2DModel(sample_size=(80, 64), in_channels=1, out_channels=1, block_out_channels=(16, 32, 32),
+                           layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                           up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+                           attention_head_dim=32)
     return UNet2DModel(sample_size=64, in_channels=1, out_channels=1, block_out_channels=(64, 128, 128, 256),
                        layers_per_block=2, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
                        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
@@ -113,6 +126,22 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, rounds: int, size: int
     return 2 * size**3 / best
 
 
+def trainer_rate(data_dir: str, size: str, device: str) -> float:
+    """Samples/s of `audiodiff train DATA_DIR --preset SIZE --precision fp32 --steps 100` in this process, the median
+    of loss.csv's samples_per_s from step 30 on."""
+    import csv
+    import tempfile
+
+    from audiodiff.cli import main as cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cli(["train", data_dir, "--out", f"{tmp}/run", "--preset", size, "--precision", "fp32", "--steps", "100",
+             "--no-progress", "--device", device], standalone_mode=False)
+        with open(f"{tmp}/run/loss.csv") as f:
+            rates = sorted(float(r["samples_per_s"]) for r in csv.DictReader(f) if int(r["step"]) >= 30)
+    return rates[len(rates) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -127,19 +156,26 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="add our UNets under torch.compile (what `audiodiff train --compile` runs); "
                          "compiling takes minutes")
+    ap.add_argument("--size", choices=["small", "tiny"], default="small",
+                    help="small: --ours against diffusers at 17 M parameters; tiny: the tiny preset's UNet against "
+                         "diffusers at 0.3 M, on its 80 x 64 input")
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    ap.add_argument("--trainer", metavar="DATA_DIR", help="also time `audiodiff train DATA_DIR` (fp32; see above)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    x = torch.rand(args.batch_size, 1, 64, 64, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
+    shape = (80, 64) if args.size == "tiny" else (64, 64)
+    x = torch.rand(args.batch_size, 1, *shape, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     x = x.contiguous(memory_format=fmt)
-    nets = {name: UNet(OURS[name]) for name in args.ours}
-    nets["diffusers"] = Wrapped(diffusers_unet())
+    ours = {"audiodiff-tiny": preset("tiny").unet} if args.size == "tiny" else {n: OURS[n] for n in args.ours}
+    nets = {name: UNet(config) for name, config in ours.items()}
+    nets["diffusers"] = Wrapped(diffusers_unet(args.size))
     if args.compile:
-        nets.update({f"{name}+compile": UNet(OURS[name]) for name in args.ours})
+        nets.update({f"{name}+compile": UNet(config) for name, config in ours.items()})
     nets = {name: net.to(device, memory_format=fmt) for name, net in nets.items()}
     variants = {}
     for name, net in nets.items():
-        for prec in ("fp32", "bf16"):
+        for prec in args.precisions:
             for kind, make in (("train", train_fn), ("eval", eval_fn)):
                 if name.endswith("+compile"):  # same math as eager: count the FLOPs there, then compile
                     count = flops(make(net, x, prec)) if kind == "train" else 0.0
@@ -155,24 +191,34 @@ def main() -> None:
         for fn, _, times in variants.values():
             times.append(timed(fn, args.steps, device))
         for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            peaks[prec].append(matmul_peak(dtype, device, 1, args.peak_size))
-    peak = {p: max(v) for p, v in peaks.items()}
+            if prec in args.precisions:
+                peaks[prec].append(matmul_peak(dtype, device, 1, args.peak_size))
+    peak = {p: max(v) for p, v in peaks.items() if v}
+    trainer = trainer_rate(args.trainer, args.size, args.device) if args.trainer else None
     params = {n: sum(p.numel() for p in net.parameters()) / 1e6 for n, net in nets.items()}
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {device}, batch {args.batch_size}, input 1x64x64, min of {args.rounds} rounds x {args.steps} calls")
+          f"device {device}, batch {args.batch_size}, input 1x{shape[0]}x{shape[1]}, min of {args.rounds} rounds x "
+          f"{args.steps} calls")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"# {where}, memory format {'channels_last' if args.channels_last else 'contiguous'}")
-    print(f"# matmul peak ({args.peak_size}^3 GEMM): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    print(f"# matmul peak ({args.peak_size}^3 GEMM): " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peak.items()))
     print(f"{'network':22} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
           f"{'train vs diffusers':>18} {'evals vs diffusers':>18}")
     for name in nets:
-        for prec in ("fp32", "bf16"):
+        for prec in args.precisions:
             tr_fn, tr_flops, tr = variants[(name, prec, "train")]
             ev = variants[(name, prec, "eval")][2]
             d_tr, d_ev = min(variants[("diffusers", prec, "train")][2]), min(variants[("diffusers", prec, "eval")][2])
             frac = tr_flops / min(tr) / peak[prec]
             print(f"{name:22} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
                   f"{args.batch_size / min(ev):8.1f} {d_tr / min(tr):17.2f}x {d_ev / min(ev):17.2f}x")
+    if trainer is not None and "fp32" in args.precisions:
+        name = next(iter(ours))
+        _, tr_flops, tr = variants[(name, "fp32", "train")]
+        per_sample = tr_flops / args.batch_size
+        print(f"# audiodiff train --preset {args.size} (fp32, {args.trainer}): {trainer:.2f} samples/s, "
+              f"{trainer * per_sample / peak['fp32']:.1%} of the fp32 peak, {trainer * min(tr) / args.batch_size:.2f}x "
+              f"the bare step of {name}")
     print("command: python " + " ".join(sys.argv))
 
 

@@ -247,6 +247,14 @@ def test_export_is_small_generates_alike_and_is_a_base(tmp_path, run, audio_dir)
     assert res.exit_code == 0, res.output
     res = invoke("train", str(audio_dir), "--out", str(out), "--no-progress")
     assert res.exit_code == 1 and "cannot be trained further" in res.output
+    again = tmp_path / "again"  # a copy of the copy, told how to sample: the same tensors, the first run named
+    res = invoke("export", str(out), "--out", str(again), "--sampler", "dpmpp-2m", "--steps", "10")
+    assert res.exit_code == 0, res.output
+    retold, meta = checkpoint.read(checkpoints(again)[-1])
+    assert retold.keys() == tensors.keys() and all(torch.equal(retold[k], tensors[k]) for k in tensors)
+    assert meta["exported_from"] == str(checkpoints(run)[-1])
+    assert SpectrogramDiffusion.load(again).options().sampler == "dpmpp-2m"
+    assert SpectrogramDiffusion.load(again).options().steps == 10 and SpectrogramDiffusion.load(out).options().steps == 50
 
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples" / "models"
@@ -261,6 +269,11 @@ def test_the_shipped_models_generate_and_are_small(tmp_path):
                      *(["--label", labels[-1]] if labels else []), "--no-progress")
         assert res.exit_code == 0, res.output
         assert (tmp_path / model.name / "sample_000.wav").exists()
+    # generation that keeps up on a CPU: the larger shipped models sample with DPM-Solver++(2M) in 10 calls
+    # (docs/results.md, "The shipped models' speed")
+    for name in ("digits", "drums"):
+        assert SpectrogramDiffusion.load(SHIPPED / name).options().sampler == "dpmpp-2m"
+        assert Config.from_toml(SHIPPED / name / "config.toml").default_sampling() == ("dpmpp-2m", 10)
 
 
 def test_stop_copies_ends_a_fine_tune_at_the_first_checkpoint_past_the_limit(tmp_path, run, audio_dir,  # noqa: F811

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..config import DISTILL_METHODS, LORA_LAYERS, PREDICTIONS
+from ..config.run import SAMPLER_NAMES
 from ..presets import PRESETS
 from .options import DEVICE, FINITE, LOG, WORKERS, Finite, friendly, given, session
 
@@ -183,12 +184,16 @@ def merge(run_dir: Path, out: Path, lora_scale: float) -> None:
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="New folder for the exported run.")
 @click.option("--half/--full", default=True, show_default=True, help="Store the weights as float16 (half the size).")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES),
+              help="The copy's default sampler ([sample] sampler; default: the run's own).")
+@click.option("--steps", type=click.IntRange(min=1), help="The copy's default network calls ([sample] steps).")
 @friendly
-def export(run_dir: Path, out: Path, half: bool) -> None:
+def export(run_dir: Path, out: Path, half: bool, sampler: str | None, steps: int | None) -> None:
     """A small generation-only copy of RUN_DIR for sharing: its config and EMA weights (a LoRA run's merged).
 
-    generate, the editing commands and finetune (as a base) take it; train cannot continue it.
+    generate, the editing commands and finetune (as a base) take it; train cannot continue it. --sampler and --steps
+    set how it samples unless a command says otherwise.
     """
     from ..run.share import export as export_run
 
-    export_run(run_dir, out, half, log=click.echo)
+    export_run(run_dir, out, half, log=click.echo, sampler=sampler, steps=steps)

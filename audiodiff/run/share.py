@@ -34,19 +34,24 @@ def merge(run: str | Path, out: str | Path, lora_scale: float = 1.0, log: Log = 
     return written
 
 
-def export(run: str | Path, out: str | Path, half: bool = True, log: Log = print) -> Path:
+def export(run: str | Path, out: str | Path, half: bool = True, log: Log = print, sampler: str | None = None,
+           steps: int | None = None) -> Path:
     """A generation-only copy of a run in `out`: config.toml and one checkpoint holding only the EMA weights
     (float16 when `half`), a LoRA run's merged into its base. `generate`, the editing commands and `finetune`
-    (as a base) take it; `train` cannot continue it (no optimizer state). Returns the checkpoint written."""
+    (as a base) take it; `train` cannot continue it (no optimizer state). sampler, steps: the copy's [sample]
+    defaults, where given. Returns the checkpoint written."""
     config, tensors, meta, path = read_checkpoint(run)
+    if sampler or steps:
+        config = config.replace("sample", sampler=sampler or config.sample.sampler, steps=steps or config.sample.steps)
     out = Path(out)
     config, model = _whole(config, tensors, path, out)
     weights = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
     step = int(meta.get("step", 0))
     written = out / "checkpoints" / f"step_{step:08d}.safetensors"
     written.parent.mkdir(exist_ok=True)
+    origin = meta.get("exported_from", str(path))  # a copy of a copy names the run both came from
     checkpoint.write(written, checkpoint.join("ema", weights), {"config": config.to_dict(), "step": step,
-                                                               "exported_from": str(path)})
+                                                               "exported_from": origin})
     log(f"exported {path} (EMA weights{', float16' if half else ''}) -> {written} "
         f"({written.stat().st_size / 1e6:.2f} MB)")
     return written
