@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 
-from audiodiff.studio.app import EACH, OWN, serve
+from audiodiff.studio.app import DATA_MIX, EACH, OWN, serve
 from audiodiff.studio.models import find_models, watch
 
 from .conftest import SR, tone
@@ -148,6 +148,29 @@ def test_a_click_on_the_spectrogram_names_the_time_under_it(tmp_path):
     start, end, clicks = _clicked_time(picture, 0, 0.3, 0.6, at(0.7))  # first click: the start
     assert (start, end, clicks) == (pytest.approx(0.7, abs=0.002), pytest.approx(0.7, abs=0.002), 1)
     assert _clicked_time(picture, clicks, start, end, at(0.2))[:2] == (pytest.approx(0.2, abs=0.002), start)
+
+
+def test_the_data_mix_continue_and_interpolate_from_the_page(studio, tiny_run, tmp_path):
+    client = Client(studio[0], verbose=False)
+    about, config, *_ = client.predict("tiny", api_name="/describe")
+    assert "labels (2)" in about and "[unet]" in config and "preset = \"test\"" in config
+    out = generate(client, DATA_MIX, n=2, seed=5)
+    args = shlex.split(out[10])
+    assert args[args.index("--label-mix") + 1] == "data" and "--label" not in args
+    args[args.index("--out") + 1] = str(tmp_path / "cli")
+    assert invoke(*args[1:], "--no-progress").exit_code == 0
+    assert [Path(f).read_bytes() for f in out[9]] == [(tmp_path / "cli" / f"sample_{k:03d}.wav").read_bytes()
+                                                      for k in range(2)]
+    clip, other = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(clip, tone(440, 0.6), SR)
+    sf.write(other, tone(880, 0.6), SR)
+    _, _, longer, command = client.predict("tiny", "continue", handle_file(str(clip)), None, EACH, 1, 0, 5, 0.5, 0.2,
+                                           0.4, 0, 0, 0.25, 0.5, 3, api_name="/edit")
+    assert "audiodiff continue " in command and "--seconds 0.5" in command
+    assert sf.info(longer).frames == int(0.6 * SR) + int(0.5 * SR)
+    _, _, first, command = client.predict("tiny", "interpolate", handle_file(str(clip)), handle_file(str(other)), EACH,
+                                          1, 0, 5, 0.5, 0.2, 0.4, 0, 0, 0.25, 1.0, 3, api_name="/edit")
+    assert "audiodiff interpolate " in command and "--frames 3" in command and Path(first).exists()
 
 
 def test_bad_input_is_one_message_and_the_server_goes_on(studio, tmp_path):

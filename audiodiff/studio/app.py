@@ -21,6 +21,7 @@ from .models import describe, labels, watch
 
 MAX_UPLOAD = "20mb"
 EACH = "(each label in turn)"
+DATA_MIX = "(labels in the data's proportions)"  # generate --label-mix data
 OWN = "(the model's own)"
 SAMPLERS = [OWN, "ddim", "dpmpp-2m", "heun", "ddpm", "consistency"]
 VOCODERS = [OWN, "griffinlim", "pghi"]
@@ -53,7 +54,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _none(value: Any) -> Any:
     """A blank field or the "own" choice: None, the command's default."""
-    return None if value in (None, "", OWN, EACH) or value != value else value
+    return None if value in (None, "", OWN, EACH, DATA_MIX) or value != value else value
 
 
 def _positive(value: Any) -> Any:
@@ -79,7 +80,7 @@ class Studio:
     def generate(self, name: str, label: str, n: float, seed: float, sampler: str, steps: float | None,
                  guidance: float | None, seconds: float | None, loop: bool, vocoder: str) -> jobs.Result:
         return jobs.generate(self.model(name), self.out("generate"), n=int(n), seed=int(seed), label=_none(label),
-                             sampler=_none(sampler), steps=_int(steps),
+                             label_mix="data" if label == DATA_MIX else None, sampler=_none(sampler), steps=_int(steps),
                              guidance=None if _none(guidance) is None or guidance < 0 else float(guidance),
                              seconds=_positive(seconds), loop=bool(loop), vocoder=_none(vocoder), device=self.device)
 
@@ -107,6 +108,14 @@ def build(studio: Studio) -> Any:
         gr.Markdown("# audiodiff studio")
         model = gr.Dropdown(names, value=names[0] if names else None, label="model")
         about = gr.Markdown(describe(studio.models[names[0]]) if names else "no models")
+
+        def config_text(name: str) -> str:
+            path = studio.model(name) / "config.toml"
+            return path.read_text() if path.is_file() else "(an exported checkpoint: its config is inside it)"
+
+        with gr.Accordion("config.toml", open=False):
+            config = gr.Textbox(config_text(names[0]) if names else "", lines=16, max_lines=40, show_label=False,
+                                interactive=False)
         history = gr.State([])
         with gr.Tab("Generate"):
             gen = _generate_tab(gr, studio, model, history)
@@ -118,17 +127,19 @@ def build(studio: Studio) -> Any:
             _watch_tab(gr, studio, names)
 
         def chosen(name: str) -> tuple:
-            found = [EACH, *labels(studio.model(name))]
-            return describe(studio.model(name)), gr.update(choices=found, value=found[0]), gr.update(choices=found,
-                                                                                                      value=found[0])
+            found = [*labels(studio.model(name))]
+            mixes = [EACH, DATA_MIX] if found else [EACH]
+            return (describe(studio.model(name)), config_text(name), gr.update(choices=mixes + found, value=EACH),
+                    gr.update(choices=[EACH, *found], value=EACH))
 
-        model.change(_friendly(chosen), model, [about, gen, edit_label], api_name="describe")
+        model.change(_friendly(chosen), model, [about, config, gen, edit_label], api_name="describe")
     return page
 
 
 def _players(gr: Any, count: int) -> list:
     with gr.Row():
-        return [gr.Audio(type="filepath", label=f"clip {i + 1}", visible=i == 0, interactive=False) for i in range(count)]
+        return [gr.Audio(type="filepath", label=f"clip {i + 1}", visible=i == 0, interactive=False)
+                for i in range(count)]
 
 
 def _shown(result: jobs.Result, count: int) -> list:
@@ -144,7 +155,8 @@ def _remember(history: list, result: jobs.Result) -> list:
 
 def _generate_tab(gr: Any, studio: Studio, model: Any, history: Any) -> Any:
     first = next(iter(studio.models.values()), None)
-    choices = [EACH, *(labels(first) if first else ())]
+    found = labels(first) if first else ()
+    choices = [EACH, *([DATA_MIX] if found else []), *found]
     with gr.Row():
         # any value reaches the job, which names the model's labels when it has no such one (a model picked later
         # has other labels than the page's first choices)

@@ -49,17 +49,17 @@ def _clips(n: int) -> int:
 
 def generate(model: Path, out: Path, n: int = 1, seed: int = 0, label: str | None = None, sampler: str | None = None,
              steps: int | None = None, guidance: float | None = None, seconds: float | None = None, loop: bool = False,
-             vocoder: str | None = None, device: str = "auto") -> Result:
+             vocoder: str | None = None, device: str = "auto", label_mix: str | None = None) -> Result:
     """`audiodiff generate MODEL --out OUT -n N --seed S [...]`: the same calls as the command, into `out`."""
     pipe = _pipe(model, vocoder, device)
     o = pipe.generate_options(steps=steps, sampler=sampler, eta=None, seed=seed, batch_size=8, progress=True,
-                              label=label, label_mix=None, unconditional=False, guidance=guidance,
+                              label=label, label_mix=label_mix, unconditional=False, guidance=guidance,
                               guidance_interval=None)
     result = pipe.generate(_clips(n), seconds=seconds, loop=loop, options=o)
     wavs, _ = pipe.write_generated(out, result, o, None)
     args = ["audiodiff", "generate", str(model), "--out", str(out), "-n", str(n), "--seed", str(seed)]
-    for name, value in (("--label", label), ("--sampler", sampler), ("--steps", steps), ("--guidance", guidance),
-                        ("--seconds", seconds), ("--vocoder", vocoder)):
+    for name, value in (("--label", label), ("--label-mix", label_mix), ("--sampler", sampler), ("--steps", steps),
+                        ("--guidance", guidance), ("--seconds", seconds), ("--vocoder", vocoder)):
         _flag(args, name, value)
     args += ["--loop"] if loop else []
     what = f"{label or 'each label' if pipe.config.data.labels else 'unconditional'}, seed {seed}"
@@ -109,7 +109,8 @@ def edit(model: Path, out: Path, how: str, clip: Path, n: int = 1, seed: int = 0
     for name, value in (("--steps", steps), ("--label", None if how == "interpolate" else label),
                         ("--guidance", None if how == "interpolate" else guidance), ("--vocoder", vocoder)):
         _flag(args, name, value)
-    prefix = {"vary": "vary", "inpaint": "inpaint", "loop": "inpaint", "continue": "continue", "interpolate": "interp"}[how]
+    prefix = {"vary": "vary", "inpaint": "inpaint", "loop": "inpaint", "continue": "continue",
+              "interpolate": "interp"}[how]
     return _edited(pipe, out, prefix, result, args, f"{model.name}: {how} {clip.name}")
 
 
