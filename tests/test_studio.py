@@ -210,19 +210,25 @@ def test_models_are_only_what_was_given(tmp_path, tiny_run):
         serve({}, block=False)
 
 
-@pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
-                    reason="headless Chromium not installed (apt install chromium chromium-driver; .ci/run does)")
-def test_the_page_generates_in_headless_chromium(studio, tmp_path):
+def chromium():
+    """Headless Chromium driven by selenium, as a user's browser would load the page."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"):
         options.add_argument(flag)
-    browser = webdriver.Chrome(options=options, service=Service(DRIVER))
+    return webdriver.Chrome(options=options, service=Service(DRIVER))
+
+
+@pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
+                    reason="headless Chromium not installed (apt install chromium chromium-driver; .ci/run does)")
+def test_the_page_generates_in_headless_chromium(studio, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = chromium()
     try:
         browser.get(studio[0])
         wait = WebDriverWait(browser, 60)
@@ -248,8 +254,6 @@ def test_the_page_generates_in_headless_chromium(studio, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
                     reason="headless Chromium not installed (apt install chromium chromium-driver; .ci/run does)")
 def test_the_page_inpaints_a_span_clicked_on_the_spectrogram(studio, tiny_run, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -259,11 +263,7 @@ def test_the_page_inpaints_a_span_clicked_on_the_spectrogram(studio, tiny_run, t
     clip = tmp_path / "in.wav"
     sf.write(clip, tone(440, 0.6), SR)
     picture = spectrogram(tiny_run, clip, tmp_path / "expected.png")  # the same picture the page draws
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(options=options, service=Service(DRIVER))
+    browser = chromium()
     try:
         browser.get(studio[0])
         wait = WebDriverWait(browser, 60)
