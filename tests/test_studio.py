@@ -53,10 +53,14 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def studio(tiny_run):
+def studio(tiny_run, tmp_path_factory):
     said = []
     port = free_port()
-    page, workdir = serve({"tiny": tiny_run}, port=port, device="cpu", log=said.append, block=False)
+    broken = tmp_path_factory.mktemp("broken") / "run"  # a model damaged after the studio started serving it
+    shutil.copytree(tiny_run, broken)
+    page, workdir = serve({"tiny": tiny_run, "broken": broken}, port=port, device="cpu", log=said.append, block=False)
+    for ckpt in (broken / "checkpoints").glob("*.safetensors"):
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
     url = f"http://127.0.0.1:{port}/"
     yield url, said, workdir
     page.close()
@@ -173,6 +177,19 @@ def test_the_data_mix_continue_and_interpolate_from_the_page(studio, tiny_run, t
     assert "audiodiff interpolate " in command and "--frames 3" in command and Path(first).exists()
 
 
+def test_compare_keeps_a_session_history_side_by_side(studio, tiny_run):
+    client = Client(studio[0], verbose=False)  # one session: its history is its own
+    low, high = generate(client, "low", seed=1), generate(client, "high", seed=2)
+    name = tiny_run.name  # results are titled by the model folder's name
+    audio_a, image_a, command_a = client.predict(f"1. {name}: low, seed 1", api_name="/compare_a")
+    audio_b, image_b, command_b = client.predict(f"2. {name}: high, seed 2", api_name="/compare_b")
+    assert Path(audio_a).read_bytes() == Path(low[9][0]).read_bytes() and command_a == low[10]
+    assert Path(audio_b).read_bytes() == Path(high[9][0]).read_bytes() and command_b == high[10]
+    assert Path(image_a).exists() and Path(image_b).exists()
+    other = Client(studio[0], verbose=False)  # another session has none of them
+    assert other.predict(f"1. {name}: low, seed 1", api_name="/compare_a")[2] == ""
+
+
 def test_bad_input_is_one_message_and_the_server_goes_on(studio, tmp_path):
     client = Client(studio[0], verbose=False)
     junk = tmp_path / "junk.wav"
@@ -188,6 +205,9 @@ def test_bad_input_is_one_message_and_the_server_goes_on(studio, tmp_path):
         generate(client, "low", n=20)
     with pytest.raises(Exception, match="elsewhere is not in the list of choices"):  # only the models given
         client.predict("elsewhere", "low", 1, 0, OWN, 5, -1, 0, False, OWN, api_name="/generate")
+    with pytest.raises(Exception) as bad:
+        client.predict("broken", "low", 1, 0, OWN, 5, -1, 0, False, OWN, api_name="/generate")
+    assert "step_" in str(bad.value) and "Traceback" not in str(bad.value)  # names the damaged checkpoint
     assert Path(generate(client, "low")[0]["value"]).exists()  # still serving
 
 

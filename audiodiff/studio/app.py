@@ -269,7 +269,8 @@ def _clicked_time(picture: jobs.Picture | None, clicks: int, start: float, end: 
 def _compare_tab(gr: Any, history: Any) -> None:
     gr.Markdown("Every result of this session; pick two to hear and see them side by side.")
     with gr.Row():
-        pick_a, pick_b = gr.Dropdown([], label="A"), gr.Dropdown([], label="B")
+        # any value reaches show(), which finds it in this session's history or shows nothing
+        pick_a, pick_b = (gr.Dropdown([], label=side, allow_custom_value=True) for side in "AB")
     with gr.Row():
         audio_a, audio_b = gr.Audio(type="filepath", label="A"), gr.Audio(type="filepath", label="B")
     with gr.Row():
@@ -285,9 +286,9 @@ def _compare_tab(gr: Any, history: Any) -> None:
         found = next((h for h in past if h["title"] == title), None)
         return (found["wav"], found["png"], found["command"]) if found else (None, None, "")
 
-    history.change(listed, history, [pick_a, pick_b])
-    pick_a.change(show, [pick_a, history], [audio_a, image_a, command_a])
-    pick_b.change(show, [pick_b, history], [audio_b, image_b, command_b])
+    history.change(listed, history, [pick_a, pick_b], api_name=False)
+    pick_a.change(show, [pick_a, history], [audio_a, image_a, command_a], api_name="compare_a")
+    pick_b.change(show, [pick_b, history], [audio_b, image_b, command_b], api_name="compare_b")
 
 
 def _watch_tab(gr: Any, studio: Studio, names: list[str]) -> None:
