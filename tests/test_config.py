@@ -99,6 +99,8 @@ def test_a_run_can_name_its_own_sampler_and_steps(tmp_path):
     (tmp_path / "c.toml").write_text(own.to_toml())
     assert Config.from_toml(tmp_path / "c.toml").default_sampling() == ("dpmpp-2m", 20)
     assert Config(sample=SampleConfig(steps=10)).default_sampling() == ("ddim", 10)
+    student = own.replace("distill", method="cd", teacher="t.safetensors", teacher_sha256="0" * 64)
+    assert student.default_sampling() == ("consistency", student.distill.sampling_steps)  # not its teacher's
     with pytest.raises(ValueError, match="sample.sampler = 'euler'"):
         SampleConfig(sampler="euler")
     with pytest.raises(ValueError, match="steps"):

@@ -262,8 +262,8 @@ class SampleConfig:
     label_mix: how those clips' labels are drawn: "even" (clip with seed s takes labels[s % count]) or "data" (in
     the proportions of the training clips, `data.label_counts`: sampling p(label) p(audio | label) is sampling the
     training distribution, so a set of clips can be compared with real ones where the labels are unbalanced).
-    sampler, steps: the sampler and network calls a clip takes unless the command says ("" and 0: DDIM with 50, or a
-    distilled run's consistency sampler with its distill.sampling_steps).
+    sampler, steps: the sampler and network calls a clip takes unless the command says ("" and 0: DDIM with 50); a
+    distilled run keeps its consistency sampler and distill.sampling_steps.
     """
 
     # 1.5 buys most of the class accuracy that guidance can give for a moderate loss of variety, measured on a
@@ -354,10 +354,12 @@ class Config:
         return (self.data.channels, self.mel.n_mels, self.data.crop_frames)
 
     def default_sampling(self) -> tuple[str, int]:
-        """(sampler, network calls) a clip of this run takes unless told otherwise: [sample] sampler and steps where
-        set, else DDIM 50, or for a distilled run its consistency sampler with distill.sampling_steps calls."""
-        sampler, steps = ("consistency", self.distill.sampling_steps) if self.distill.method else ("ddim", 50)
-        return self.sample.sampler or sampler, self.sample.steps or steps
+        """(sampler, network calls) a clip of this run takes unless told otherwise: for a distilled run its consistency
+        sampler with distill.sampling_steps calls (whatever [sample] it took from its teacher), else [sample] sampler
+        and steps where set, else DDIM 50."""
+        if self.distill.method:
+            return "consistency", self.distill.sampling_steps
+        return self.sample.sampler or "ddim", self.sample.steps or 50
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Config | None = None) -> Config:
