@@ -15,6 +15,7 @@ The jobs that write these folders live in run/; generation and the gallery only 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,9 @@ def run_config(run: str | Path) -> Config | None:
     """The config.toml of a run folder, or None if `run` is not one."""
     path = Path(run) / CONFIG_FILE
     return Config.from_toml(path) if path.is_file() else None
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of one of a run's CSV files (loss.csv, validation.csv) as dicts by column."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

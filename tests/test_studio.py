@@ -145,10 +145,10 @@ def test_a_click_on_the_spectrogram_names_the_time_under_it(tmp_path):
     spines = np.flatnonzero((image[h // 3 : 2 * h // 3].sum(axis=2) < 60).all(axis=0))  # black top to bottom: frames
     assert abs(spines[0] - left * image.shape[1]) <= 1 and np.abs(spines - right * image.shape[1]).min() <= 1
     assert (image[image.shape[0] // 2, spines[0] + 2 : int(right * image.shape[1]) - 1] > 150).all()  # bright inside
-    picture = Picture(tmp_path / "s.png", left, right, 1.0)
+    picture = Picture(tmp_path / "s.png", image.shape[1], left, right, 1.0)
     at = lambda seconds: left * image.shape[1] + seconds * (right - left) * image.shape[1]  # noqa: E731
-    assert picture.seconds_at(at(0.25), image.shape[1]) == pytest.approx(0.25, abs=0.002)
-    assert picture.seconds_at(0, image.shape[1]) == 0.0 and picture.seconds_at(image.shape[1], image.shape[1]) == 1.0
+    assert picture.seconds_at(at(0.25)) == pytest.approx(0.25, abs=0.002)
+    assert picture.seconds_at(0) == 0.0 and picture.seconds_at(image.shape[1]) == 1.0
     start, end, clicks = _clicked_time(picture, 0, 0.3, 0.6, at(0.7))  # first click: the start
     assert (start, end, clicks) == (pytest.approx(0.7, abs=0.002), pytest.approx(0.7, abs=0.002), 1)
     assert _clicked_time(picture, clicks, start, end, at(0.2))[:2] == (pytest.approx(0.2, abs=0.002), start)
@@ -294,12 +294,13 @@ def test_the_page_inpaints_a_span_clicked_on_the_spectrogram(studio, tiny_run, t
                                            if b.execute_script("return arguments[0].complete && "
                                                                "arguments[0].naturalWidth > 0", i)), None))
         shown, natural = browser.execute_script("return [arguments[0].clientWidth, arguments[0].naturalWidth]", image)
+        assert natural == picture.width  # the page shows the picture the studio measured
         said = []
         for seconds in (0.4, 0.15):  # the start, then the end: the span is put in order
             x = (picture.left + seconds / picture.duration * (picture.right - picture.left)) * shown
             ActionChains(browser).move_to_element_with_offset(image, round(x - shown / 2), 0).click().perform()
             time.sleep(1.0)
-            said.append(picture.seconds_at(round(x) * natural / shown, natural))
+            said.append(picture.seconds_at(round(x) * natural / shown))
         start, end = (float(browser.find_element(By.CSS_SELECTOR, f"#{k} input[type=number]").get_attribute("value"))
                       for k in ("start", "end"))
         assert start == pytest.approx(0.15, abs=0.02) and end == pytest.approx(0.4, abs=0.02), (start, end, said)

@@ -9,7 +9,6 @@ vocoder runs for it.
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..evaluation.features import clip_features
 from ..files import atomic_path
 from ..model.conditioning import from_config as conditioning_of
 from ..model.conditioning import guided
+from ..runfolder import csv_rows
 from ..training.board import Board
 from ..training.kit import LossLog
 from .inspect import duration
@@ -100,7 +100,7 @@ class Validator:
         self.noise = self._std(noise)
         self.floor, self.noise_fd = self._fd(real), self._fd(noise)
         self.csv = LossLog(run_dir / FILE, resume_step, HEADER)
-        self.scores = [Score(int(r["step"]), float(r["fd"]), float(r["fd_to_noise"])) for r in _rows(run_dir / FILE)]
+        self.scores = [Score(int(r["step"]), float(r["fd"]), float(r["fd_to_noise"])) for r in csv_rows(run_dir / FILE)]
         self.said: set[str] = set()
         self.clock, self.start, self.spent = time.perf_counter(), resume_step, spent
 
@@ -146,11 +146,6 @@ class Validator:
         self.log(f"validation: FD {first.fd:.1f} at step {first.step} -> {self.scores[-1].fd:.1f} at step "
                  f"{self.scores[-1].step} (best {best.fd:.1f} at step {best.step}; floor {self.floor:.1f}, noise "
                  f"{self.noise_fd:.1f}); curve in {self.run_dir / PLOT}")
-
-
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def plot(path: Path, scores: list[Score], floor: float, noise_fd: float) -> None:

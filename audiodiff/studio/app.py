@@ -16,6 +16,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, Callable
 
+from ..runfolder import CONFIG_FILE
 from . import jobs
 from .models import describe, labels, watch
 
@@ -110,8 +111,7 @@ def build(studio: Studio) -> Any:
         about = gr.Markdown(describe(studio.models[names[0]]) if names else "no models")
 
         def config_text(name: str) -> str:
-            path = studio.model(name) / "config.toml"
-            return path.read_text() if path.is_file() else "(an exported checkpoint: its config is inside it)"
+            return (studio.model(name) / CONFIG_FILE).read_text()  # every model served has one (models.is_model)
 
         with gr.Accordion("config.toml", open=False):
             config = gr.Textbox(config_text(names[0]) if names else "", lines=16, max_lines=40, show_label=False,
@@ -256,11 +256,7 @@ def _clicked_time(picture: jobs.Picture | None, clicks: int, start: float, end: 
     two kept in order). Returns (start, end, clicks)."""
     if picture is None:
         return start, end, clicks
-    from PIL import Image
-
-    with Image.open(picture.png) as im:
-        width = im.width
-    t = picture.seconds_at(x, width)
+    t = picture.seconds_at(x)
     if clicks % 2 == 0:
         return t, max(end, t), clicks + 1
     return min(start, t), max(start, t), clicks + 1

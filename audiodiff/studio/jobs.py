@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 
 from ..audio.io import load
+from ..audio.mel import MelSpectrogram
 from ..audio.plot import save_spectrogram
 from ..generation.options import write_clips
 from ..generation.pipeline import SpectrogramDiffusion
+from ..runfolder import CONFIG_FILE, run_config
 
 MAX_CLIPS = 8  # clips per request (the page has this many players)
 
@@ -116,24 +118,32 @@ def edit(model: Path, out: Path, how: str, clip: Path, n: int = 1, seed: int = 0
 
 @dataclass(frozen=True)
 class Picture:
-    """A clip's spectrogram PNG and where its time axis lies in it: seconds 0..duration run from left to right, as
-    fractions of the picture's width."""
+    """A clip's spectrogram PNG, `width` pixels wide, and where its time axis lies in it: seconds 0..duration run
+    from `left` to `right`, as fractions of the width."""
 
     png: Path
+    width: int
     left: float
     right: float
     duration: float
 
-    def seconds_at(self, x: float, width: float) -> float:
-        """The time under pixel column x of the picture shown `width` pixels wide, clamped to the clip."""
-        where = (x / width - self.left) / (self.right - self.left)
+    def seconds_at(self, x: float) -> float:
+        """The time under pixel column x of the picture, clamped to the clip."""
+        where = (x / self.width - self.left) / (self.right - self.left)
         return round(min(max(where, 0.0), 1.0) * self.duration, 3)
 
 
 def spectrogram(model: Path, clip: Path, png: Path) -> Picture:
-    """The spectrogram of an input clip as the model sees it (its mel settings), for the before/after view."""
-    pipe = SpectrogramDiffusion.load(model, device="cpu")
-    wav = load(clip, pipe.sample_rate)  # mono: the picture of the mix
-    logmel = pipe.mel(torch.from_numpy(wav)[None])[0, 0].numpy()
-    left, right = save_spectrogram(png, logmel, pipe.config.mel, f"input: {clip.name}")
-    return Picture(png, left, right, logmel.shape[-1] * pipe.config.mel.hop_length / pipe.sample_rate)
+    """The spectrogram of an input clip as the model sees it (its mel settings, from its config.toml), for the
+    before/after view."""
+    from PIL import Image
+
+    config = run_config(model)
+    if config is None:
+        raise ValueError(f"{model}: no {CONFIG_FILE}")
+    wav = load(clip, config.mel.sample_rate)  # mono: the picture of the mix
+    logmel = MelSpectrogram(config.mel)(torch.from_numpy(wav)[None])[0, 0].numpy()
+    left, right = save_spectrogram(png, logmel, config.mel, f"input: {clip.name}")
+    with Image.open(png) as im:
+        width = im.width
+    return Picture(png, width, left, right, logmel.shape[-1] * config.mel.hop_length / config.mel.sample_rate)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..config import Config
-from ..runfolder import CONFIG_FILE, latest_checkpoint, run_config
+from ..runfolder import CONFIG_FILE, csv_rows, latest_checkpoint, run_config
 
 MAX_DEPTH = 3  # how deep under --root a model folder is looked for
 
@@ -40,8 +40,7 @@ def find_models(paths: list[Path], root: Path | None = None) -> dict[str, Path]:
 def rows(path: Path) -> list[dict[str, str]]:
     """A CSV's rows ([] if it is missing or unreadable: a run still writing its first row)."""
     try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
+        return csv_rows(path)
     except (OSError, csv.Error, UnicodeDecodeError):
         return []
 
