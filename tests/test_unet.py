@@ -176,3 +176,33 @@ def test_freq_attention_levels_add_modules_only_where_asked():
     assert with_freq(torch.randn(2, 1, 16, 12), torch.tensor([1, 900])).shape == (2, 1, 16, 12)
     with pytest.raises(ValueError, match="freq_attention_levels"):
         UNetConfig(channel_mult=(1, 2), attention_levels=(1,), freq_attention_levels=(2,))
+
+
+@pytest.mark.parametrize("row_position", [False, True])
+def test_patch_is_an_unpatched_net_on_folded_input(row_position):
+    """patch = 2 is the same network with patch**2 times the input channels, run on the input folded into 2 x 2
+    blocks (the row channel folded with it) and its output unfolded: weights copied across, the outputs agree.
+    Any size still works (padded to the patch and levels), and the output conv starts at zero."""
+    kw = dict(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), head_channels=8,
+              num_classes=3)
+    patched = UNet(UNetConfig(patch=2, row_position=row_position, **kw))
+    assert patched.config.downsample_factor == 4
+    x, t, y = torch.randn(2, 1, 16, 24, dtype=torch.float64), torch.tensor([3, 700]), torch.tensor([0, 2])
+    assert torch.count_nonzero(patched.float()(x.float(), t, y)) == 0
+    nn_init_output(patched)
+    patched.double()
+    plain = UNet(UNetConfig(in_channels=4, **kw)).double()
+    assert patched.conv_in.weight.shape[1] == 4 * (1 + row_position)
+    state = patched.state_dict()
+    if row_position:  # the plain net gets the row channel, folded, as four more input channels
+        rows = torch.linspace(-1.0, 1.0, 16, dtype=torch.float64)[:, None].expand(2, 1, 16, 24)
+        x_plain = F.pixel_unshuffle(torch.cat([x, rows], dim=1), 2)
+        plain.conv_in = torch.nn.Conv2d(8, 8, 3, padding=1).double()
+    else:
+        x_plain = F.pixel_unshuffle(x, 2)
+    plain.load_state_dict(state)
+    with torch.no_grad():
+        out = patched(x, t, y)
+        torch.testing.assert_close(out, F.pixel_shuffle(plain(x_plain, t, y), 2))
+    assert out.abs().sum() > 0
+    assert patched(torch.randn(1, 1, 13, 10, dtype=torch.float64), t[:1], y[:1]).shape == (1, 1, 13, 10)

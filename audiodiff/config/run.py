@@ -72,11 +72,15 @@ class UNetConfig:
     # every mel row attends to every other (with sinusoidal row positions), so harmonics far apart in frequency
     # see each other at full resolution for a fraction of full attention's cost. () = none (runs made before it)
     freq_attention_levels: tuple[int, ...] = ()
+    # > 1: the input is folded into patch x patch blocks (rows and frames into channels, pixel_unshuffle) before the
+    # first conv and unfolded after the last, so every level runs at 1/patch the resolution: a fraction of the work
+    # per step for more steps in the same time (experiments/LOG.md, "A patched tiny"). 1 = none (runs made before it)
+    patch: int = 1
 
     def __post_init__(self) -> None:
         check_ranges("unet", self, {"in_channels": ">=1", "channels": ">=1", "channel_mult": ">=1",
                                     "num_res_blocks": ">=1", "head_channels": ">=1", "dropout": "[0,1)",
-                                    "num_classes": ">=0"})
+                                    "num_classes": ">=0", "patch": ">=1"})
         for name in ("attention_levels", "freq_attention_levels"):
             bad = [i for i in getattr(self, name) if not 0 <= i < len(self.channel_mult)]
             if bad:
@@ -84,7 +88,8 @@ class UNetConfig:
 
     @property
     def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
+        """What the input's height and width must be multiples of: the patch, halved at each level below the first."""
+        return self.patch * 2 ** (len(self.channel_mult) - 1)
 
 
 PREDICTIONS = ("v", "eps", "x0", "edm")
@@ -346,8 +351,9 @@ class Config:
         for name, n in (("mel.n_mels", self.mel.n_mels), ("data.crop_frames", self.data.crop_frames)):
             if n % f:
                 lo, hi = n // f * f, n // f * f + f
-                raise ValueError(f"{name} = {n} is not a multiple of {f} (the UNet's {levels} levels halve it "
-                                 f"{levels - 1} times): use {lo or hi}" + (f" or {hi}" if lo else ""))
+                patch = f"patches of {self.unet.patch}, then " if self.unet.patch > 1 else ""
+                raise ValueError(f"{name} = {n} is not a multiple of {f} (the UNet takes {patch}halves it "
+                                 f"{levels - 1} times in its {levels} levels): use {lo or hi}" + (f" or {hi}" if lo else ""))
 
     def crop_shape(self) -> tuple[int, int, int]:
         """(channels, mel bins, frames) of one training crop: what the network sees."""

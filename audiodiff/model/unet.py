@@ -147,7 +147,8 @@ class UNet(nn.Module):
         self.emb = nn.Sequential(nn.Linear(cfg.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # its null value ("no label") is learned too, for classifier-free guidance
         self.label_emb = conditioning.embedding(emb_dim) if conditioning is not None else None
-        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.row_position, ch[0], 3, padding=1)
+        fold = cfg.patch ** 2  # channels per input channel after folding patch x patch blocks into them
+        self.conv_in = nn.Conv2d((cfg.in_channels + cfg.row_position) * fold, ch[0], 3, padding=1)
 
         skips, prev = [ch[0]], ch[0]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -175,7 +176,7 @@ class UNet(nn.Module):
                 prev = ch[i - 1] if cfg.narrow_upsample else c
                 self.upsample.append(nn.Conv2d(c, prev, 3, padding=1))
         self.norm_out = _norm(prev)
-        self.conv_out = _zero(nn.Conv2d(prev, cfg.in_channels, 3, padding=1))
+        self.conv_out = _zero(nn.Conv2d(prev, cfg.in_channels * fold, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """y: the encoded condition [B, ...] of a conditional model (`conditioning.encode`; class ids for class
@@ -194,6 +195,8 @@ class UNet(nn.Module):
             rows = torch.linspace(-1.0, 1.0, h_in, device=x.device, dtype=x.dtype)
             rows = F.pad(rows, (0, x.shape[-2] - h_in), value=1.0)
             x = torch.cat([x, rows[:, None].expand(x.shape[0], 1, -1, x.shape[-1])], dim=1)
+        if self.config.patch > 1:
+            x = F.pixel_unshuffle(x, self.config.patch)
         h = self.conv_in(x)
         skips = [h]
         for i, level in enumerate(self.down):
@@ -213,4 +216,6 @@ class UNet(nn.Module):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
 
         out = self.conv_out(F.silu(self.norm_out(h)))
+        if self.config.patch > 1:
+            out = F.pixel_shuffle(out, self.config.patch)
         return out[..., :h_in, :w_in]
