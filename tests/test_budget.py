@@ -16,7 +16,7 @@ from audiodiff.runfolder import latest_checkpoint, run_config
 from audiodiff.training import budget as budget_module
 from audiodiff.training.budget import CHECKPOINTS, MARGIN, fit_steps, fitted
 from audiodiff.training.diffusion import train as train_model
-from audiodiff.training.kit import Costs, Deadline
+from audiodiff.training.kit import Costs, Deadline, Loop, loop
 
 from .test_distributed import torchrun
 from .test_train import data  # noqa: F401 - the fixture
@@ -51,6 +51,43 @@ def test_refit_keeps_the_warm_up_under_way():
     assert budget_module.refit(tiny, 20, Costs(10.0, 1.0), 300, 299).train.steps == 21  # at least one more step
 
 
+def checkpoint_steps(run_dir):
+    return [int(p.stem.split("_")[-1]) for p in sorted(run_dir.glob("checkpoints/step_*.safetensors"))]
+
+
+def test_refit_spaces_the_checkpoints_left_from_the_last():
+    tiny = fitted(preset("tiny"), 400)
+    again = budget_module.refit(tiny, 150, Costs(0.1, 1.0), budget=300, spent=100, checkpoints=2, since=150)
+    assert again.train.steps == 150 + fit_steps(300, 100, Costs(0.1, 1.0), checkpoints=2)
+    assert again.train.checkpoint_every == math.ceil((again.train.steps - 150) / 2)  # one halfway, one at the end
+
+
+class Counter:
+    def __init__(self):
+        self.step, self.bad_run, self.bad_steps = 0, 0, 0
+
+
+def test_the_loop_replans_a_twentieth_in_and_after_each_checkpoint_but_the_last():
+    """A scripted plan: the loop asks at replan_at steps and after each checkpoint that is not the last, says what it
+    measured, and puts the next checkpoint checkpoint_every steps after the last one."""
+    state, saved, asked = Counter(), [], []
+    plans = iter([(30, 10), (30, 10), (26, 16)])  # the third moves the end and the last checkpoint with it
+
+    def step():
+        state.step += 1
+        return {"loss": 0.0}
+
+    def replan(pace):
+        asked.append((state.step, pace.checkpoints, pace.last, pace.checkpoint is None, pace.step >= 0))
+        return next(plans)
+
+    spec = Loop(step, lambda rows, speed: ({}, {}), lambda: saved.append(state.step) is not None, 20, 100, 5, 1.0,
+                "here", "", replan=replan, replan_at=2)
+    loop(state, spec, None, progress=False)
+    assert saved == [10, 20, 26] and state.step == 26
+    assert asked == [(2, 0, 0, True, True), (10, 1, 10, False, True), (20, 2, 20, False, True)]
+
+
 def test_deadline_closed_form():
     d = Deadline(at=100.0, costs=Costs(step=1.0, checkpoint=4.0))
     assert not d.passed(95.0) and d.passed(95.5)
@@ -77,11 +114,15 @@ def test_budget_recorded_and_resume_spends_what_is_left(tmp_path, audio_dir, tin
     state = job.train(audio_dir, out, config_file=cfg, overrides={"train": {"minutes": 0.05}}, session=quiet(said))
     stored = run_config(out)
     assert stored.train.minutes == 0.05 and stored.train.steps > 0
-    assert stored.train.checkpoint_every == math.ceil(stored.train.steps / CHECKPOINTS)
     assert any(s.startswith("budget: 0.05 min for preset test") for s in said)
-    # a twentieth in, the steps were fitted again to the step time measured in training (the stub said 0.05 s)
+    # a twentieth in, the steps were fitted again to the step time measured in training (the stub said 0.05 s), and
+    # again after each checkpoint: the stored plan is the last one said, and no more checkpoints than planned
     [again_line] = [s for s in said if s.startswith("budget: a step takes")]
-    assert f"-> {stored.train.steps} steps" in again_line and "(0.05 s measured before it)" in again_line
+    assert "(0.05 s measured before it)" in again_line
+    plans = [s for s in said if s.startswith("budget: a step takes") or s.startswith("budget: at step")]
+    said_steps = int(plans[-1].split(" -> ")[1].split()[0])  # a later plan is said when it moves the end by 1/50
+    assert abs(stored.train.steps - said_steps) <= said_steps / 50
+    assert 1 <= len(checkpoint_steps(out)) <= CHECKPOINTS
     spent = checkpoint.read_meta(latest_checkpoint(out))["seconds"]
     assert 0 < spent and state.step <= stored.train.steps
 

@@ -16,10 +16,10 @@ from ..config import Config
 from ..data.datasets import MelDataset
 from ..model.unet import UNet
 from ..runfolder import latest_checkpoint
-from ..training.budget import MARGIN, calibrate, fit_steps, fitted, refit
+from ..training.budget import CHECKPOINTS, MARGIN, calibrate, fit_steps, fitted, refit
 from ..training.diffusion import Replan
 from ..training.distributed import Dist, largest
-from ..training.kit import Costs, Deadline
+from ..training.kit import Costs, Deadline, Pace
 from .inspect import duration
 from .setup import Log
 
@@ -56,14 +56,23 @@ def plan(config: Config, sizes: dict[str, Config], data: MelDataset, labels: Ten
 
 
 def replanner(costs: Costs, started: float, dist: Dist, log: Log, write: Callable[[Config], None]) -> Replan:
-    """The trainer's replan for a new budgeted run: the steps fitted again to the step time measured in training (the
-    slowest rank's), with the checkpoint cost measured before; the new plan is said and written (`write`)."""
+    """The trainer's replan for a new budgeted run: a twentieth in and after each checkpoint but the last, the steps
+    fitted again to the step time measured since the last plan and the checkpoints' measured cost (the calibrated
+    one before the first; the slowest rank's figures on every rank), so that a machine that slows down or speeds
+    up still ends at the budget. The first plan is said, later ones when they move the end by a fiftieth or more;
+    each is written (`write`)."""
 
-    def replan(config: Config, done: int, seconds: float) -> Config:
-        seconds, elapsed = largest([seconds, time.perf_counter() - started], dist)
-        new = refit(config, done, Costs(seconds, costs.checkpoint), config.train.minutes * 60, elapsed)
-        log(f"budget: a step takes {seconds:.2f} s in training ({costs.step:.2f} s measured before it): "
-            f"{config.train.steps} -> {new.train.steps} steps, a checkpoint every {new.train.checkpoint_every}")
+    def replan(config: Config, done: int, pace: Pace) -> Config:
+        measured = costs.checkpoint if pace.checkpoint is None else pace.checkpoint
+        seconds, checkpoint_cost, elapsed = largest([pace.step, measured, time.perf_counter() - started], dist)
+        left = max(1, CHECKPOINTS - pace.checkpoints)
+        new = refit(config, done, Costs(seconds, checkpoint_cost), config.train.minutes * 60, elapsed, left, pace.last)
+        if pace.checkpoints == 0:
+            log(f"budget: a step takes {seconds:.2f} s in training ({costs.step:.2f} s measured before it): "
+                f"{config.train.steps} -> {new.train.steps} steps, a checkpoint every {new.train.checkpoint_every}")
+        elif abs(new.train.steps - config.train.steps) >= config.train.steps / 50:
+            log(f"budget: at step {done}, {seconds:.2f} s a step and {checkpoint_cost:.1f} s a checkpoint: "
+                f"{config.train.steps} -> {new.train.steps} steps")
         write(new)
         return new
 

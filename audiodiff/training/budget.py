@@ -45,11 +45,14 @@ def fitted(config: Config, steps: int) -> Config:
                           ema_decay=round(1 - 1 / horizon, 6), checkpoint_every=max(1, math.ceil(steps / CHECKPOINTS)))
 
 
-def refit(config: Config, done: int, costs: Costs, budget: float, spent: float) -> Config:
-    """`config`, `done` steps into its run, fitted again to `budget` seconds of which `spent` are gone at the step
-    time measured in training (costs.step): steps, EMA and checkpoints follow; the warm-up, under way, stays."""
-    steps = max(done + 1, done + fit_steps(budget, spent, costs))
-    return fitted(config, steps).replace("train", warmup_steps=config.train.warmup_steps)
+def refit(config: Config, done: int, costs: Costs, budget: float, spent: float, checkpoints: int = CHECKPOINTS,
+          since: int = 0) -> Config:
+    """`config`, `done` steps into its run, fitted again to `budget` seconds of which `spent` are gone at the costs
+    measured in training, with `checkpoints` checkpoints still to come, spaced evenly from step `since` (the last
+    one) to the end: steps, EMA and checkpoint_every follow; the warm-up, under way, stays."""
+    steps = max(done + 1, done + fit_steps(budget, spent, costs, checkpoints))
+    every = max(1, math.ceil((steps - since) / max(1, checkpoints)))
+    return fitted(config, steps).replace("train", warmup_steps=config.train.warmup_steps, checkpoint_every=every)
 
 
 def calibrate(config: Config, data: MelDataset, labels: Tensor | None, device: torch.device, clips: int,

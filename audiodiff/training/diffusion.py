@@ -35,6 +35,7 @@ from .kit import (
     Deadline,
     Loop,
     LossLog,
+    Pace,
     adamw,
     ema_decay_at,
     ema_update,
@@ -52,7 +53,7 @@ from .kit import (
 
 CHECKPOINT_FORMAT = 1
 OnCheckpoint = Callable[[nn.Module, int], "bool | None"]  # True: stop training after this checkpoint
-Replan = Callable[[Config, int, float], Config]  # (config, step, seconds per step) -> the config to go on with
+Replan = Callable[[Config, int, Pace], Config]  # (config, step, what the loop measured) -> the config to go on with
 
 
 @dataclass
@@ -264,7 +265,8 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     start: a fine-tune's (config.finetune.base set) start network (model.adapt.start_network, with adapters for LoRA).
     deadline: a budget's (training/budget.py): the last step is the one after which another and the last checkpoint
     would pass it. started: the command's time.perf_counter() at its start, for the checkpoints' "seconds".
-    replan(config, step, seconds per step): once, a twentieth in, the config to go on with (a budget fitted again).
+    replan(config, step, pace): a twentieth in and after each checkpoint but the last, the config to go on with (a
+    budget fitted again to the pace measured, kit.Pace).
     """
     _check_inputs(config, labels, dist, teacher, start)
     c = config.train
@@ -296,9 +298,9 @@ def train(config: Config, data: MelDataset, run_dir: Path, device: torch.device,
     def checkpoint_and_ask() -> bool:
         return _checkpoint_everywhere(state, config, run_dir, on_checkpoint, dist, log)
 
-    def refit(seconds: float) -> tuple[int, int]:
+    def refit(pace: Pace) -> tuple[int, int]:
         nonlocal config  # step, log_row and checkpoint_and_ask go on with the new one
-        config = replan(config, state.step, seconds)
+        config = replan(config, state.step, pace)
         return config.train.steps, config.train.checkpoint_every
 
     at = max(10, c.steps // 20)

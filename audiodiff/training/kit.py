@@ -209,8 +209,9 @@ class Loop:
         last row and the throughput over them (units_per_step per step per second).
     checkpoint(): write a checkpoint; True asks training to stop after it.
     stop(): asked after every step; True makes that step the last (logged and checkpointed), e.g. at a deadline.
-    replan(seconds per step): called once, replan_at steps into this command, with the step time measured over them
-    (checkpoints left out); returns the new (steps, checkpoint_every), e.g. a time budget fitted again.
+    replan(pace): called replan_at steps into this command and again after each checkpoint but the last, with what
+    the loop measured (Pace); returns the new (steps, checkpoint_every), the next checkpoint coming checkpoint_every
+    steps after the last one (pace.last), e.g. a time budget fitted again.
     """
 
     step: Callable[[], Row]
@@ -223,8 +224,18 @@ class Loop:
     where: Path | str  # named when steps keep failing
     hint: str  # what to try then
     stop: Callable[[], bool] | None = None
-    replan: Callable[[float], tuple[int, int]] | None = None
+    replan: Callable[[Pace], tuple[int, int]] | None = None
     replan_at: int = 0
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What the loop has measured when it asks for a new plan (Loop.replan)."""
+
+    step: float  # seconds per optimizer step since the last plan, checkpoints left out
+    checkpoint: float | None  # seconds per checkpoint so far in this command; None before the first
+    checkpoints: int  # checkpoints written in this command
+    last: int  # the step of the last checkpoint, or the one before this command's first step
 
 
 def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_log: Callable[[dict], None] | None = None,
@@ -235,7 +246,15 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
     bar = tqdm(total=spec.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True, desc=desc)
     rows: list[Row] = []
     t0, n0 = time.perf_counter(), state.step
-    steps, every, stepping, first = spec.steps, spec.checkpoint_every, 0.0, state.step
+    steps, every, first = spec.steps, spec.checkpoint_every, state.step
+    last_at = state.step // every * every  # checkpoints fall every `every` steps from here
+    stepping, stepped, saving, saved = 0.0, 0, 0.0, 0  # seconds and counts since the last plan; all checkpoints
+
+    def replan() -> None:
+        nonlocal steps, every, stepping, stepped
+        steps, every = spec.replan(Pace(stepping / stepped, saving / saved if saved else None, saved, last_at))
+        stepping, stepped, bar.total = 0.0, 0, steps
+
     while state.step < steps:
         t_step = time.perf_counter()
         row = spec.step()
@@ -244,10 +263,9 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
             continue
         rows.append(row)
         bar.update(1)
-        stepping += time.perf_counter() - t_step
+        stepping, stepped = stepping + time.perf_counter() - t_step, stepped + 1
         if spec.replan is not None and state.step - first == spec.replan_at:
-            steps, every = spec.replan(stepping / spec.replan_at)
-            bar.total = steps
+            replan()
         last = state.step >= steps or (spec.stop is not None and spec.stop())
         if loss_log is not None and (state.step % spec.log_every == 0 or last):
             speed = (state.step - n0) * spec.units_per_step / (time.perf_counter() - t0)
@@ -257,9 +275,13 @@ def loop(state: Any, spec: Loop, loss_log: LossLog | None, progress: bool, on_lo
                 on_log(line)
             bar.set_postfix(**postfix)
             rows, t0, n0 = [], time.perf_counter(), state.step
-        if state.step % every == 0 or last:
+        if state.step >= last_at + every or last:
+            t_save = time.perf_counter()
             if spec.checkpoint() or last:
                 break
+            saving, saved, last_at = saving + time.perf_counter() - t_save, saved + 1, state.step
+            if spec.replan is not None and state.step - first > spec.replan_at:
+                replan()
             t0 = time.perf_counter()  # keep checkpoint and preview time out of the throughput
     bar.close()
 
