@@ -41,6 +41,9 @@ def test_a_score_that_stalls_over_the_last_third_warns():
     assert list(found) == ["stalled"] and "best 150.0 before step 600" in found["stalled"]
     # one point better within the last third is enough to keep quiet
     assert warnings(scores(300, 200, 150, 151, 140, 152), 900, floor=40) == {}
+    # level at the floor or under it is as good as the held-out files can tell: no warning
+    assert warnings(scores(300, 200, 150, 151, 150.5, 152), 900, floor=151) == {}
+    assert list(warnings(scores(300, 200, 150, 151, 150.5, 152), 900, floor=150)) == ["stalled"]
 
 
 def test_clips_still_nearer_noise_past_a_fifth_warn():

@@ -50,13 +50,14 @@ class Score:
 def warnings(scores: list[Score], steps: int, floor: float) -> dict[str, str]:
     """What the newest score of a run of `steps` steps warns of, one line per kind ("stalled", "noise"): no better
     than before over the last STALL_SHARE of the run, or still nearer noise than the held-out clips past
-    NOISE_SHARE of it."""
+    NOISE_SHARE of it. A run whose recent scores reach the floor does not stall: the held-out files can tell it
+    no better (the README's main job gets there within its five minutes)."""
     if not scores:
         return {}
     now, found = scores[-1], {}
     before = [s.fd for s in scores if s.step < now.step - STALL_SHARE * steps]
     recent = [s.fd for s in scores if s.step >= now.step - STALL_SHARE * steps]
-    if before and min(recent) > min(before) * (1 - STALL_GAIN):
+    if before and min(recent) > min(before) * (1 - STALL_GAIN) and min(recent) > floor:
         found["stalled"] = (f"warning: validation FD has not improved over the last third of the run (best {min(before):.1f}"
                               f" before step {now.step - int(STALL_SHARE * steps)}, {min(recent):.1f} since; floor "
                               f"{floor:.1f}): more steps of this run will not help much; try more data, a larger "
