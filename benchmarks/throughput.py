@@ -14,8 +14,9 @@ is shared). Prints a table and the command that made it.
     python benchmarks/throughput.py --rounds 5 --steps 2
     python benchmarks/throughput.py --size tiny --precisions fp32 --trainer samples/notes/train --rounds 5 --steps 3
 
---size tiny runs the tiny preset's UNet (0.30 M) against a diffusers UNet2DModel of the same plan (16-32-32
-channels, one block per level, attention at the coarsest: 0.28 M) on the tiny preset's input, 1 x 80 x 64.
+--size tiny runs the tiny preset's UNet (0.30 M, on 2 x 2 patches: UNetConfig.patch) and the same network unpatched
+(the tiny preset before patches) against a diffusers UNet2DModel of the same plan (16-32-32 channels, one block per
+level, attention at the coarsest: 0.28 M, unpatched) on the tiny preset's input, 1 x 80 x 64.
 --trainer DATA_DIR also runs `audiodiff train DATA_DIR --preset SIZE --steps 100` in this process and reports its
 samples/s from loss.csv (steps 30 on), the same network inside the whole training loop (data, EMA, logging), as a
 fraction of the same peak.
@@ -24,6 +25,7 @@ fraction of the same peak.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import sys
 import time
@@ -167,7 +169,11 @@ def main() -> None:
     shape = (80, 64) if args.size == "tiny" else (64, 64)
     x = torch.rand(args.batch_size, 1, *shape, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     x = x.contiguous(memory_format=fmt)
-    ours = {"audiodiff-tiny": preset("tiny").unet} if args.size == "tiny" else {n: OURS[n] for n in args.ours}
+    if args.size == "tiny":
+        tiny = preset("tiny").unet
+        ours = {"audiodiff-tiny": tiny, "audiodiff-tiny-unpatched": dataclasses.replace(tiny, patch=1)}
+    else:
+        ours = {n: OURS[n] for n in args.ours}
     nets = {name: UNet(config) for name, config in ours.items()}
     nets["diffusers"] = Wrapped(diffusers_unet(args.size))
     if args.compile:
@@ -202,7 +208,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"# {where}, memory format {'channels_last' if args.channels_last else 'contiguous'}")
     print(f"# matmul peak ({args.peak_size}^3 GEMM): " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peak.items()))
-    print(f"{'network':22} {'params':>7} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
+    print(f"{'network':26} {'params':>7} {'GFLOP/sample':>12} {'prec':5} {'train samples/s':>15} {'of peak':>8} {'evals/s':>8} "
           f"{'train vs diffusers':>18} {'evals vs diffusers':>18}")
     for name in nets:
         for prec in args.precisions:
@@ -210,7 +216,8 @@ def main() -> None:
             ev = variants[(name, prec, "eval")][2]
             d_tr, d_ev = min(variants[("diffusers", prec, "train")][2]), min(variants[("diffusers", prec, "eval")][2])
             frac = tr_flops / min(tr) / peak[prec]
-            print(f"{name:22} {params[name]:6.2f}M {prec:5} {args.batch_size / min(tr):15.2f} {frac:8.1%} "
+            print(f"{name:26} {params[name]:6.2f}M {tr_flops / args.batch_size / 1e9:12.2f} {prec:5} "
+                  f"{args.batch_size / min(tr):15.2f} {frac:8.1%} "
                   f"{args.batch_size / min(ev):8.1f} {d_tr / min(tr):17.2f}x {d_ev / min(ev):17.2f}x")
     if trainer is not None and "fp32" in args.precisions:
         name = next(iter(ours))

@@ -105,3 +105,13 @@ def test_a_run_can_name_its_own_sampler_and_steps(tmp_path):
         SampleConfig(sampler="euler")
     with pytest.raises(ValueError, match="steps"):
         SampleConfig(steps=-1)
+
+
+def test_sizes_count_the_patch():
+    """The tiny preset's patches of 2 and three levels need multiples of 8, and the error says why."""
+    tiny = preset("tiny")
+    assert tiny.unet.downsample_factor == 8
+    tiny.check_sizes()  # 80 mels, 64 frames
+    with pytest.raises(ValueError, match=r"mel.n_mels = 84 is not a multiple of 8 \(the UNet folds it into patches "
+                                         r"of 2, then its 3 levels halve it 2 times\): use 80 or 88"):
+        tiny.replace("mel", n_mels=84).check_sizes()

@@ -351,9 +351,11 @@ class Config:
         for name, n in (("mel.n_mels", self.mel.n_mels), ("data.crop_frames", self.data.crop_frames)):
             if n % f:
                 lo, hi = n // f * f, n // f * f + f
-                patch = f"patches of {self.unet.patch}, then " if self.unet.patch > 1 else ""
-                raise ValueError(f"{name} = {n} is not a multiple of {f} (the UNet takes {patch}halves it "
-                                 f"{levels - 1} times in its {levels} levels): use {lo or hi}" + (f" or {hi}" if lo else ""))
+                halve = f"{levels} levels halve it {levels - 1} times"
+                why = (f"the UNet folds it into patches of {self.unet.patch}, then its {halve}" if self.unet.patch > 1
+                       else f"the UNet's {halve}")
+                raise ValueError(f"{name} = {n} is not a multiple of {f} ({why}): use {lo or hi}"
+                                 + (f" or {hi}" if lo else ""))
 
     def crop_shape(self) -> tuple[int, int, int]:
         """(channels, mel bins, frames) of one training crop: what the network sees."""
