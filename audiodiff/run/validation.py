@@ -51,7 +51,7 @@ def warnings(scores: list[Score], steps: int, floor: float) -> dict[str, str]:
     """What the newest score of a run of `steps` steps warns of, one line per kind ("stalled", "noise"): no better
     than before over the last STALL_SHARE of the run, or still nearer noise than the held-out clips past
     NOISE_SHARE of it. A run whose recent scores reach the floor does not stall: the held-out files can tell it
-    no better (the README's main job gets there within its five minutes)."""
+    no better."""
     if not scores:
         return {}
     now, found = scores[-1], {}
