@@ -131,16 +131,17 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, rounds: int, size: int
 def trainer_rate(data_dir: str, size: str, device: str) -> float:
     """Samples/s of `audiodiff train DATA_DIR --preset SIZE --precision fp32 --steps 100` in this process, the median
     of loss.csv's samples_per_s from step 30 on."""
-    import csv
     import tempfile
+    from pathlib import Path
 
     from audiodiff.cli import main as cli
+    from audiodiff.runfolder import csv_rows
 
     with tempfile.TemporaryDirectory() as tmp:
         cli(["train", data_dir, "--out", f"{tmp}/run", "--preset", size, "--precision", "fp32", "--steps", "100",
              "--no-progress", "--device", device], standalone_mode=False)
-        with open(f"{tmp}/run/loss.csv") as f:
-            rates = sorted(float(r["samples_per_s"]) for r in csv.DictReader(f) if int(r["step"]) >= 30)
+        rates = sorted(float(r["samples_per_s"]) for r in csv_rows(Path(tmp) / "run" / "loss.csv")
+                       if int(r["step"]) >= 30)
     return rates[len(rates) // 2]
 
 
