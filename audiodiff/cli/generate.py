@@ -198,7 +198,7 @@ def inpaint(run_dir: Path, in_audio: Path, start: float | None, end: float | Non
     """
     from ..audio.io import load
 
-    if loop == (start is not None or end is not None) or (not loop and (start is None or end is None)):
+    if (start is not None, end is not None) != ((False, False) if loop else (True, True)):
         raise click.UsageError("give --start and --end, or --loop (without them)")
     if loop and band:
         raise click.UsageError("--band is for a --start/--end span, not --loop")

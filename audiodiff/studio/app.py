@@ -127,7 +127,7 @@ def build(studio: Studio) -> Any:
             _watch_tab(gr, studio, names)
 
         def chosen(name: str) -> tuple:
-            found = [*labels(studio.model(name))]
+            found = list(labels(studio.model(name)))
             mixes = [EACH, DATA_MIX] if found else [EACH]
             return (describe(studio.model(name)), config_text(name), gr.update(choices=mixes + found, value=EACH),
                     gr.update(choices=[EACH, *found], value=EACH))
@@ -240,6 +240,7 @@ def _edit_tab(gr: Any, studio: Studio, model: Any, history: Any) -> Any:
     picked.change(lambda title, past: next((h["wav"] for h in past if h["title"] == title), None), [picked, history],
                   clip)
     clip.change(_friendly(show_input), [model, clip], [before, shown, clicks], api_name="show_input")
+
     def clicked(picture, count, a, b, evt):
         return _clicked_time(picture, count, a, b, evt.index[0])
 
